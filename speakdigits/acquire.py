@@ -1,0 +1,185 @@
+"""The ``download`` stage: make the raw data set from the chosen source.
+
+Three kinds of source: eSpeak NG voices (``synthetic``, offline), a known
+remote archive (``audiomnist``, ``fsdd``; downloaded once into a cache and
+resumed if interrupted), or a local folder or archive read where it is.
+Whatever the source, the result is the format of :mod:`speakdigits.raw`.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import multiprocessing
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from tqdm import tqdm
+
+from speakdigits import audio, espeak, synthetic
+from speakdigits.errors import PipelineError
+from speakdigits.raw import write_raw
+from speakdigits.sources import download, read_archive
+
+# Metadata files recognised inside a source, by base name.
+METADATA_NAMES = ("audioMNIST_meta.txt", "speakers.json", "meta.json", "metadata.py")
+
+@dataclass(frozen=True)
+class RemoteSource:
+    """A data set downloaded as one archive."""
+
+    url: str
+    filename: str
+    sha256: str | None
+    size_hint: str
+
+
+# GitHub builds these archives on request: pinned to a commit or tag, but not
+# guaranteed byte-stable, so no digest is pinned here. The digest of what was
+# fetched is recorded in source.json; put it in data.sha256 to pin it.
+REMOTE_SOURCES = {
+    "audiomnist": RemoteSource(
+        url="https://github.com/soerenab/AudioMNIST/archive/6c5eb77d8e9242d6ce31af807f0409d36a246f51.zip",
+        filename="AudioMNIST-6c5eb77d8e9242d6ce31af807f0409d36a246f51.zip",
+        sha256=None,
+        size_hint="about 1 GB",
+    ),
+    "fsdd": RemoteSource(
+        url="https://github.com/Jakobovski/free-spoken-digit-dataset/archive/refs/tags/v1.0.10.tar.gz",
+        filename="free-spoken-digit-dataset-1.0.10.tar.gz",
+        sha256=None,
+        size_hint="about 10 MB",
+    ),
+}
+
+
+def _speak_task(task: tuple) -> tuple[str, bytes]:
+    speaker, digit, take, seed, noise_db = task
+    samples = synthetic.speak_take(speaker, digit, take, seed=seed, noise_db=noise_db)
+    name = f"{speaker.speaker_id}/{digit}_{speaker.speaker_id}_{take}.wav"
+    return name, audio.wav_bytes(samples, espeak.sample_rate())
+
+
+def synthesize(out_dir: Path, *, speakers: int, takes: int, noise_db: float, seed: int, jobs: int | None = None) -> int:
+    """Speak a synthetic AudioMNIST into ``out_dir`` (see :mod:`speakdigits.synthetic`).
+
+    Clips are spoken in parallel on ``jobs`` processes (every core by default)
+    and written in a fixed order, so the archive is byte-identical for the same
+    parameters.
+
+    Returns
+    -------
+    int
+        Number of clips.
+    """
+    voices = synthetic.make_speakers(speakers, seed)
+    tasks = [(spk, digit, take, seed, noise_db) for spk in voices for digit in range(10) for take in range(takes)]
+    jobs = jobs or os.cpu_count() or 1
+    espeak.sample_rate()  # initialise once here; workers inherit the fresh state
+    with multiprocessing.get_context("fork").Pool(jobs) as pool:
+        clips = tqdm(pool.imap(_speak_task, tasks, chunksize=16), total=len(tasks), desc="speaking", unit="clip")
+        count = write_raw(
+            out_dir, clips,
+            speakers={spk.speaker_id: synthetic.speaker_metadata(spk) for spk in voices},
+            source={"source": "synthetic", "speakers": speakers, "takes": takes, "seed": seed,
+                    "sample_rate": espeak.sample_rate()},
+        )
+    return count
+
+
+# ------------------------------------------------------- archives and folders
+
+
+def _parse_metadata(name: str, data: bytes) -> dict:
+    """Speaker metadata from AudioMNIST's JSON or the FSDD's ``metadata.py``."""
+    text = data.decode("utf-8", errors="replace")
+    if name.endswith(".py"):
+        # The FSDD ships a Python literal ``metadata = {...}``: read it as data, never run it.
+        start = text.find("{")
+        try:
+            value = ast.literal_eval(text[start:]) if start >= 0 else None
+        except (ValueError, SyntaxError):
+            value = None
+    else:
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = None
+    return value if isinstance(value, dict) else {}
+
+
+def _keep(path: str) -> bool:
+    base = path.rsplit("/", 1)[-1]
+    return base.lower().endswith(".wav") or base in METADATA_NAMES
+
+
+def collect(out_dir: Path, source: Path, *, origin: dict) -> int:
+    """Pack the wav files of a folder or archive into a raw data set.
+
+    Every ``.wav`` in any sub-folder is kept under its relative path (the
+    ``extract`` stage reports names it cannot parse); the first recognised
+    metadata file (see ``METADATA_NAMES``) becomes ``speakers.json``.
+
+    Returns
+    -------
+    int
+        Number of clips.
+    """
+    # Filled while the clips stream past; write_raw writes them after the last clip.
+    speakers: dict = {}
+    info = dict(origin, metadata_file=None)
+
+    def clips() -> Iterator[tuple[str, bytes]]:
+        for name, data in tqdm(read_archive(source, _keep), desc="packing", unit="file"):
+            if name.lower().endswith(".wav"):
+                yield name, data
+            elif info["metadata_file"] is None:
+                speakers.update(_parse_metadata(name, data))
+                info["metadata_file"] = name
+
+    return write_raw(out_dir, clips(), speakers, info)
+
+
+def fetch_remote(name: str, cache_dir: Path, *, sha256: str | None) -> tuple[Path, str, RemoteSource]:
+    """Download a known remote data set into ``cache_dir`` (resuming a partial one)."""
+    remote = REMOTE_SOURCES[name]
+    dest = Path(cache_dir) / remote.filename
+    digest = download(remote.url, dest, sha256=sha256 or remote.sha256)
+    return dest, digest, remote
+
+
+def build_raw(out_dir: Path, *, data: dict, seed: int, cache_dir: Path) -> int:
+    """The ``download`` stage: make ``out_dir`` from the ``data`` params.
+
+    Parameters
+    ----------
+    out_dir : Path
+        The raw data set to write.
+    data : dict
+        The ``data`` section of params.yaml.
+    seed : int
+        The global seed (used by the synthetic source).
+    cache_dir : Path
+        Where downloaded archives are kept (and partial downloads resumed).
+
+    Returns
+    -------
+    int
+        Number of clips.
+    """
+    source = data["source"]
+    if source == "synthetic":
+        cfg = data["synthetic"]
+        return synthesize(out_dir, speakers=cfg["speakers"], takes=cfg["takes"], noise_db=cfg["noise_db"], seed=seed)
+    if source in REMOTE_SOURCES:
+        archive, digest, remote = fetch_remote(source, cache_dir, sha256=data["sha256"])
+        return collect(out_dir, archive, origin={"source": source, "url": remote.url, "sha256": digest})
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise PipelineError(
+            f"data.source = {source!r}: no such file or folder; expected 'synthetic', 'audiomnist', 'fsdd' "
+            "or a local folder, .zip or .tar.gz of {digit}_{speaker}_{take}.wav files"
+        )
+    return collect(out_dir, path, origin={"source": str(path.resolve())})

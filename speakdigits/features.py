@@ -1,0 +1,220 @@
+"""The ``extract`` stage: every raw clip to a log-mel image, with its labels.
+
+Clips are read one by one from the raw archive by worker processes (one per
+core) and written straight into a memory-mapped ``.npy`` file, so memory stays
+flat however many clips there are. Unusable clips are skipped and listed, with
+the reason, in ``report.json``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import multiprocessing
+import os
+import re
+import zipfile
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from speakdigits import audio, raw
+from speakdigits.errors import PipelineError
+from speakdigits.files import atomic_dir
+from speakdigits.raw import parse_clip_name
+
+MELS_NPY = "mels.npy"
+CLIPS_CSV = "clips.csv"
+REPORT_JSON = "report.json"
+CLIP_COLUMNS = ("file", "digit", "speaker", "take", "gender", "age")
+
+# Ages outside this range are recording mistakes, not speakers.
+PLAUSIBLE_AGES = (3, 110)
+_GENDERS = {"female": "female", "f": "female", "woman": "female", "male": "male", "m": "male", "man": "male"}
+
+
+def clean_speaker_metadata(metadata: dict, speakers: list[str]) -> tuple[dict[str, dict], list[str]]:
+    """Read messy per-speaker metadata tolerantly.
+
+    Parameters
+    ----------
+    metadata : dict
+        ``{speaker: {"gender": ..., "age": ..., ...}}`` as found in the source:
+        ages may be numbers or strings, some may be impossible, some speakers
+        may be missing, keys may be ``'1'`` where clips say ``'01'``.
+    speakers : list of str
+        The speaker ids found in the clip names.
+
+    Returns
+    -------
+    clean : dict
+        ``{speaker: {"gender": 'female' | 'male' | 'unknown', "age": int or None}}``
+        for every speaker in ``speakers``.
+    notes : list of str
+        One line per thing that was ignored or missing.
+    """
+    by_key = {str(key).strip().lower(): value for key, value in metadata.items()}
+    clean, notes, missing = {}, [], []
+    for speaker in speakers:
+        entry = by_key.get(speaker.lower())
+        if entry is None and speaker.isdigit():
+            entry = next((v for k, v in by_key.items() if k.isdigit() and int(k) == int(speaker)), None)
+        if not isinstance(entry, dict):
+            missing.append(speaker)
+            clean[speaker] = {"gender": "unknown", "age": None}
+            continue
+        gender_value = entry.get("gender")
+        gender = _GENDERS.get(str(gender_value).strip().lower(), "unknown") if gender_value is not None else "unknown"
+        if gender == "unknown" and gender_value is not None:
+            notes.append(f"speaker {speaker}: gender {gender_value!r} not understood, taken as unknown")
+        age_value = entry.get("age")
+        age = None
+        if age_value is not None:
+            match = re.fullmatch(r"\s*(\d+)(?:\.0*)?\s*(?:years?)?\s*", str(age_value))
+            if match is None:
+                notes.append(f"speaker {speaker}: age {age_value!r} is not a number, ignored")
+            elif not PLAUSIBLE_AGES[0] <= int(match.group(1)) <= PLAUSIBLE_AGES[1]:
+                notes.append(f"speaker {speaker}: impossible age {age_value!r}, ignored")
+            else:
+                age = int(match.group(1))
+        clean[speaker] = {"gender": gender, "age": age}
+    if missing:
+        notes.append(f"no metadata for {len(missing)} speaker(s): {', '.join(missing)}")
+    return clean, notes
+
+
+# Worker state: each worker process opens the raw archive once.
+_worker: dict = {}
+
+
+def _init_worker(zip_path: str, mel: dict) -> None:
+    _worker["zip"] = zipfile.ZipFile(zip_path)
+    _worker["mel"] = mel
+
+
+def _extract_one(name: str) -> tuple[str, np.ndarray | None, str | None]:
+    try:
+        return name, audio.clip_to_mel(_worker["zip"].read(name), _worker["mel"]), None
+    except audio.BadClip as err:
+        return name, None, str(err)
+
+
+def extract(raw_dir: Path, out_dir: Path, mel: dict, *, jobs: int | None = None) -> dict:
+    """Turn the raw data set in ``raw_dir`` into features in ``out_dir``.
+
+    Writes ``mels.npy`` (float32, clips x n_mels x frames, in dB), ``clips.csv``
+    (file, digit, speaker, take, gender, age per row of ``mels.npy``) and
+    ``report.json`` (skipped files with reasons, metadata notes, counts).
+
+    Parameters
+    ----------
+    raw_dir : Path
+        Output of the download stage.
+    out_dir : Path
+        Directory to write, replaced atomically.
+    mel : dict
+        The ``mel`` section of params.yaml.
+    jobs : int, optional
+        Worker processes; every core by default.
+
+    Returns
+    -------
+    dict
+        The report.
+
+    Raises
+    ------
+    PipelineError
+        When no usable clip remains.
+    """
+    names = raw.clip_names(raw_dir)
+    skipped: list[dict] = []
+    labelled = []
+    for name in names:
+        parsed = parse_clip_name(name)
+        if parsed is None:
+            skipped.append({"file": name, "reason": "name is not {digit}_{speaker}_{take}.wav"})
+        else:
+            labelled.append((name, *parsed))
+    speakers = sorted({speaker for _, _, speaker, _ in labelled})
+    metadata, notes = clean_speaker_metadata(raw.read_speakers(raw_dir), speakers)
+    labels = {name: (digit, speaker, take) for name, digit, speaker, take in labelled}
+
+    jobs = jobs or os.cpu_count() or 1
+    # Compile librosa's numba kernels once here, so the forked workers inherit them
+    # instead of each spending seconds compiling its own.
+    audio.clip_to_mel(audio.wav_bytes(np.sin(np.arange(8000, dtype=np.float32) / 5.0), mel["sample_rate"]), mel)
+    with atomic_dir(out_dir) as tmp:
+        capacity = max(1, len(labelled))
+        buffer = np.lib.format.open_memmap(tmp / "partial.npy", mode="w+", dtype=np.float32,
+                                           shape=(capacity, mel["n_mels"], mel["frames"]))
+        rows = []
+        ctx = multiprocessing.get_context("fork")
+        with ctx.Pool(jobs, initializer=_init_worker, initargs=(str(Path(raw_dir) / raw.AUDIO_ZIP), mel)) as pool:
+            results = pool.imap(_extract_one, [name for name, *_ in labelled], chunksize=8)
+            for name, image, reason in tqdm(results, total=len(labelled), desc="extracting", unit="clip"):
+                if image is None:
+                    skipped.append({"file": name, "reason": reason})
+                    continue
+                buffer[len(rows)] = image
+                digit, speaker, take = labels[name]
+                rows.append((name, digit, speaker, take, metadata[speaker]["gender"], metadata[speaker]["age"]))
+        if not rows:
+            raise PipelineError(
+                f"{raw_dir}: none of the {len(names)} clips is usable (see the reasons: "
+                f"{'; '.join(sorted({s['reason'] for s in skipped}))[:300]})"
+            )
+        buffer.flush()
+        _compact(buffer, len(rows), tmp / MELS_NPY)
+        del buffer
+        os.remove(tmp / "partial.npy")
+        with open(tmp / CLIPS_CSV, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(CLIP_COLUMNS)
+            writer.writerows([(*row[:5], "" if row[5] is None else row[5]) for row in rows])
+        report = {
+            "clips_found": len(names),
+            "clips_used": len(rows),
+            "speakers": len({row[2] for row in rows}),
+            "skipped": sorted(skipped, key=lambda s: s["file"]),
+            "metadata_notes": notes,
+            "shape": [mel["n_mels"], mel["frames"]],
+        }
+        (tmp / REPORT_JSON).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return report
+
+
+def _compact(buffer: np.ndarray, count: int, path: Path, chunk: int = 2048) -> None:
+    """Copy the first ``count`` rows of ``buffer`` into a new ``.npy`` file, chunk by chunk."""
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=buffer.dtype, shape=(count, *buffer.shape[1:]))
+    for start in range(0, count, chunk):
+        out[start:start + chunk] = buffer[start:min(count, start + chunk)]
+    out.flush()
+    del out
+
+
+def read_features(features_dir: Path) -> tuple[np.ndarray, list[dict]]:
+    """Open the extract stage's output.
+
+    Returns
+    -------
+    mels : numpy.ndarray
+        Memory-mapped float32 array, clips x n_mels x frames.
+    clips : list of dict
+        One row of ``clips.csv`` per clip (digit and take as int, age as int
+        or None).
+    """
+    features_dir = Path(features_dir)
+    try:
+        mels = np.load(features_dir / MELS_NPY, mmap_mode="r", allow_pickle=False)
+        with open(features_dir / CLIPS_CSV, newline="", encoding="utf-8") as handle:
+            clips = list(csv.DictReader(handle))
+    except FileNotFoundError as err:
+        raise PipelineError(f"{err.filename}: not found; run the extract stage first") from None
+    for clip in clips:
+        clip["digit"], clip["take"] = int(clip["digit"]), int(clip["take"])
+        clip["age"] = int(clip["age"]) if clip["age"] else None
+    if len(clips) != len(mels):
+        raise PipelineError(f"{features_dir}: {len(mels)} mel images but {len(clips)} rows in {CLIPS_CSV}")
+    return mels, clips

@@ -1,0 +1,129 @@
+"""The raw data set: every clip in one zip archive, plus speaker metadata.
+
+DVC hashes each file of a directory output, which is slow for AudioMNIST's
+30,000 small wavs; so the ``download`` stage packs the clips into a single
+uncompressed zip (``audio.zip``) that later stages read member by member.
+Beside it, ``speakers.json`` holds the source's per-speaker metadata as found
+(AudioMNIST's format: ``{speaker: {"gender": ..., "age": ..., ...}}``), and
+``source.json`` says where the data came from.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import zipfile
+from pathlib import Path, PurePosixPath
+from typing import Iterable, Iterator
+
+from speakdigits.errors import PipelineError
+from speakdigits.files import atomic_dir
+
+AUDIO_ZIP = "audio.zip"
+SPEAKERS_JSON = "speakers.json"
+SOURCE_JSON = "source.json"
+
+#: Basename of one clip: ``{digit}_{speaker}_{take}.wav``.  The speaker is an
+#: ASCII word because AudioMNIST numbers its speakers (``'01'``) while the
+#: Free Spoken Digit Dataset names them (``'george'``).  Explicit ASCII
+#: classes rather than ``\d``/``\w``, which would also accept e.g. Arabic-Indic
+#: digits that ``int()`` silently converts.
+CLIP_NAME = re.compile(
+    r"\A(?P<digit>[0-9])_(?P<speaker>[A-Za-z0-9]+)_(?P<take>[0-9]+)\.wav\Z"
+)
+
+# A fixed timestamp keeps the archive byte-identical from run to run.
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+
+
+def _zip_member(archive: zipfile.ZipFile, name: str, data: bytes) -> None:
+    info = zipfile.ZipInfo(name, date_time=_ZIP_DATE)
+    info.external_attr = 0o644 << 16
+    archive.writestr(info, data, compress_type=zipfile.ZIP_STORED)
+
+
+def write_raw(out_dir: Path, clips: Iterable[tuple[str, bytes]], speakers: dict, source: dict) -> int:
+    """Write a raw data set atomically.
+
+    Parameters
+    ----------
+    out_dir : Path
+        Target directory, replaced only when everything was written.
+    clips : iterable of (str, bytes)
+        Member path and wav bytes of each clip, in a fixed order.
+    speakers : dict
+        Per-speaker metadata as found in the source.
+    source : dict
+        Where the data came from (written to ``source.json``).
+
+    Returns
+    -------
+    int
+        Number of clips written.
+
+    Raises
+    ------
+    PipelineError
+        When there is no clip at all.
+    """
+    count = 0
+    with atomic_dir(out_dir) as tmp:
+        with zipfile.ZipFile(tmp / AUDIO_ZIP, "w", allowZip64=True) as archive:
+            for name, data in clips:
+                _zip_member(archive, name, data)
+                count += 1
+        if count == 0:
+            raise PipelineError(f"data source {source.get('source')!r}: no .wav files found")
+        (tmp / SPEAKERS_JSON).write_text(json.dumps(speakers, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        (tmp / SOURCE_JSON).write_text(json.dumps(dict(source, clips=count), indent=2, sort_keys=True) + "\n",
+                                       encoding="utf-8")
+    return count
+
+
+def iter_clips(raw_dir: Path) -> Iterator[tuple[str, bytes]]:
+    """Yield ``(member path, wav bytes)`` of every clip in a raw data set, in archive order."""
+    with zipfile.ZipFile(Path(raw_dir) / AUDIO_ZIP) as archive:
+        for name in archive.namelist():
+            yield name, archive.read(name)
+
+
+def clip_names(raw_dir: Path) -> list[str]:
+    """Member paths of every clip in a raw data set, in archive order."""
+    path = Path(raw_dir) / AUDIO_ZIP
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.namelist()
+    except (FileNotFoundError, zipfile.BadZipFile) as err:
+        raise PipelineError(f"{path}: cannot read the raw clips ({err}); run the download stage first") from None
+
+
+def read_speakers(raw_dir: Path) -> dict:
+    """The per-speaker metadata of a raw data set, as found in the source."""
+    path = Path(raw_dir) / SPEAKERS_JSON
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except json.JSONDecodeError as err:
+        raise PipelineError(f"{path}: not valid JSON ({err})") from None
+
+
+def parse_clip_name(path: str) -> tuple[int, str, int] | None:
+    """Decode ``{digit}_{speaker}_{take}.wav`` from the basename of ``path``.
+
+    Parameters
+    ----------
+    path : str
+        A POSIX path or bare file name, e.g. ``'data/01/3_01_7.wav'``.
+
+    Returns
+    -------
+    tuple of (int, str, int) or None
+        ``(digit, speaker, take)``, e.g. ``(3, '01', 7)``; the speaker stays
+        a string so ``'01'`` and ``'george'`` keep their spelling.  None when
+        the basename is not a clip name.
+    """
+    match = CLIP_NAME.fullmatch(PurePosixPath(path).name)
+    if match is None:
+        return None
+    return int(match["digit"]), match["speaker"], int(match["take"])

@@ -1,0 +1,495 @@
+"""Fetch and read the raw spoken-digit recordings.
+
+Two public datasets are supported, both as archives of ``.wav`` clips whose
+basename is ``{digit}_{speaker}_{take}.wav``:
+
+* AudioMNIST (``data/01/3_01_7.wav``; speakers ``01`` .. ``60``),
+* the Free Spoken Digit Dataset (``recordings/3_george_7.wav``).
+
+:func:`download` fetches an archive over HTTP(S) with resume and checksum,
+:func:`read_archive` yields the clips of a folder, ``.zip`` or tar archive
+without unpacking anything to disk, and :func:`parse_clip_name` decodes the
+clip basename.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import re
+import stat
+import sys
+import tarfile
+import time
+import urllib.error
+import urllib.request
+import zipfile
+import zlib
+from collections.abc import Callable, Iterator
+from pathlib import Path, PurePosixPath, PureWindowsPath
+
+from tqdm import tqdm
+
+from speakdigits.errors import PipelineError
+
+__all__ = ["download", "read_archive"]
+
+_ARCHIVE_KINDS = "a folder, .zip, .tar, .tar.gz or .tgz"
+
+_OFFLINE_HINT = (
+    "Set data.source to 'synthetic' (the default) or to a local folder, "
+    ".zip or .tar.gz of {digit}_{speaker}_{take}.wav files."
+)
+
+_CHUNK = 1 << 16
+
+# Everything that can go wrong on the wire once a request is under way:
+# URLError wraps connect failures, http.client raises its own exceptions
+# (RemoteDisconnected, IncompleteRead) and sockets raise OSError/TimeoutError.
+_NETWORK_ERRORS = (urllib.error.URLError, http.client.HTTPException, OSError)
+
+
+class _Truncated(Exception):
+    """The body ended before the size the server announced."""
+
+
+def download(
+    url: str,
+    dest: Path,
+    *,
+    sha256: str | None = None,
+    timeout: float = 20.0,
+    retries: int = 5,
+    progress: bool = True,
+) -> str:
+    """Download ``url`` to ``dest`` atomically, resuming broken transfers.
+
+    Bytes are streamed into ``dest`` + ``".part"``; that file is renamed onto
+    ``dest`` only once it is complete and, if ``sha256`` is given, verified.
+    So ``dest`` either does not exist or holds the whole file, and a ``.part``
+    left by an interrupted run is resumed by the next call.
+
+    Parameters
+    ----------
+    url : str
+        HTTP(S) address of the file.
+    dest : pathlib.Path
+        Where the file ends up.  Its folder is created if needed.
+    sha256 : str or None, optional
+        Expected hex SHA-256 of the complete file (case-insensitive).  None
+        skips verification.
+    timeout : float, optional
+        Seconds to wait for the connection and for each read.
+    retries : int, optional
+        How many times a transfer that broke off mid-file is resumed (with an
+        HTTP ``Range`` request) before giving up.
+    progress : bool, optional
+        Show a tqdm progress bar on stderr.
+
+    Returns
+    -------
+    str
+        Hex SHA-256 of the complete file at ``dest``.
+
+    Raises
+    ------
+    PipelineError
+        The first connection fails (offline, DNS, refused, timeout), the
+        server answers with an HTTP error, the transfer keeps breaking off
+        after ``retries`` resumptions, or the checksum does not match (the
+        partial download is then deleted).
+
+    Notes
+    -----
+    If ``dest`` already exists and matches ``sha256`` (or ``sha256`` is None)
+    it is returned without touching the network; it is hashed though, to
+    return the digest.  A ``dest`` that does not match is downloaded again and
+    replaced only once the new copy verifies.
+    """
+    dest = Path(dest)
+    want = sha256.strip().lower() if sha256 is not None else None
+    if dest.is_file():
+        have = _file_sha256(dest)
+        if want is None or have == want:
+            return have
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+
+    connected = False  # a server answered at least once during this call
+    failures = 0
+    while True:
+        offset = part.stat().st_size if part.exists() else 0
+        try:
+            response = _open(url, offset, timeout)
+        except urllib.error.HTTPError as exc:
+            exc.close()
+            if exc.code == 416 and offset:
+                # The .part is at or past the end of the remote file (a stale
+                # leftover, or the file changed): begin again from scratch.
+                part.unlink()
+                failures += 1
+                if failures > retries:
+                    raise PipelineError(
+                        f"cannot download {url}: the server keeps refusing "
+                        f"the byte range (HTTP 416)"
+                    ) from None
+                continue
+            raise PipelineError(
+                f"cannot download {url}: HTTP {exc.code} {_one_line(exc.reason)}. "
+                f"{_OFFLINE_HINT}"
+            ) from None
+        except ValueError as exc:  # urllib's reaction to a malformed URL
+            raise PipelineError(
+                f"cannot download {url}: not a valid URL ({_one_line(exc)})"
+            ) from None
+        except _NETWORK_ERRORS as exc:
+            if not connected:
+                # Fail fast on the first contact: retrying a DNS failure or a
+                # refused connection only delays the offline hint.
+                raise PipelineError(
+                    f"cannot download {url}: {_reason(exc)}. Working offline? "
+                    f"{_OFFLINE_HINT}"
+                ) from None
+            failures += 1
+            if failures > retries:
+                raise _gave_up(url, exc, failures, part) from None
+            time.sleep(0.2 * failures)
+            continue
+
+        connected = True
+        try:
+            with response:
+                _receive(response, part, offset, dest.name, progress)
+        except (_Truncated, *_NETWORK_ERRORS) as exc:
+            failures += 1
+            if failures > retries:
+                raise _gave_up(url, exc, failures, part) from None
+            time.sleep(0.2 * failures)
+            continue
+        break
+
+    have = _file_sha256(part)
+    if want is not None and have != want:
+        # A mismatch means a corrupt transfer or a changed upstream file;
+        # keeping the bytes would only make the next run resume garbage.
+        part.unlink()
+        raise PipelineError(
+            f"download {url}: sha256 mismatch, expected {want} but got {have}; "
+            f"the downloaded file was deleted"
+        )
+    os.replace(part, dest)
+    return have
+
+
+def _open(url: str, offset: int, timeout: float) -> http.client.HTTPResponse:
+    """Send the GET request, asking for bytes from ``offset`` on if nonzero."""
+    # identity encoding: byte ranges and Content-Length must refer to the raw
+    # file, not to a compressed transfer of it.
+    headers = {"User-Agent": "speakdigits", "Accept-Encoding": "identity"}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+    request = urllib.request.Request(url, headers=headers)
+    return urllib.request.urlopen(request, timeout=timeout)
+
+
+def _receive(
+    response: http.client.HTTPResponse,
+    part: Path,
+    offset: int,
+    label: str,
+    progress: bool,
+) -> None:
+    """Append (206) or write afresh (200) the response body to ``part``.
+
+    Raises ``_Truncated`` when the body is shorter than announced: urllib
+    returns an empty read at a premature EOF instead of raising.
+    """
+    total = None
+    if offset and response.status == 206:
+        start, total = _content_range(response)
+        if start != offset:
+            # Not the bytes we asked for; appending them would corrupt the
+            # file, so drop the partial copy and let the retry start over.
+            part.unlink()
+            raise _Truncated(
+                f"server sent bytes from {start} instead of {offset}"
+            )
+    else:
+        # A 200 answer to a Range request is the whole file: start over.
+        offset = 0
+        length = response.headers.get("Content-Length")
+        if length is not None and length.strip().isdigit():
+            total = int(length)
+        if response.status == 206:  # unasked-for range; trust its total
+            total = _content_range(response)[1]
+
+    with (
+        open(part, "ab" if offset else "wb") as out,
+        tqdm(
+            total=total,
+            initial=offset,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            desc=label,
+            file=sys.stderr,
+            disable=not progress,
+        ) as bar,
+    ):
+        size = offset
+        while chunk := response.read(_CHUNK):
+            out.write(chunk)
+            size += len(chunk)
+            bar.update(len(chunk))
+    if total is not None and size < total:
+        raise _Truncated(f"connection closed after {size} of {total} bytes")
+
+
+def _content_range(response: http.client.HTTPResponse) -> tuple[int, int]:
+    """Return (first byte, size the file reaches at the range end) of a 206."""
+    value = response.headers.get("Content-Range", "")
+    match = re.fullmatch(r"\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*", value)
+    if match is None:
+        raise _Truncated(f"unusable Content-Range header {value!r}")
+    start, end, total = match.groups()
+    # With an unknown total ('*') the range end still tells us where the
+    # body stops, which is all the completeness check needs.
+    return int(start), int(total) if total != "*" else int(end) + 1
+
+
+def _gave_up(url: str, exc: BaseException, attempts: int, part: Path) -> PipelineError:
+    kept = ""
+    if part.exists():
+        kept = f"; the partial file {part} is kept, so running again resumes"
+    return PipelineError(
+        f"cannot download {url}: {_reason(exc)} (gave up after {attempts} "
+        f"attempts){kept}"
+    )
+
+
+def _reason(exc: BaseException) -> str:
+    """The human part of a network exception, on one line."""
+    # URLError wraps the socket error; its .reason is the readable part.
+    if isinstance(exc, urllib.error.URLError) and exc.reason is not None:
+        exc = exc.reason
+    text = str(exc) or type(exc).__name__
+    return _one_line(text)
+
+
+def _one_line(text: object) -> str:
+    """Collapse whitespace so an error message stays on one line."""
+    return " ".join(str(text).split())
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_archive(
+    source: Path, keep: Callable[[str], bool]
+) -> Iterator[tuple[str, bytes]]:
+    """Yield the files of a folder or archive whose path ``keep`` accepts.
+
+    Nothing is extracted to disk: members are read into memory one at a
+    time.  Every entry name is checked before anything is yielded, and an
+    archive with an absolute path or a ``..`` component anywhere, or with a
+    symlink, hard link or device among the kept names, is refused as a whole:
+    such entries are how archives write outside their target folder.
+
+    Parameters
+    ----------
+    source : pathlib.Path
+        A folder, or a ``.zip``, ``.tar``, ``.tar.gz`` or ``.tgz`` file (the
+        kind is decided by the suffix).
+    keep : callable
+        Called with each regular file's relative POSIX path (as stored in the
+        archive, or relative to the folder); True keeps the file.  E.g.
+        ``lambda p: speakdigits.raw.parse_clip_name(p) is not None``.
+
+    Yields
+    ------
+    tuple of (str, bytes)
+        Member path and its contents, sorted by member path.  If a name is
+        stored twice in an archive, the last copy wins, as when unpacking.
+
+    Raises
+    ------
+    PipelineError
+        On the first ``next()`` (this is a generator): the source is missing
+        or of an unknown kind, the archive is corrupt, or it holds an unsafe
+        entry.
+
+    Notes
+    -----
+    For tar files the member list is read first, which for a ``.tar.gz``
+    means decompressing it twice; members are then read in archive order,
+    holding only those that arrive ahead of their sorted turn in memory.
+    """
+    source = Path(source)
+    name = source.name.lower()
+    if source.is_dir():
+        yield from _read_folder(source, keep)
+    elif not source.exists():
+        raise PipelineError(
+            f"data source {source}: no such file or folder; expected {_ARCHIVE_KINDS}"
+        )
+    elif name.endswith(".zip"):
+        yield from _read_zip(source, keep)
+    elif name.endswith((".tar", ".tar.gz", ".tgz")):
+        yield from _read_tar(source, keep)
+    else:
+        raise PipelineError(
+            f"data source {source}: unknown kind of file; expected {_ARCHIVE_KINDS}"
+        )
+
+
+def _is_unsafe_name(name: str) -> bool:
+    """True for absolute names and names with a '..' component.
+
+    Backslashes count as separators too: Windows tools write them into zip
+    names, and an extractor on Windows would honour them.
+    """
+    if name.startswith(("/", "\\")) or PureWindowsPath(name).drive:
+        return True
+    return ".." in re.split(r"[\\/]", name)
+
+
+def _unsafe(source: Path, name: str) -> PipelineError:
+    return PipelineError(
+        f"archive {source}: unsafe entry '{_printable(name)}' "
+        f"(absolute path, '..' or link); refusing to unpack it"
+    )
+
+
+def _corrupt(source: Path, exc: BaseException) -> PipelineError:
+    return PipelineError(
+        f"archive {source}: cannot read it ({_one_line(exc) or type(exc).__name__}); "
+        "expected an intact .zip, .tar, .tar.gz or .tgz file"
+    )
+
+
+def _printable(name: str) -> str:
+    """Escape control characters so a hostile name cannot break the message."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)
+
+
+# Errors the zip/tar/gzip modules raise on damaged or unsupported input;
+# RuntimeError covers encrypted zip members, NotImplementedError unknown
+# compression methods.
+_ARCHIVE_ERRORS = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    tarfile.TarError,
+    EOFError,
+    zlib.error,
+    OSError,
+    RuntimeError,
+    NotImplementedError,
+)
+
+
+def _read_zip(source: Path, keep: Callable[[str], bool]) -> Iterator[tuple[str, bytes]]:
+    try:
+        archive = zipfile.ZipFile(source)
+    except _ARCHIVE_ERRORS as exc:
+        raise _corrupt(source, exc) from None
+    with archive:
+        kept: dict[str, zipfile.ZipInfo] = {}
+        for info in archive.infolist():
+            if _is_unsafe_name(info.filename):
+                raise _unsafe(source, info.filename)
+            if info.is_dir() or not keep(info.filename):
+                continue
+            # Only Unix-made zips carry a file mode, and often just the
+            # permission bits (Python writes 0o600), so only an explicit
+            # non-regular type counts.  A symlink is stored as a small file
+            # holding the target, which an unzipper would recreate as a link.
+            kind = stat.S_IFMT(info.external_attr >> 16)
+            if info.create_system == 3 and kind not in (0, stat.S_IFREG):
+                raise _unsafe(source, info.filename)
+            kept[info.filename] = info  # later duplicates win, as in unzip
+        for member in sorted(kept):
+            try:
+                data = archive.read(kept[member])
+            except _ARCHIVE_ERRORS as exc:
+                raise _corrupt(source, exc) from None
+            yield member, data
+
+
+def _read_tar(source: Path, keep: Callable[[str], bool]) -> Iterator[tuple[str, bytes]]:
+    try:
+        archive = tarfile.open(source, "r:*")
+    except _ARCHIVE_ERRORS as exc:
+        raise _corrupt(source, exc) from None
+    try:
+        members = archive.getmembers()
+    except _ARCHIVE_ERRORS as exc:
+        archive.close()
+        raise _corrupt(source, exc) from None
+    with archive:
+        kept: dict[str, tarfile.TarInfo] = {}
+        for info in members:
+            if _is_unsafe_name(info.name):
+                raise _unsafe(source, info.name)
+            if info.isdir():
+                continue
+            if not keep(info.name):
+                continue
+            if not info.isreg():
+                raise _unsafe(source, info.name)
+            kept[info.name] = info  # later duplicates win, as in tar -x
+        # Read in archive order (seeking backwards in a .tar.gz restarts the
+        # decompression) and release each member once its sorted turn comes.
+        order = sorted(kept)
+        turn = 0
+        early: dict[str, bytes] = {}
+        for info in sorted(kept.values(), key=lambda i: i.offset_data):
+            try:
+                handle = archive.extractfile(info)
+                data = handle.read() if handle is not None else b""
+            except _ARCHIVE_ERRORS as exc:
+                raise _corrupt(source, exc) from None
+            early[info.name] = data
+            while turn < len(order) and order[turn] in early:
+                yield order[turn], early.pop(order[turn])
+                turn += 1
+
+
+def _read_folder(root: Path, keep: Callable[[str], bool]) -> Iterator[tuple[str, bytes]]:
+    files: list[tuple[str, Path]] = []
+    pending = [root]
+    while pending:
+        folder = pending.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError as exc:
+            raise PipelineError(
+                f"data source {root}: cannot list {folder} ({_one_line(exc)})"
+            ) from None
+        for entry in entries:
+            path = Path(entry.path)
+            rel = path.relative_to(root).as_posix()
+            # Symlinked folders are not descended into (they may point
+            # anywhere); a symlink or special file that would be kept is
+            # refused, matching the archive rules.
+            if entry.is_dir(follow_symlinks=False):
+                pending.append(path)
+            elif not keep(rel):
+                continue
+            elif entry.is_file(follow_symlinks=False):
+                files.append((rel, path))
+            else:
+                raise _unsafe(root, rel)
+    for rel, path in sorted(files):
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise PipelineError(
+                f"data source {root}: cannot read {rel} ({_one_line(exc)})"
+            ) from None
+        yield rel, data

@@ -1,0 +1,26 @@
+"""DVC stage ``normalize``: speaker-disjoint splits scaled to [0, 1] in data/normalized."""
+
+from pathlib import Path
+
+from speakdigits.files import write_json
+from speakdigits.normalize import normalize
+from speakdigits.params import load_params
+from stages.common import entry_point
+
+FEATURES_DIR = Path("data/features")
+NORMALIZED_DIR = Path("data/normalized")
+METRICS = Path("metrics/data.json")
+
+
+@entry_point
+def main() -> None:
+    params = load_params()
+    split = params["split"]
+    summary = normalize(FEATURES_DIR, NORMALIZED_DIR, val_fraction=split["val_fraction"],
+                        test_fraction=split["test_fraction"], seed=params["seed"])
+    write_json(METRICS, summary)
+    print(f"normalize: clips {summary['clips']}, speakers {summary['speakers']}")
+
+
+if __name__ == "__main__":
+    main()
