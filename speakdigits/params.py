@@ -25,8 +25,9 @@ class Rule:
 
     Parameters
     ----------
-    kind : {'int', 'float', 'bool', 'str'}
-        The value's type. ``float`` also accepts integers.
+    kind : {'int', 'float', 'bool', 'str', 'int_list'}
+        The value's type. ``float`` also accepts integers; ``int_list`` is a
+        non-empty list of integers, each within the bounds.
     low, high : float, optional
         Inclusive bounds for numbers.
     choices : tuple of str, optional
@@ -52,7 +53,10 @@ class Rule:
                 allowed += " or a local path"
             text = allowed
         else:
-            text = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}[self.kind]
+            text = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
+                    "int_list": "a non-empty list of integers"}[self.kind]
+            if self.kind == "int_list":
+                text += ", each"
             if self.low is not None and self.high is not None:
                 text += f" in [{self.low:g}, {self.high:g}]"
             elif self.low is not None:
@@ -68,6 +72,9 @@ class Rule:
             return self.nullable
         if self.kind == "bool":
             return isinstance(value, bool)
+        if self.kind == "int_list":
+            return isinstance(value, list) and len(value) > 0 and all(
+                Rule("int", self.low, self.high).accepts(v) for v in value)
         if self.kind == "str":
             return isinstance(value, str) and (
                 not self.choices or value in self.choices or (self.open_choice and value != "")
@@ -114,6 +121,26 @@ SCHEMA: dict[str, Any] = {
     "split": {
         "val_fraction": Rule("float", 0, 0.5),
         "test_fraction": Rule("float", 0, 0.5),
+    },
+    "vae": {
+        "arch": Rule("str", choices=("conv", "seed")),
+        "conditional": Rule("bool"),
+        "filters": Rule("int_list", 1, 1024),
+        "dense": Rule("int", 1, 8192),
+    },
+    "train": {
+        "epochs": Rule("int", 1, 10000),
+        "batch_size": Rule("int", 1, 65536),
+        "learning_rate": Rule("float", 1e-7, 10),
+        "reconstruction_weight": Rule("float", 0.001, 1e7),
+        "patience": Rule("int", 1, 10000),
+    },
+    "generate": {
+        "per_digit": Rule("int", 1, 1000),
+        "n_samples": Rule("int", 1, 10000),
+        "temperature": Rule("float", 0, 10),
+        "griffin_lim_iters": Rule("int", 1, 1000),
+        "griffin_lim_momentum": Rule("float", 0, 1.5),
     },
 }
 

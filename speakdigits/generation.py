@@ -1,0 +1,112 @@
+"""The ``generate`` stage: new voices from the trained decoder.
+
+z ~ N(0, temperature² I) → decoder → undo the normalisation → dB → power →
+Griffin-Lim → 16-bit wav at ``mel.sample_rate``. All randomness comes from the
+seed, so the same seed gives the same files.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from speakdigits.audio import wav_bytes  # noqa: E402
+from speakdigits.errors import PipelineError  # noqa: E402
+from speakdigits.files import atomic_dir  # noqa: E402
+from speakdigits.model import decode, load_halves, read_model_info  # noqa: E402
+from speakdigits.normalize import denormalize, load_stats  # noqa: E402
+from speakdigits.vocoder import mel_to_audio  # noqa: E402
+
+SAMPLES_JSON = "samples.json"
+GRID_PNG = "mels.png"
+
+
+def requested_digits(*, conditional: bool, per_digit: int, n_samples: int) -> list[int | None]:
+    """What each generated clip should say: ``per_digit`` of every digit, or ``n_samples`` unknowns."""
+    if conditional:
+        return [digit for digit in range(10) for _ in range(per_digit)]
+    return [None] * n_samples
+
+
+def clip_names(digits: list[int | None]) -> list[str]:
+    """File names: the digit first (``7_02.wav``) when it was asked for, else ``sample_005.wav``."""
+    names, counts = [], {}
+    for digit in digits:
+        if digit is None:
+            names.append(f"sample_{len(names):03d}.wav")
+        else:
+            counts[digit] = counts.get(digit, 0)
+            names.append(f"{digit}_{counts[digit]:02d}.wav")
+            counts[digit] += 1
+    return names
+
+
+def save_mel_grid(images_db: np.ndarray, titles: list[str], path: Path, *, columns: int) -> None:
+    """One PNG with every generated log-mel image, each titled (e.g. by its digit)."""
+    rows = int(np.ceil(len(images_db) / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.5 * rows), squeeze=False)
+    low, high = float(np.min(images_db)), float(np.max(images_db))
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, image, title in zip(axes.ravel(), images_db, titles):
+        ax.imshow(image, origin="lower", aspect="auto", vmin=low, vmax=high, cmap="magma")
+        ax.set_title(title, fontsize=8)
+    fig.suptitle("Generated log-mel spectrograms (dB)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80, metadata={"Software": None})
+    plt.close(fig)
+
+
+def generate(model_dir: Path, normalized_dir: Path, out_dir: Path, *, mel: dict, digits: list[int | None],
+             temperature: float, n_iter: int, momentum: float, seed: int) -> list[dict]:
+    """Decode random latents into wav files, a mel grid and ``samples.json`` in ``out_dir``.
+
+    Parameters
+    ----------
+    model_dir, normalized_dir : Path
+        Outputs of the train and normalize stages (decoder, normalisation statistics).
+    out_dir : Path
+        Written atomically.
+    mel : dict
+        The ``mel`` section of params.yaml (for inversion).
+    digits : list of int or None
+        One entry per clip: the digit to say (conditional model) or None.
+    temperature : float
+        Scale of z's standard deviation.
+    n_iter, momentum : int, float
+        Griffin-Lim settings.
+    seed : int
+        Seed of the latents and of Griffin-Lim's initial phases.
+
+    Returns
+    -------
+    list of dict
+        One record per clip: ``file``, ``digit`` (or None), ``seconds``, ``peak``.
+    """
+    info = read_model_info(model_dir)
+    _, decoder = load_halves(model_dir)
+    mel_min, mel_max = load_stats(normalized_dir)
+    if any(d is not None for d in digits) and not info["conditional"]:
+        raise PipelineError(f"{model_dir}: the model is unconditional; it cannot be asked for a digit")
+    z = np.random.default_rng([seed, 4]).standard_normal((len(digits), info["latent_dim"])) * temperature
+    labels = np.array([0 if d is None else d for d in digits])
+    images = decode(decoder, z, labels if info["conditional"] else None, conditional=info["conditional"])
+    images_db = denormalize(np.clip(images, 0.0, 1.0), mel_min, mel_max)
+    records = []
+    with atomic_dir(out_dir) as tmp:
+        for index, (name, digit, image) in enumerate(zip(clip_names(digits), digits, images_db)):
+            samples = mel_to_audio(image, mel=mel, n_iter=n_iter, momentum=momentum, seed=seed + index)
+            (tmp / name).write_bytes(wav_bytes(samples, mel["sample_rate"]))
+            records.append({"file": name, "digit": digit, "seconds": len(samples) / mel["sample_rate"],
+                            "peak": float(np.abs(samples).max())})
+        titles = [r["file"][:-4] if r["digit"] is None else f"digit {r['digit']}" for r in records]
+        per_row = max(1, sum(1 for d in digits if d == digits[0])) if info["conditional"] else min(10, len(digits))
+        save_mel_grid(images_db, titles, tmp / GRID_PNG, columns=per_row)
+        (tmp / SAMPLES_JSON).write_text(json.dumps(records, indent=2) + "\n", encoding="utf-8")
+    return records

@@ -1,0 +1,272 @@
+"""The variational autoencoder over normalised mel spectrograms (Keras 3).
+
+Two architectures:
+
+``seed``
+    The original student notebook's network, layer for layer (``SEED.md``):
+    two 3x3 convolutions with average pooling, dense 800 and 60, and a
+    mirrored decoder. It only fits 50 x 50 inputs.
+``conv``
+    This project's default: strided 3x3 convolutions (as many as
+    ``vae.filters`` lists) with batch normalisation, a dense bottleneck, and a
+    transposed-convolution decoder ending in a sigmoid, since the data lie in
+    [0, 1]. Inputs of any size are zero-padded to a multiple of the total
+    stride and the output is cropped back.
+
+Conditional models also feed the digit (one-hot) to the encoder, next to the
+flattened features, and to the decoder, next to ``z``; generation can then ask
+for any digit.
+
+The encoder and decoder are plain functional models made of built-in layers,
+saved as two ``.keras`` files that load in Keras safe mode; the :class:`VAE`
+subclass only adds the training step (sampling, loss, metric trackers).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers
+
+from speakdigits.errors import PipelineError
+
+N_DIGITS = 10
+MODEL_JSON = "model.json"
+SEED_SHAPE = (50, 50)
+
+
+def kl_divergence(mu, log_var):
+    """KL(q(z|x) || N(0, I)) in closed form, summed over latent dimensions.
+
+    ``½ Σ (μ² + σ² − 1 − log σ²)``, one value per example.
+    """
+    return 0.5 * keras.ops.sum(keras.ops.square(mu) + keras.ops.exp(log_var) - 1.0 - log_var, axis=-1)
+
+
+def reconstruction_mse(x, x_hat):
+    """Mean squared error per example, over all mel bins and frames."""
+    return keras.ops.mean(keras.ops.square(x - x_hat), axis=(1, 2, 3))
+
+
+def _seed_encoder(image, label, latent_dim: int):
+    h = layers.Conv2D(40, 3, activation="relu", name="conv1")(image)
+    h = layers.AveragePooling2D(2, name="pool1")(h)
+    h = layers.Conv2D(25, 3, activation="relu", name="conv2")(h)
+    h = layers.AveragePooling2D(2, name="pool2")(h)
+    h = layers.Flatten(name="flatten")(h)
+    if label is not None:
+        h = layers.Concatenate(name="with_digit")([h, label])
+    h = layers.Dense(800, activation="relu", name="dense800")(h)
+    h = layers.Dense(60, activation="relu", name="dense60")(h)
+    return h
+
+
+def _seed_decoder(z, latent_dim: int):
+    h = layers.Dense(60, activation="relu", name="dense60")(z)
+    h = layers.Dense(800, activation="relu", name="dense800")(h)
+    h = layers.Dense(11 * 11 * 25, activation="relu", name="dense3025")(h)
+    h = layers.Reshape((11, 11, 25), name="reshape")(h)
+    h = layers.UpSampling2D(2, name="up1")(h)
+    h = layers.Conv2DTranspose(40, 3, activation="relu", name="deconv1")(h)
+    h = layers.UpSampling2D(2, name="up2")(h)
+    return layers.Conv2DTranspose(1, 3, activation="relu", name="deconv2")(h)
+
+
+def _padded(size: int, stride: int) -> int:
+    return int(math.ceil(size / stride) * stride)
+
+
+def _conv_encoder(image, label, shape, filters: list[int], dense: int):
+    stride = 2 ** len(filters)
+    pad_h, pad_w = _padded(shape[0], stride) - shape[0], _padded(shape[1], stride) - shape[1]
+    h = layers.ZeroPadding2D(((0, pad_h), (0, pad_w)), name="pad")(image) if pad_h or pad_w else image
+    for i, n in enumerate(filters):
+        h = layers.Conv2D(n, 3, strides=2, padding="same", name=f"conv{i + 1}")(h)
+        h = layers.BatchNormalization(name=f"bn{i + 1}")(h)
+        h = layers.Activation("gelu", name=f"act{i + 1}")(h)
+    h = layers.Flatten(name="flatten")(h)
+    if label is not None:
+        h = layers.Concatenate(name="with_digit")([h, label])
+    return layers.Dense(dense, activation="gelu", name="dense")(h)
+
+
+def _conv_decoder(z, shape, filters: list[int], dense: int):
+    stride = 2 ** len(filters)
+    ph, pw = _padded(shape[0], stride), _padded(shape[1], stride)
+    h = layers.Dense(dense, activation="gelu", name="dense")(z)
+    h = layers.Dense((ph // stride) * (pw // stride) * filters[-1], activation="gelu", name="expand")(h)
+    h = layers.Reshape((ph // stride, pw // stride, filters[-1]), name="reshape")(h)
+    for i, n in enumerate(list(reversed(filters))[1:] + [max(8, filters[0] // 2)]):
+        h = layers.Conv2DTranspose(n, 3, strides=2, padding="same", name=f"deconv{i + 1}")(h)
+        h = layers.BatchNormalization(name=f"bn{i + 1}")(h)
+        h = layers.Activation("gelu", name=f"act{i + 1}")(h)
+    h = layers.Conv2D(1, 3, padding="same", activation="sigmoid", name="out")(h)
+    if ph != shape[0] or pw != shape[1]:
+        h = layers.Cropping2D(((0, ph - shape[0]), (0, pw - shape[1])), name="crop")(h)
+    return h
+
+
+def build_encoder_decoder(shape: tuple[int, int], *, latent_dim: int, arch: str, conditional: bool,
+                          filters: list[int], dense: int) -> tuple[keras.Model, keras.Model]:
+    """Build the encoder and decoder.
+
+    Parameters
+    ----------
+    shape : (int, int)
+        ``(n_mels, frames)`` of the input images.
+    latent_dim : int
+        Size of z.
+    arch : {'conv', 'seed'}
+        The architecture (see the module docstring).
+    conditional : bool
+        Whether both halves also take the digit as a one-hot vector.
+    filters : list of int
+        Channels of each strided convolution (``conv`` only).
+    dense : int
+        Width of the dense layer beside the bottleneck (``conv`` only).
+
+    Returns
+    -------
+    encoder : keras.Model
+        ``image`` (and ``digit``) to ``[mu, log_var]``.
+    decoder : keras.Model
+        ``z`` (and ``digit``) to an image of ``shape`` with one channel.
+    """
+    if arch == "seed" and tuple(shape) != SEED_SHAPE:
+        raise PipelineError(
+            f"vae.arch = 'seed' is the original 50 x 50 network, but mel.n_mels x mel.frames is "
+            f"{shape[0]} x {shape[1]}; set mel.n_mels=50 and mel.frames=50, or vae.arch='conv'"
+        )
+    image = keras.Input((*shape, 1), name="image")
+    enc_label = keras.Input((N_DIGITS,), name="digit") if conditional else None
+    if arch == "seed":
+        h = _seed_encoder(image, enc_label, latent_dim)
+    else:
+        h = _conv_encoder(image, enc_label, shape, filters, dense)
+    mu = layers.Dense(latent_dim, name="mu")(h)
+    log_var = layers.Dense(latent_dim, name="log_var")(h)
+    encoder = keras.Model([image, enc_label] if conditional else image, [mu, log_var], name="encoder")
+
+    z = keras.Input((latent_dim,), name="z")
+    dec_label = keras.Input((N_DIGITS,), name="digit") if conditional else None
+    h = layers.Concatenate(name="z_with_digit")([z, dec_label]) if conditional else z
+    out = _seed_decoder(h, latent_dim) if arch == "seed" else _conv_decoder(h, shape, filters, dense)
+    decoder = keras.Model([z, dec_label] if conditional else z, out, name="decoder")
+    return encoder, decoder
+
+
+class VAE(keras.Model):
+    """Training wrapper: samples z, computes the loss, tracks its parts.
+
+    Loss = ``reconstruction_weight`` x MSE(x, x̂) + KL, averaged over the batch.
+    Batches are ``(images, one_hot_digits)``; unconditional models ignore the
+    digits.
+    """
+
+    def __init__(self, encoder: keras.Model, decoder: keras.Model, *, conditional: bool,
+                 reconstruction_weight: float, seed: int, **kwargs):
+        super().__init__(**kwargs)
+        self.encoder = encoder
+        self.decoder = decoder
+        self.conditional = conditional
+        self.reconstruction_weight = reconstruction_weight
+        self.noise = keras.random.SeedGenerator(seed)
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction")
+        self.kl_tracker = keras.metrics.Mean(name="kl")
+        # Both halves are built functional models, so the wrapper has all its weights.
+        self.built = True
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.reconstruction_tracker, self.kl_tracker]
+
+    def _inputs(self, x, y):
+        return [x, y] if self.conditional else x
+
+    def call(self, data, training=False):
+        x, y = data
+        mu, _ = self.encoder(self._inputs(x, y), training=training)
+        return self.decoder(self._inputs(mu, y), training=training)
+
+    def _loss_parts(self, x, y, training: bool):
+        mu, log_var = self.encoder(self._inputs(x, y), training=training)
+        eps = keras.random.normal(keras.ops.shape(mu), seed=self.noise)
+        z = mu + eps * keras.ops.exp(0.5 * log_var)
+        x_hat = self.decoder(self._inputs(z, y), training=training)
+        mse = keras.ops.mean(reconstruction_mse(x, x_hat))
+        kl = keras.ops.mean(kl_divergence(mu, log_var))
+        return self.reconstruction_weight * mse + kl, mse, kl
+
+    def _track(self, loss, mse, kl):
+        self.loss_tracker.update_state(loss)
+        self.reconstruction_tracker.update_state(mse)
+        self.kl_tracker.update_state(kl)
+        return {m.name: m.result() for m in self.metrics}
+
+    def train_step(self, data):
+        x, y = data
+        with tf.GradientTape() as tape:
+            loss, mse, kl = self._loss_parts(x, y, training=True)
+        grads = tape.gradient(loss, self.trainable_weights)
+        self.optimizer.apply_gradients(zip(grads, self.trainable_weights))
+        return self._track(loss, mse, kl)
+
+    def test_step(self, data):
+        x, y = data
+        return self._track(*self._loss_parts(x, y, training=False))
+
+
+def one_hot(digits: np.ndarray) -> np.ndarray:
+    """Digits 0-9 as float32 one-hot rows."""
+    return np.eye(N_DIGITS, dtype=np.float32)[np.asarray(digits, dtype=np.int64)]
+
+
+def encode(encoder: keras.Model, images: np.ndarray, digits: np.ndarray, *, conditional: bool,
+           batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """``(mu, log_var)`` of images (n x n_mels x frames, in [0, 1])."""
+    x = np.asarray(images, dtype=np.float32)[..., None]
+    inputs = [x, one_hot(digits)] if conditional else x
+    mu, log_var = encoder.predict(inputs, batch_size=batch_size, verbose=0)
+    return mu, log_var
+
+
+def decode(decoder: keras.Model, z: np.ndarray, digits: np.ndarray | None, *, conditional: bool,
+           batch_size: int = 256) -> np.ndarray:
+    """Images (n x n_mels x frames, in [0, 1] for ``conv``) decoded from ``z``."""
+    z = np.asarray(z, dtype=np.float32)
+    inputs = [z, one_hot(digits)] if conditional else z
+    return decoder.predict(inputs, batch_size=batch_size, verbose=0)[..., 0]
+
+
+def save_model(model_dir: Path, encoder: keras.Model, decoder: keras.Model, info: dict) -> None:
+    """Write ``encoder.keras``, ``decoder.keras`` and ``model.json`` (how they were built)."""
+    encoder.save(Path(model_dir) / "encoder.keras")
+    decoder.save(Path(model_dir) / "decoder.keras")
+    (Path(model_dir) / MODEL_JSON).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+
+
+def read_model_info(model_dir: Path) -> dict:
+    """How the saved model was built: ``arch``, ``conditional``, ``latent_dim``, ``shape``."""
+    path = Path(model_dir) / MODEL_JSON
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PipelineError(f"{path}: not found; run the train stage first (dvc repro train)") from None
+
+
+def load_halves(model_dir) -> tuple[keras.Model, keras.Model]:
+    """Load the saved encoder and decoder (``.keras``, safe mode)."""
+    model_dir = Path(model_dir)
+    halves = []
+    for name in ("encoder", "decoder"):
+        path = model_dir / f"{name}.keras"
+        if not path.exists():
+            raise PipelineError(f"{path}: not found; run the train stage first (dvc repro train)")
+        halves.append(keras.saving.load_model(path, safe_mode=True, compile=False))
+    return halves[0], halves[1]

@@ -1,0 +1,163 @@
+"""The ``train`` stage: fit the VAE, log its curves, measure it on the test speakers."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+from dvclive import Live
+from dvclive.keras import DVCLiveCallback
+
+from speakdigits.errors import PipelineError
+from speakdigits.files import atomic_dir
+from speakdigits.model import VAE, build_encoder_decoder, encode, one_hot, reconstruction_mse, save_model
+from speakdigits.normalize import load_split
+
+def make_deterministic(seed: int) -> None:
+    """Seed Python, NumPy and TensorFlow, and ask TensorFlow for deterministic ops.
+
+    With this, the same params and seed give the same weights and metrics on CPU.
+    """
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def choose_strategy() -> tf.distribute.Strategy:
+    """A ``tf.distribute`` strategy for the devices present.
+
+    Several GPUs: mirrored over all of them; one GPU: that GPU; otherwise the CPU.
+    """
+    gpus = tf.config.list_logical_devices("GPU")
+    if len(gpus) > 1:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.OneDeviceStrategy("/gpu:0" if gpus else "/cpu:0")
+
+
+class StopOnNonFinite(keras.callbacks.Callback):
+    """Stop at the first NaN or infinite loss and remember where it happened."""
+
+    def __init__(self):
+        super().__init__()
+        self.failure: str | None = None
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def _check(self, logs, where: str):
+        for key, value in (logs or {}).items():
+            if key.endswith("loss") and not math.isfinite(float(value)):
+                self.failure = f"{key} = {float(value)} at epoch {self.epoch + 1} ({where})"
+                self.model.stop_training = True
+                return
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.failure is None:
+            self._check(logs, f"batch {batch + 1}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.failure is None:
+            self._check(logs, "end of epoch")
+
+
+def _dataset(split: dict, batch_size: int, *, shuffle_seed: int | None) -> tf.data.Dataset:
+    data = tf.data.Dataset.from_tensor_slices((split["x"][..., None].astype(np.float32), one_hot(split["digit"])))
+    if shuffle_seed is not None:
+        data = data.shuffle(len(split["x"]), seed=shuffle_seed, reshuffle_each_iteration=True)
+    return data.batch(batch_size)
+
+
+def test_metrics(vae: VAE, test: dict, *, batch_size: int) -> dict:
+    """Reconstruction MSE (z = μ), KL and ELBO of the model on the test split.
+
+    ``elbo`` is the negative of the training objective on the test clips,
+    ``-(reconstruction_weight * MSE + KL)``, with z sampled (fixed seed).
+    """
+    if len(test["x"]) == 0:
+        return {}
+    mu, _ = encode(vae.encoder, test["x"], test["digit"], conditional=vae.conditional, batch_size=batch_size)
+    inputs = [mu, one_hot(test["digit"])] if vae.conditional else mu
+    x_hat = vae.decoder.predict(inputs, batch_size=batch_size, verbose=0)
+    mse = float(np.mean(keras.ops.convert_to_numpy(reconstruction_mse(test["x"][..., None], x_hat))))
+    scores = vae.evaluate(_dataset(test, batch_size, shuffle_seed=None), return_dict=True, verbose=0)
+    return {"mse": mse, "kl": float(scores["kl"]), "elbo": -float(scores["loss"])}
+
+
+def train(normalized_dir: Path, model_dir: Path, live_dir: Path, *, latent_dim: int, vae: dict, train: dict,
+          seed: int) -> dict:
+    """Train the VAE and write the model, its curves and its test metrics.
+
+    Parameters
+    ----------
+    normalized_dir : Path
+        Output of the normalize stage.
+    model_dir : Path
+        Written atomically: ``encoder.keras``, ``decoder.keras``, ``model.json``.
+    live_dir : Path
+        DVCLive's folder (per-epoch losses, final and test metrics), written
+        atomically.
+    latent_dim : int
+        Size of z.
+    vae, train : dict
+        The ``vae`` and ``train`` sections of params.yaml.
+    seed : int
+        Seed of initialisation, shuffling and sampling.
+
+    Returns
+    -------
+    dict
+        Test metrics (``mse``, ``kl``, ``elbo``).
+
+    Raises
+    ------
+    PipelineError
+        When the loss becomes NaN or infinite (no model is written), or the
+        training split is empty.
+    """
+    make_deterministic(seed)
+    splits = {name: load_split(normalized_dir, name) for name in ("train", "val", "test")}
+    if len(splits["train"]["x"]) == 0:
+        raise PipelineError(f"{normalized_dir}/train: no training clips")
+    shape = tuple(splits["train"]["x"].shape[1:])
+    strategy = choose_strategy()
+    with strategy.scope():
+        encoder, decoder = build_encoder_decoder(
+            shape, latent_dim=latent_dim, arch=vae["arch"], conditional=vae["conditional"],
+            filters=vae["filters"], dense=vae["dense"],
+        )
+        model = VAE(encoder, decoder, conditional=vae["conditional"],
+                    reconstruction_weight=train["reconstruction_weight"], seed=seed)
+        model.compile(optimizer=keras.optimizers.Adam(train["learning_rate"]))
+
+    has_val = len(splits["val"]["x"]) > 0
+    guard = StopOnNonFinite()
+    with atomic_dir(model_dir) as model_tmp, atomic_dir(live_dir) as live_tmp:
+        live = Live(dir=str(live_tmp), dvcyaml=False, save_dvc_exp=False, report=None)
+        callbacks = [
+            guard,
+            keras.callbacks.EarlyStopping(monitor="val_loss" if has_val else "loss", patience=train["patience"],
+                                          restore_best_weights=True),
+            DVCLiveCallback(live=live),
+        ]
+        model.fit(
+            _dataset(splits["train"], train["batch_size"], shuffle_seed=seed),
+            validation_data=_dataset(splits["val"], train["batch_size"], shuffle_seed=None) if has_val else None,
+            epochs=train["epochs"], callbacks=callbacks, shuffle=False, verbose=2,
+        )
+        if guard.failure is not None:
+            raise PipelineError(
+                f"training diverged: {guard.failure}; no model written. Try a lower train.learning_rate "
+                f"(now {train['learning_rate']}) or train.reconstruction_weight (now {train['reconstruction_weight']})"
+            )
+        metrics = test_metrics(model, splits["test"], batch_size=train["batch_size"])
+        for key, value in metrics.items():
+            live.log_metric(f"test/{key}", value, plot=False)
+        live.end()
+        save_model(model_tmp, encoder, decoder, {
+            "arch": vae["arch"], "conditional": vae["conditional"], "latent_dim": latent_dim, "shape": list(shape),
+            "epochs_run": len(model.history.epoch) if model.history else 0,
+        })
+    return metrics

@@ -1,0 +1,57 @@
+"""DVC stage ``generate``: new voices from the trained VAE into data/generated.
+
+Also usable on its own, after training, to ask the model for clips:
+
+    python -m stages.generate --digit 7 --count 5 --out samples/
+"""
+
+import argparse
+from pathlib import Path
+
+from speakdigits.errors import PipelineError
+from speakdigits.generation import generate, requested_digits
+from speakdigits.model import read_model_info
+from speakdigits.params import load_params
+from stages.common import entry_point
+
+MODEL_DIR = Path("data/model")
+NORMALIZED_DIR = Path("data/normalized")
+GENERATED_DIR = Path("data/generated")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--digit", type=int, choices=range(10), metavar="0-9",
+                        help="digit to say (conditional model); default: the pipeline's set of every digit")
+    parser.add_argument("--count", type=int, default=None, help="how many clips (default: generate.per_digit)")
+    parser.add_argument("--out", type=Path, default=None, help=f"output folder (default: {GENERATED_DIR})")
+    parser.add_argument("--seed", type=int, default=None, help="seed (default: params.yaml's seed)")
+    return parser.parse_args(argv)
+
+
+@entry_point
+def main() -> None:
+    args = parse_args()
+    params = load_params()
+    gen = params["generate"]
+    conditional = read_model_info(MODEL_DIR)["conditional"]
+    if args.count is not None and args.count < 1:
+        raise PipelineError(f"--count {args.count}: expected a positive number of clips")
+    if args.digit is not None:
+        if not conditional:
+            raise PipelineError("--digit: the trained model is unconditional (vae.conditional: false); "
+                                "it cannot be asked for a digit. Leave out --digit, or retrain with vae.conditional=true")
+        digits = [args.digit] * (args.count or gen["per_digit"])
+    elif args.count is not None:
+        digits = requested_digits(conditional=conditional, per_digit=args.count, n_samples=args.count)
+    else:
+        digits = requested_digits(conditional=conditional, per_digit=gen["per_digit"], n_samples=gen["n_samples"])
+    out = args.out or GENERATED_DIR
+    records = generate(MODEL_DIR, NORMALIZED_DIR, out, mel=params["mel"], digits=digits,
+                       temperature=gen["temperature"], n_iter=gen["griffin_lim_iters"],
+                       momentum=gen["griffin_lim_momentum"], seed=params["seed"] if args.seed is None else args.seed)
+    print(f"generate: {len(records)} clips and a mel grid in {out.resolve()}")
+
+
+if __name__ == "__main__":
+    main()

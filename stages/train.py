@@ -1,0 +1,23 @@
+"""DVC stage ``train``: the VAE in data/model, its curves and test metrics in metrics/train."""
+
+from pathlib import Path
+
+from speakdigits.params import load_params
+from speakdigits.training import train
+from stages.common import entry_point
+
+NORMALIZED_DIR = Path("data/normalized")
+MODEL_DIR = Path("data/model")
+LIVE_DIR = Path("metrics/train")
+
+
+@entry_point
+def main() -> None:
+    params = load_params()
+    metrics = train(NORMALIZED_DIR, MODEL_DIR, LIVE_DIR, latent_dim=params["latent_dim"], vae=params["vae"],
+                    train=params["train"], seed=params["seed"])
+    print("train: test " + ", ".join(f"{key} {value:.5g}" for key, value in metrics.items()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,264 @@
+"""Tests for speakdigits.params: load_params on real params files written to a
+temporary folder, and a real stage entry point refusing a bad params.yaml.
+
+Every rejection must be a PipelineError whose message is one line naming the
+key (or file), the offending value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from speakdigits.errors import PipelineError
+from speakdigits.params import load_params
+
+from conftest import REPO, tool_env
+
+BASE = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+
+
+def write_params(tmp_path: Path, params: object) -> Path:
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def with_value(dotted: str, value: object) -> dict:
+    """A deep copy of the repo's params with ``dotted`` set to ``value``."""
+    params = copy.deepcopy(BASE)
+    *parents, last = dotted.split(".")
+    node = params
+    for key in parents:
+        node = node[key]
+    node[last] = value
+    return params
+
+
+def without(dotted: str) -> dict:
+    params = copy.deepcopy(BASE)
+    *parents, last = dotted.split(".")
+    node = params
+    for key in parents:
+        node = node[key]
+    del node[last]
+    return params
+
+
+def rejection(tmp_path: Path, params: object) -> str:
+    """The one-line message load_params gives for ``params``."""
+    path = write_params(tmp_path, params)
+    with pytest.raises(PipelineError) as info:
+        load_params(path)
+    message = str(info.value)
+    assert "\n" not in message, f"message spans several lines: {message!r}"
+    return message
+
+
+# ----------------------------------------------------------------- accepted
+
+
+def test_repo_params_yaml_validates():
+    params = load_params(REPO / "params.yaml")
+    assert params == BASE
+
+
+def test_valid_edge_values_are_accepted(tmp_path):
+    params = with_value("mel.fmax", 11025)  # exactly Nyquist of 22050 Hz
+    params["mel"]["duration"] = 1  # an integer where a number is expected
+    params["mel"]["trim_db"] = None
+    params["data"]["source"] = "some/local/folder"  # open choice: a path
+    params["split"]["val_fraction"] = 0.0
+    loaded = load_params(write_params(tmp_path, params))
+    assert loaded["mel"]["fmax"] == 11025
+    assert loaded["mel"]["trim_db"] is None
+    assert loaded["data"]["source"] == "some/local/folder"
+
+
+# ----------------------------------------------------------------- unknown and missing keys
+
+
+def test_unknown_top_level_key_is_named(tmp_path):
+    params = copy.deepcopy(BASE)
+    params["seeed"] = 3
+    message = rejection(tmp_path, params)
+    assert "unknown key 'seeed'" in message
+
+
+def test_unknown_nested_key_is_named_with_its_path(tmp_path):
+    params = copy.deepcopy(BASE)
+    params["mel"]["n_mel"] = 64
+    message = rejection(tmp_path, params)
+    assert "unknown key 'mel.n_mel'" in message
+    assert "mel.n_mels" in message  # lists the known keys of that section
+
+
+def test_unknown_deeply_nested_key(tmp_path):
+    params = copy.deepcopy(BASE)
+    params["data"]["synthetic"]["speakerz"] = 5
+    assert "unknown key 'data.synthetic.speakerz'" in rejection(tmp_path, params)
+
+
+@pytest.mark.parametrize("dotted", ["mel.top_db", "split", "data.synthetic.takes", "seed"])
+def test_missing_key_is_named(tmp_path, dotted):
+    message = rejection(tmp_path, without(dotted))
+    assert f"missing key '{dotted}'" in message
+
+
+def test_section_that_is_not_a_mapping(tmp_path):
+    message = rejection(tmp_path, with_value("mel", 5))
+    assert "mel must be a mapping" in message
+    assert "5" in message
+
+
+# ----------------------------------------------------------------- wrong type
+
+
+@pytest.mark.parametrize(
+    ("dotted", "value", "shown", "allowed"),
+    [
+        ("mel.n_mels", "64", "'64'", "an integer"),
+        ("seed", 1.5, "1.5", "an integer"),
+        ("mel.n_mels", True, "True", "an integer"),
+        ("data.synthetic.speakers", False, "False", "an integer"),
+        ("mel.duration", "1.0", "'1.0'", "a number"),
+        ("mel.top_db", True, "True", "a number"),
+        ("mel.sample_rate", None, "None", "an integer"),
+        ("data.source", 7, "7", "'synthetic'"),
+        ("data.source", "", "''", "'synthetic'"),
+    ],
+)
+def test_wrong_type_names_key_value_and_what_is_allowed(tmp_path, dotted, value, shown, allowed):
+    message = rejection(tmp_path, with_value(dotted, value))
+    assert f"{dotted} = {shown} is not allowed" in message
+    assert f"expected {allowed}" in message
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_numbers_are_rejected(tmp_path, value):
+    message = rejection(tmp_path, with_value("mel.duration", value))
+    assert "mel.duration" in message
+    assert "a number in [0.1, 10]" in message
+
+
+# ----------------------------------------------------------------- out of range
+
+
+@pytest.mark.parametrize(
+    ("dotted", "value", "allowed"),
+    [
+        ("data.synthetic.speakers", 1, "an integer in [3, 1000]"),
+        ("split.test_fraction", 0.9, "a number in [0, 0.5]"),
+        ("split.val_fraction", -0.1, "a number in [0, 0.5]"),
+        ("mel.n_mels", 4, "an integer in [8, 256]"),
+        ("seed", -1, "an integer in [0, "),
+        ("data.synthetic.noise_db", 3.0, "a number in [-120, 0]"),
+    ],
+)
+def test_out_of_range_names_key_value_and_range(tmp_path, dotted, value, allowed):
+    message = rejection(tmp_path, with_value(dotted, value))
+    assert f"{dotted} = {value!r} is not allowed" in message
+    assert f"expected {allowed}" in message
+
+
+# ----------------------------------------------------------------- several keys together
+
+
+def test_fmax_above_nyquist(tmp_path):
+    params = with_value("mel.fmax", 12000)
+    params["mel"]["sample_rate"] = 22050
+    message = rejection(tmp_path, params)
+    assert "mel.fmax = 12000" in message
+    assert "Nyquist" in message
+    assert "11025" in message
+
+
+def test_fmin_not_below_fmax(tmp_path):
+    params = with_value("mel.fmin", 5000)
+    params["mel"]["fmax"] = 4000
+    message = rejection(tmp_path, params)
+    assert "mel.fmin = 5000" in message and "4000" in message
+
+
+def test_too_many_frames_for_the_duration(tmp_path):
+    params = with_value("mel.frames", 1000)
+    params["mel"]["duration"] = 0.1
+    params["mel"]["sample_rate"] = 8000
+    message = rejection(tmp_path, params)
+    assert "mel.frames = 1000" in message
+    assert "at most 400" in message
+
+
+def test_split_fractions_leaving_too_few_training_speakers(tmp_path):
+    params = with_value("split.val_fraction", 0.45)
+    params["split"]["test_fraction"] = 0.5
+    message = rejection(tmp_path, params)
+    assert "split.val_fraction + split.test_fraction = 0.95" in message
+
+
+# ----------------------------------------------------------------- the file itself
+
+
+def test_file_that_is_not_yaml(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("mel: [unclosed\n  n_mels: 64\n", encoding="utf-8")
+    with pytest.raises(PipelineError) as info:
+        load_params(path)
+    message = str(info.value)
+    assert "\n" not in message
+    assert str(path) in message
+    assert "not valid YAML" in message
+
+
+def test_yaml_that_is_not_a_mapping(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("- just\n- a list\n", encoding="utf-8")
+    with pytest.raises(PipelineError, match="must be a mapping"):
+        load_params(path)
+
+
+def test_empty_file(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("", encoding="utf-8")
+    with pytest.raises(PipelineError, match="must be a mapping of keys, got None"):
+        load_params(path)
+
+
+def test_missing_file(tmp_path):
+    path = tmp_path / "nowhere" / "params.yaml"
+    with pytest.raises(PipelineError) as info:
+        load_params(path)
+    assert str(path) in str(info.value)
+    assert "file not found" in str(info.value)
+
+
+# ----------------------------------------------------------------- a real stage
+
+
+def test_stage_stops_at_once_on_bad_params(repo_copy):
+    params = yaml.safe_load((repo_copy / "params.yaml").read_text(encoding="utf-8"))
+    params["mel"]["n_mels"] = "64"
+    (repo_copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+
+    start = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "stages.extract"], cwd=repo_copy, env=tool_env(),
+        capture_output=True, text=True, timeout=60,
+    )
+    elapsed = time.monotonic() - start
+
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, f"expected one error line, got:\n{result.stderr}"
+    assert lines[0].startswith("error: ")
+    assert "mel.n_mels = '64'" in lines[0]
+    assert "an integer" in lines[0]
+    assert elapsed < 10, f"took {elapsed:.1f} s to reject params.yaml"
+    assert not (repo_copy / "data" / "features").exists()
+    assert not list((repo_copy / "data").glob(".features.*"))
