@@ -12,6 +12,7 @@ import ast
 import json
 import multiprocessing
 import os
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -55,6 +56,11 @@ REMOTE_SOURCES = {
 }
 
 
+def _ignore_interrupt() -> None:
+    # Ctrl-C is handled once, by the parent, which removes the half-built output.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _speak_task(task: tuple) -> tuple[str, bytes]:
     speaker, digit, take, seed, noise_db = task
     samples = synthetic.speak_take(speaker, digit, take, seed=seed, noise_db=noise_db)
@@ -78,7 +84,7 @@ def synthesize(out_dir: Path, *, speakers: int, takes: int, noise_db: float, see
     tasks = [(spk, digit, take, seed, noise_db) for spk in voices for digit in range(10) for take in range(takes)]
     jobs = jobs or os.cpu_count() or 1
     espeak.sample_rate()  # initialise once here; workers inherit the fresh state
-    with multiprocessing.get_context("fork").Pool(jobs) as pool:
+    with multiprocessing.get_context("fork").Pool(jobs, initializer=_ignore_interrupt) as pool:
         clips = tqdm(pool.imap(_speak_task, tasks, chunksize=16), total=len(tasks), desc="speaking", unit="clip")
         count = write_raw(
             out_dir, clips,

@@ -59,7 +59,10 @@ def decode_wav(data: bytes) -> tuple[np.ndarray, int]:
     try:
         samples, sr = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError, ValueError) as err:
-        raise BadClip(f"unreadable ({str(err).splitlines()[0] if str(err) else type(err).__name__})") from None
+        # libsndfile's own text, not str(err): that names the BytesIO object by its memory address.
+        detail = err.error_string if isinstance(err, soundfile.LibsndfileError) else (
+            (str(err).splitlines() or [type(err).__name__])[0])
+        raise BadClip(f"unreadable ({detail})") from None
     if samples.shape[0] == 0:
         raise BadClip("no samples")
     samples = samples.mean(axis=1)

@@ -13,7 +13,9 @@ import json
 import multiprocessing
 import os
 import re
+import signal
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -71,7 +73,7 @@ def clean_speaker_metadata(metadata: dict, speakers: list[str]) -> tuple[dict[st
         age_value = entry.get("age")
         age = None
         if age_value is not None:
-            match = re.fullmatch(r"\s*(\d+)(?:\.0*)?\s*(?:years?)?\s*", str(age_value))
+            match = re.fullmatch(r"\s*(-?\d+)(?:\.0*)?\s*(?:years?)?\s*", str(age_value))
             if match is None:
                 notes.append(f"speaker {speaker}: age {age_value!r} is not a number, ignored")
             elif not PLAUSIBLE_AGES[0] <= int(match.group(1)) <= PLAUSIBLE_AGES[1]:
@@ -89,13 +91,20 @@ _worker: dict = {}
 
 
 def _init_worker(zip_path: str, mel: dict) -> None:
+    # Ctrl-C is handled once, by the parent, which removes the half-built output.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _worker["zip"] = zipfile.ZipFile(zip_path)
     _worker["mel"] = mel
 
 
 def _extract_one(name: str) -> tuple[str, np.ndarray | None, str | None]:
     try:
-        return name, audio.clip_to_mel(_worker["zip"].read(name), _worker["mel"]), None
+        data = _worker["zip"].read(name)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as err:
+        raise PipelineError(f"{_worker['zip'].filename}: member '{name}' is corrupt ({err}); "
+                            "rebuild it with `dvc repro --force download`") from None
+    try:
+        return name, audio.clip_to_mel(data, _worker["mel"]), None
     except audio.BadClip as err:
         return name, None, str(err)
 

@@ -24,6 +24,7 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         yield tmp
+        tmp.chmod(0o755)  # mkdtemp makes it private; outputs are ordinary folders
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)

@@ -19,6 +19,10 @@ from speakdigits.errors import PipelineError
 DATA_SOURCES = ("synthetic", "audiomnist", "fsdd")
 
 
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
 @dataclass(frozen=True)
 class Rule:
     """What one params.yaml key accepts.
@@ -58,11 +62,11 @@ class Rule:
             if self.kind == "int_list":
                 text += ", each"
             if self.low is not None and self.high is not None:
-                text += f" in [{self.low:g}, {self.high:g}]"
+                text += f" in [{_number(self.low)}, {_number(self.high)}]"
             elif self.low is not None:
-                text += f" >= {self.low:g}"
+                text += f" >= {_number(self.low)}"
             elif self.high is not None:
-                text += f" <= {self.high:g}"
+                text += f" <= {_number(self.high)}"
         if self.nullable:
             text += " or null"
         return text

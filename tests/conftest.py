@@ -75,7 +75,8 @@ def make_repo_copy(dest: Path, params: dict | None = None) -> Path:
     ).stdout.split("\0")
     for name in filter(None, listed):
         source = REPO / name
-        if source.is_file() and not name.startswith("dvc.lock") and not name.startswith("metrics/"):
+        # Skip results and half-built stage outputs (``data/.features.*.tmp``) of runs in the checkout.
+        if source.is_file() and not name.startswith(("dvc.lock", "metrics/", "data/")):
             target = dest / name
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target)

@@ -9,6 +9,8 @@ import csv
 import io
 import json
 import re
+import struct
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -186,6 +188,31 @@ def test_no_usable_clip_is_an_error_and_writes_nothing(tmp_path):
     assert "empty file" in message and "silent" in message
     assert not out.exists()
     assert list((tmp_path / "out").iterdir()) == []  # no temporary folder left behind
+
+
+def test_corrupt_member_of_the_raw_archive_is_a_one_line_error(tmp_path):
+    """A damaged audio.zip is a broken pipeline output, not a bad recording: the
+    stage must stop with a PipelineError naming the archive and the member."""
+    raw_dir = tmp_path / "raw"
+    clip = wav(tone(SR, total=0.4, dur=0.3, lead=0.05), SR)
+    write_raw(raw_dir, [(f"01/{i % 10}_01_{i}.wav", clip) for i in range(30)], {}, {"source": "test"})
+    archive = raw_dir / "audio.zip"
+    with zipfile.ZipFile(archive) as zf:
+        info = zf.infolist()[15]
+    data = bytearray(archive.read_bytes())
+    name_len, extra_len = struct.unpack("<HH", data[info.header_offset + 26: info.header_offset + 30])
+    middle = info.header_offset + 30 + name_len + extra_len + info.compress_size // 2
+    data[middle: middle + 16] = bytes(b ^ 0xFF for b in data[middle: middle + 16])
+    archive.write_bytes(bytes(data))
+
+    out = tmp_path / "out" / "features"
+    with pytest.raises(PipelineError) as info_:
+        extract(raw_dir, out, MEL, jobs=2)
+    message = str(info_.value)
+    assert "\n" not in message
+    assert str(archive) in message and info.filename in message
+    assert not out.exists()
+    assert list((tmp_path / "out").iterdir()) == []
 
 
 def test_missing_raw_archive_is_a_one_line_error(tmp_path):
