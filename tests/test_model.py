@@ -1,0 +1,338 @@
+"""Library-level tests of the model half: the VAE's architectures, saving and
+loading, the KL term, training with DVCLive (determinism and the NaN guard),
+generation of wav files, and Griffin-Lim inversion. Real TensorFlow on tiny
+hand-made data; no DVC."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import soundfile as sf
+from PIL import Image
+
+from speakdigits.audio import log_mel
+from speakdigits.errors import PipelineError
+from speakdigits.generation import generate, requested_digits
+from speakdigits.model import build_encoder_decoder, decode, kl_divergence, load_halves, read_model_info, save_model
+from speakdigits.training import train
+from speakdigits.vocoder import mel_to_audio
+
+SHAPE = (16, 16)
+LATENT = 4
+VAE_PARAMS = {"arch": "conv", "conditional": True, "filters": [8, 16], "dense": 32}
+TRAIN_PARAMS = {"epochs": 2, "batch_size": 16, "learning_rate": 0.001, "reconstruction_weight": 2000.0,
+                "patience": 8}
+# Small, fast inversion settings matching SHAPE: 2000 samples, hop 133, n_fft 256.
+MEL = {"sample_rate": 8000, "duration": 0.25, "n_mels": SHAPE[0], "frames": SHAPE[1], "n_fft": 256,
+       "fmin": 0.0, "fmax": None, "trim_db": None, "top_db": 80.0}
+
+
+# --------------------------------------------------------------------------- architectures
+
+SEED_ENCODER = {
+    "conv1": (48, 48, 40), "pool1": (24, 24, 40), "conv2": (22, 22, 25), "pool2": (11, 11, 25),
+    "flatten": (3025,), "dense800": (800,), "dense60": (60,),
+}
+SEED_DECODER = {
+    "dense60": (60,), "dense800": (800,), "dense3025": (3025,), "reshape": (11, 11, 25), "up1": (22, 22, 25),
+    "deconv1": (24, 24, 40), "up2": (48, 48, 40), "deconv2": (50, 50, 1),
+}
+
+
+@pytest.mark.parametrize("conditional", [True, False])
+def test_seed_arch_reproduces_the_notebook_layer_shapes(conditional):
+    encoder, decoder = build_encoder_decoder((50, 50), latent_dim=7, arch="seed", conditional=conditional,
+                                             filters=[32], dense=16)
+    for name, shape in SEED_ENCODER.items():
+        assert tuple(encoder.get_layer(name).output.shape[1:]) == shape, name
+    for name in ("mu", "log_var"):
+        assert tuple(encoder.get_layer(name).output.shape[1:]) == (7,)
+    for name, shape in SEED_DECODER.items():
+        assert tuple(decoder.get_layer(name).output.shape[1:]) == shape, name
+    assert tuple(decoder.output.shape[1:]) == (50, 50, 1)
+    # The digit goes in only for conditional models.
+    assert len(encoder.inputs) == len(decoder.inputs) == (2 if conditional else 1)
+    assert tuple(decoder.inputs[0].shape[1:]) == (7,)
+    if conditional:
+        assert tuple(encoder.get_layer("with_digit").output.shape[1:]) == (3025 + 10,)
+        assert tuple(decoder.get_layer("z_with_digit").output.shape[1:]) == (7 + 10,)
+
+
+def test_seed_arch_rejects_other_shapes():
+    with pytest.raises(PipelineError, match=r"mel\.n_mels") as err:
+        build_encoder_decoder((64, 64), latent_dim=8, arch="seed", conditional=True, filters=[8], dense=8)
+    assert "64 x 64" in str(err.value)
+
+
+@pytest.mark.parametrize("shape", [(50, 50), (32, 48), (21, 13)])
+@pytest.mark.parametrize("conditional", [True, False])
+def test_conv_arch_keeps_any_shape_and_outputs_unit_range(shape, conditional):
+    encoder, decoder = build_encoder_decoder(shape, latent_dim=5, arch="conv", conditional=conditional,
+                                             filters=[8, 16], dense=32)
+    assert tuple(decoder.output.shape[1:]) == (*shape, 1)
+    images = np.random.default_rng(0).uniform(0, 1, (3, *shape, 1)).astype(np.float32)
+    digits = keras.utils.to_categorical([1, 5, 9], 10)
+    mu, log_var = encoder.predict([images, digits] if conditional else images, verbose=0)
+    assert mu.shape == log_var.shape == (3, 5)
+    z = np.random.default_rng(1).normal(0, 3, (3, 5)).astype(np.float32)
+    out = decode(decoder, z, np.array([1, 5, 9]) if conditional else None, conditional=conditional)
+    assert out.shape == (3, *shape)
+    assert np.all(np.isfinite(out)) and out.min() >= 0 and out.max() <= 1
+
+
+def test_save_and_load_round_trip_gives_identical_predictions(tmp_path):
+    encoder, decoder = build_encoder_decoder((20, 12), latent_dim=3, arch="conv", conditional=True,
+                                             filters=[8, 16], dense=16)
+    info = {"arch": "conv", "conditional": True, "latent_dim": 3, "shape": [20, 12]}
+    save_model(tmp_path, encoder, decoder, info)
+    assert read_model_info(tmp_path) == info
+    loaded_encoder, loaded_decoder = load_halves(tmp_path)  # safe mode
+    rng = np.random.default_rng(2)
+    images = rng.uniform(0, 1, (4, 20, 12, 1)).astype(np.float32)
+    digits = keras.utils.to_categorical([0, 3, 6, 9], 10)
+    for a, b in zip(encoder.predict([images, digits], verbose=0), loaded_encoder.predict([images, digits], verbose=0)):
+        np.testing.assert_array_equal(a, b)
+    z = rng.normal(size=(4, 3)).astype(np.float32)
+    np.testing.assert_array_equal(decoder.predict([z, digits], verbose=0), loaded_decoder.predict([z, digits], verbose=0))
+
+
+def test_missing_model_files_are_pipeline_errors(tmp_path):
+    with pytest.raises(PipelineError, match="run the train stage"):
+        read_model_info(tmp_path)
+    with pytest.raises(PipelineError, match="encoder.keras"):
+        load_halves(tmp_path)
+
+
+def test_kl_divergence():
+    zero = keras.ops.convert_to_numpy(kl_divergence(np.zeros((2, 4), np.float32), np.zeros((2, 4), np.float32)))
+    np.testing.assert_array_equal(zero, [0.0, 0.0])
+    # ½ [(1 + 1 − 1 − 0) + (4 + 4 − 1 − log 4)] = 4 − log 2
+    mu = np.array([[1.0, 2.0]], np.float32)
+    log_var = np.array([[0.0, math.log(4.0)]], np.float32)
+    value = keras.ops.convert_to_numpy(kl_divergence(mu, log_var))
+    assert value.shape == (1,)
+    assert value[0] == pytest.approx(4 - math.log(2), rel=1e-6)
+
+
+# --------------------------------------------------------------------------- training
+
+def write_normalized(folder: Path, shape=SHAPE, counts=(("train", 40), ("val", 10), ("test", 10))) -> Path:
+    """A normalize-stage output folder by hand: each digit a bright band at its own height."""
+    rng = np.random.default_rng(0)
+    for split, n in counts:
+        digits = np.arange(n) % 10
+        x = rng.uniform(0, 0.2, (n, *shape))
+        for i, digit in enumerate(digits):
+            x[i, digit * shape[0] // 10: digit * shape[0] // 10 + 2, :] += 0.7
+        (folder / split).mkdir(parents=True)
+        np.save(folder / split / "x.npy", np.clip(x, 0, 1).astype(np.float32))
+        np.save(folder / split / "digit.npy", digits.astype(np.int64))
+        np.save(folder / split / "speaker.npy", np.array([f"{split}{i % 2}" for i in range(n)], dtype=str))
+        np.save(folder / split / "gender.npy", np.array(["female"] * n, dtype=str))
+        np.save(folder / split / "age.npy", np.full(n, -1, dtype=np.int64))
+    (folder / "stats.json").write_text(json.dumps({"mel_min": [-80.0] * shape[0], "mel_max": [0.0] * shape[0]}))
+    return folder
+
+
+def run_train(root: Path, name: str, normalized: Path, *, seed: int = 1, **changes) -> tuple[Path, Path, dict]:
+    model_dir, live_dir = root / name / "model", root / name / "live"
+    metrics = train(normalized, model_dir, live_dir, latent_dim=LATENT, vae=VAE_PARAMS,
+                    train={**TRAIN_PARAMS, **changes}, seed=seed)
+    return model_dir, live_dir, metrics
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One tiny conditional model trained for 2 epochs, and its normalized folder."""
+    root = tmp_path_factory.mktemp("trained")
+    normalized = write_normalized(root / "normalized")
+    model_dir, live_dir, metrics = run_train(root, "a", normalized)
+    return {"root": root, "normalized": normalized, "model": model_dir, "live": live_dir, "metrics": metrics}
+
+
+def read_tsv(path: Path) -> list[list[str]]:
+    return [line.split("\t") for line in path.read_text().splitlines()]
+
+
+def test_train_writes_model_and_dvclive_metrics(trained):
+    model_dir, live_dir = trained["model"], trained["live"]
+    assert sorted(p.name for p in model_dir.iterdir()) == ["decoder.keras", "encoder.keras", "model.json"]
+    assert read_model_info(model_dir) == {"arch": "conv", "conditional": True, "latent_dim": LATENT,
+                                          "shape": list(SHAPE), "epochs_run": 2}
+    # No temporary folders of the atomic writes are left beside the outputs.
+    assert sorted(p.name for p in model_dir.parent.iterdir()) == ["live", "model"]
+
+    metrics = json.loads((live_dir / "metrics.json").read_text())
+    for section in ("train", "eval"):
+        assert set(metrics[section]) >= {"loss", "reconstruction", "kl"}
+        assert all(math.isfinite(v) for v in metrics[section].values())
+    assert set(metrics["test"]) == {"mse", "kl", "elbo"}
+    assert metrics["test"] == pytest.approx(trained["metrics"])
+    assert 0 < metrics["test"]["mse"] < 1 and metrics["test"]["kl"] >= 0
+    # elbo is minus the training objective: weight x MSE (with sampled z) + KL, so at most -KL.
+    assert metrics["test"]["elbo"] < -metrics["test"]["kl"]
+    assert metrics["step"] == 1
+
+    for section in ("train", "eval"):
+        for name in ("loss", "reconstruction", "kl"):
+            rows = read_tsv(live_dir / "plots" / "metrics" / section / f"{name}.tsv")
+            assert rows[0] == ["step", name]
+            assert [r[0] for r in rows[1:]] == ["0", "1"], (section, name)
+            assert all(math.isfinite(float(r[1])) for r in rows[1:])
+    # The last epoch's row is what metrics.json reports.
+    assert float(read_tsv(live_dir / "plots" / "metrics" / "train" / "loss.tsv")[-1][1]) == pytest.approx(
+        metrics["train"]["loss"])
+
+
+def decoder_weights(model_dir: Path) -> list[np.ndarray]:
+    return load_halves(model_dir)[1].get_weights()
+
+
+def test_training_is_deterministic_for_a_seed(trained):
+    again_model, again_live, _ = run_train(trained["root"], "again", trained["normalized"], seed=1)
+    other_model, other_live, _ = run_train(trained["root"], "other", trained["normalized"], seed=2)
+
+    first = json.loads((trained["live"] / "metrics.json").read_text())
+    assert json.loads((again_live / "metrics.json").read_text()) == first
+    for a, b in zip(decoder_weights(trained["model"]), decoder_weights(again_model), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+    assert json.loads((other_live / "metrics.json").read_text())["test"] != first["test"]
+    assert any(not np.array_equal(a, b)
+               for a, b in zip(decoder_weights(trained["model"]), decoder_weights(other_model), strict=True))
+
+
+def test_diverging_training_raises_and_writes_nothing(trained):
+    root = trained["root"] / "diverged"
+    with pytest.raises(PipelineError, match=r"^training diverged: .*loss = (nan|inf)") as err:
+        run_train(trained["root"], "diverged", trained["normalized"], learning_rate=10.0)
+    assert "train.learning_rate (now 10.0)" in str(err.value)
+    assert not (root / "model").exists()
+    assert not (root / "live").exists()
+    assert not root.exists() or list(root.iterdir()) == []  # no temporary folders left either
+
+
+def test_integer_learning_rate_is_used_like_a_float(trained):
+    """params.yaml validates train.learning_rate as a number, so ``10`` (what ``-S train.learning_rate=10``
+    writes) is valid and must behave like ``10.0``: here a clean divergence error, not Keras's ValueError."""
+    with pytest.raises(PipelineError, match="training diverged"):
+        run_train(trained["root"], "int_lr", trained["normalized"], learning_rate=10)
+
+
+def test_empty_training_split_is_a_pipeline_error(tmp_path):
+    normalized = write_normalized(tmp_path / "normalized", counts=(("train", 0), ("val", 4), ("test", 4)))
+    with pytest.raises(PipelineError, match="no training clips"):
+        run_train(tmp_path, "empty", normalized)
+    assert not (tmp_path / "empty").exists()
+
+
+# --------------------------------------------------------------------------- generation
+
+def gen(trained, out: Path, digits, *, seed=3, model=None):
+    return generate(model or trained["model"], trained["normalized"], out, mel=MEL, digits=digits,
+                    temperature=1.0, n_iter=4, momentum=0.99, seed=seed)
+
+
+def test_conditional_generation_writes_every_digit(trained, tmp_path):
+    out = tmp_path / "generated"
+    digits = requested_digits(conditional=True, per_digit=2, n_samples=99)
+    records = gen(trained, out, digits)
+
+    names = [f"{d}_{i:02d}.wav" for d in range(10) for i in range(2)]
+    assert sorted(p.name for p in out.iterdir()) == sorted(names + ["mels.png", "samples.json"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["generated"]  # no leftovers of the atomic write
+    n_samples = round(MEL["duration"] * MEL["sample_rate"])
+    for name in names:
+        info = sf.info(out / name)
+        assert (info.format, info.subtype, info.channels, info.samplerate) == ("WAV", "PCM_16", 1, MEL["sample_rate"])
+        assert info.frames == n_samples
+        samples, _ = sf.read(out / name, dtype="float32")
+        assert np.all(np.isfinite(samples))
+        assert 0.5 < np.abs(samples).max() <= 1.0  # peak-normalised to -1 dBFS, not silent
+        assert np.sqrt(np.mean(samples ** 2)) > 0.01
+
+    with Image.open(out / "mels.png") as image:
+        assert image.format == "PNG"
+        image.verify()
+    listed = json.loads((out / "samples.json").read_text())
+    assert listed == records
+    assert [(r["file"], r["digit"]) for r in listed] == [(n, int(n[0])) for n in names]
+    for record in listed:
+        assert record["seconds"] == pytest.approx(MEL["duration"])
+        assert 0 < record["peak"] <= 1
+
+
+def test_generation_is_reproducible_for_a_seed(trained, tmp_path):
+    digits = [2, 2, 7]
+    gen(trained, tmp_path / "a", digits, seed=5)
+    gen(trained, tmp_path / "b", digits, seed=5)
+    gen(trained, tmp_path / "c", digits, seed=6)
+    names = ["2_00.wav", "2_01.wav", "7_00.wav"]
+    for name in names + ["samples.json"]:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    assert all((tmp_path / "a" / n).read_bytes() != (tmp_path / "c" / n).read_bytes() for n in names)
+
+
+@pytest.fixture
+def unconditional_model(tmp_path):
+    """An untrained unconditional model, saved as the train stage saves one."""
+    encoder, decoder = build_encoder_decoder(SHAPE, latent_dim=LATENT, arch="conv", conditional=False,
+                                             filters=[8, 16], dense=32)
+    model_dir = tmp_path / "uncond_model"
+    model_dir.mkdir()
+    save_model(model_dir, encoder, decoder,
+               {"arch": "conv", "conditional": False, "latent_dim": LATENT, "shape": list(SHAPE)})
+    return model_dir
+
+
+def test_unconditional_generation_numbers_the_samples(trained, unconditional_model, tmp_path):
+    out = tmp_path / "generated"
+    records = gen(trained, out, requested_digits(conditional=False, per_digit=2, n_samples=3),
+                  model=unconditional_model)
+    names = ["sample_000.wav", "sample_001.wav", "sample_002.wav"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(names + ["mels.png", "samples.json"])
+    assert [(r["file"], r["digit"]) for r in records] == [(n, None) for n in names]
+    for name in names:
+        samples, rate = sf.read(out / name)
+        assert rate == MEL["sample_rate"] and len(samples) == round(MEL["duration"] * MEL["sample_rate"])
+        assert np.abs(samples).max() > 0.5
+
+
+def test_unconditional_model_cannot_be_asked_for_a_digit(trained, unconditional_model, tmp_path):
+    with pytest.raises(PipelineError, match="unconditional"):
+        gen(trained, tmp_path / "generated", [3, 3], model=unconditional_model)
+    assert not (tmp_path / "generated").exists()
+
+
+# --------------------------------------------------------------------------- vocoder
+
+@pytest.mark.parametrize("f0", [300.0, 440.0])
+def test_griffin_lim_recovers_the_pitch_of_a_harmonic_tone(f0):
+    mel = {"sample_rate": 22050, "duration": 1.0, "n_mels": 64, "frames": 64, "n_fft": 1024,
+           "fmin": 0.0, "fmax": None, "top_db": 80.0}
+    t = np.arange(mel["sample_rate"]) / mel["sample_rate"]
+    tone = sum(a * np.sin(2 * np.pi * k * f0 * t) for k, a in ((1, 0.6), (2, 0.25), (3, 0.1))).astype(np.float32)
+    image = log_mel(tone, **{k: mel[k] for k in ("sample_rate", "n_mels", "frames", "n_fft", "duration", "fmin",
+                                                  "fmax", "top_db")})
+    assert image.shape == (64, 64)
+
+    audio = mel_to_audio(image, mel=mel, n_iter=32, momentum=0.99, seed=0)
+    assert audio.dtype == np.float32 and audio.shape == (mel["sample_rate"],)
+    assert np.abs(audio).max() == pytest.approx(10 ** (-1 / 20), rel=1e-6)
+    spectrum = np.abs(np.fft.rfft(audio * np.hanning(len(audio))))
+    freqs = np.fft.rfftfreq(len(audio), 1 / mel["sample_rate"])
+    assert freqs[spectrum.argmax()] == pytest.approx(f0, rel=0.03)
+
+
+def test_silent_image_gives_zeros_not_amplified_noise():
+    mel = {"sample_rate": 8000, "duration": 0.25, "n_mels": 16, "frames": 16, "n_fft": 256, "fmin": 0.0,
+           "fmax": None}
+    audio = mel_to_audio(np.full((16, 16), -np.inf, np.float32), mel=mel, n_iter=4, momentum=0.99, seed=0)
+    assert audio.dtype == np.float32 and audio.shape == (2000,)
+    assert np.all(audio == 0)

@@ -1,0 +1,195 @@
+"""End to end: the whole pipeline, model half included (train, generate), run by
+real DVC in one committed copy of the repository with tiny params and a tiny
+model; then experiments, the generate CLI, a remote round trip, a queued grid
+search and a diverging training run, all in that same copy.
+
+The tests share the copy (``pipeline``, module scope) so that the pipeline is
+reproduced from scratch only once. Each leaves the copy reproduced and up to
+date, whatever its params, so they do not depend on each other's order.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+import yaml
+
+from conftest import make_repo_copy, ran_stages, run
+
+DVC = [sys.executable, "-m", "dvc"]
+STAGES = ["download", "extract", "normalize", "train", "generate"]
+PARAMS = {
+    "latent_dim": 4,
+    "vae": {"filters": [8, 16], "dense": 32},
+    "train": {"epochs": 2, "batch_size": 16},
+    "generate": {"per_digit": 1, "griffin_lim_iters": 4},
+}
+UP_TO_DATE = "Data and pipelines are up to date."
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    """The copy after a first ``dvc repro``, and that command's result."""
+    repo = make_repo_copy(tmp_path_factory.mktemp("model_pipeline") / "repo", PARAMS)
+    return repo, run(DVC + ["repro"], repo)
+
+
+def params_of(repo: Path) -> dict:
+    return yaml.safe_load((repo / "params.yaml").read_text())
+
+
+def test_repro_runs_every_stage_and_generates_every_digit(pipeline):
+    repo, first = pipeline
+    assert ran_stages(first.stdout) == STAGES
+
+    generated = repo / "data" / "generated"
+    wavs = [f"{digit}_00.wav" for digit in range(10)]
+    assert sorted(p.name for p in generated.iterdir()) == sorted(wavs + ["mels.png", "samples.json"])
+    mel = params_of(repo)["mel"]
+    for name in wavs:
+        info = sf.info(generated / name)
+        assert (info.samplerate, info.channels, info.subtype) == (mel["sample_rate"], 1, "PCM_16")
+        assert info.frames == round(mel["duration"] * mel["sample_rate"])
+    assert (generated / "mels.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    model_info = json.loads((repo / "data" / "model" / "model.json").read_text())
+    assert model_info["latent_dim"] == 4 and model_info["shape"] == [mel["n_mels"], mel["frames"]]
+
+    assert UP_TO_DATE in run(DVC + ["status"], repo).stdout
+
+    metrics = json.loads((repo / "metrics" / "train" / "metrics.json").read_text())
+    assert set(metrics["test"]) == {"mse", "kl", "elbo"}
+    shown = json.loads(run(DVC + ["metrics", "show", "--json"], repo).stdout)
+    workspace = shown[""]["data"]
+    assert "error" not in workspace["metrics/train/metrics.json"]
+    assert workspace["metrics/train/metrics.json"]["data"]["test"]["mse"] == pytest.approx(metrics["test"]["mse"])
+    assert "test.mse" in run(DVC + ["metrics", "show"], repo).stdout
+
+    plots = json.loads(run(DVC + ["plots", "show", "--json"], repo).stdout)
+    assert not plots.get("errors")
+    loss_plot = plots["data"]["metrics/train/plots/metrics/train/loss.tsv"]
+    assert [point["step"] for point in loss_plot[0]["content"]["data"]["values"]] == ["0", "1"]
+
+
+def test_generate_cli_asks_for_one_digit(pipeline, tmp_path):
+    repo, _ = pipeline
+    out = tmp_path / "sevens"
+    result = run([sys.executable, "-m", "stages.generate", "--digit", "7", "--count", "3", "--out", str(out)], repo)
+    assert str(out.resolve()) in result.stdout
+    assert sorted(p.name for p in out.iterdir()) == ["7_00.wav", "7_01.wav", "7_02.wav", "mels.png", "samples.json"]
+    assert [r["digit"] for r in json.loads((out / "samples.json").read_text())] == [7, 7, 7]
+    assert UP_TO_DATE in run(DVC + ["status"], repo).stdout  # data/generated untouched
+
+    bad = run([sys.executable, "-m", "stages.generate", "--digit", "11", "--out", str(tmp_path / "bad")], repo,
+              check=False)
+    assert bad.returncode == 2
+    assert "--digit" in bad.stderr and "invalid choice" in bad.stderr
+    assert not (tmp_path / "bad").exists()
+
+
+def experiments(repo: Path) -> dict[str, dict]:
+    """``dvc exp show --json`` as {experiment name: {"latent_dim", "mse"}}."""
+    rows = {}
+    for commit in json.loads(run(DVC + ["exp", "show", "--json"], repo).stdout):
+        for exp in commit.get("experiments") or []:
+            data = exp["revs"][0]["data"]
+            metrics = data.get("metrics", {}).get("metrics/train/metrics.json", {}).get("data", {})
+            rows[exp["name"]] = {"latent_dim": data["params"]["params.yaml"]["data"]["latent_dim"],
+                                 "mse": metrics.get("test", {}).get("mse")}
+    return rows
+
+
+def test_exp_run_with_a_model_param_reruns_only_train_and_generate(pipeline):
+    repo, _ = pipeline
+    latent = 8 if params_of(repo)["latent_dim"] != 8 else 6
+    result = run(DVC + ["exp", "run", "-S", f"latent_dim={latent}"], repo)
+    assert ran_stages(result.stdout) == ["train", "generate"]
+    for stage in ("download", "extract", "normalize"):
+        assert f"Stage '{stage}' didn't change, skipping" in result.stdout
+    name = re.search(r"Ran experiment\(s\): (\S+)", result.stdout).group(1)
+
+    assert params_of(repo)["latent_dim"] == latent
+    assert json.loads((repo / "data" / "model" / "model.json").read_text())["latent_dim"] == latent
+    mse = json.loads((repo / "metrics" / "train" / "metrics.json").read_text())["test"]["mse"]
+    assert experiments(repo)[name] == {"latent_dim": latent, "mse": pytest.approx(mse)}
+    assert UP_TO_DATE in run(DVC + ["status"], repo).stdout
+
+
+def commit_all(repo: Path, message: str) -> None:
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-q", "--allow-empty", "-m", message], repo)
+
+
+def test_queued_grid_search_runs_every_combination(pipeline):
+    repo, _ = pipeline
+    commit_all(repo, "baseline for the queue")  # dvc.lock and metrics committed: the queue reuses the data
+    queued = run(DVC + ["exp", "run", "--queue", "train", "-S", "latent_dim=2,3"], repo)
+    names = re.findall(r"Queued experiment '([^']+)'", queued.stdout)
+    assert len(names) == 2, queued.stdout
+    try:
+        ran = run(DVC + ["exp", "run", "--run-all"], repo, timeout=300)  # waits for the queue to drain
+    finally:
+        run(DVC + ["queue", "stop"], repo, check=False)
+    status = run(DVC + ["queue", "status"], repo).stdout
+    for name in names:
+        assert re.search(rf"{name}\s.*Success", status), status + ran.stdout + ran.stderr
+
+    found = experiments(repo)
+    assert sorted(found[name]["latent_dim"] for name in names) == [2, 3]
+    for name in names:
+        assert isinstance(found[name]["mse"], float) and 0 < found[name]["mse"] < 1
+    assert found[names[0]]["mse"] != found[names[1]]["mse"]
+    # The queue ran elsewhere: the workspace is as it was.
+    assert params_of(repo)["latent_dim"] not in (2, 3)
+    assert UP_TO_DATE in run(DVC + ["status"], repo).stdout
+
+
+def test_push_clone_pull_round_trip(pipeline, tmp_path):
+    repo, _ = pipeline
+    run(DVC + ["remote", "add", "-d", "-f", "local", str(tmp_path / "remote")], repo)
+    run(DVC + ["push"], repo)
+    commit_all(repo, "results")
+    assert run(["git", "status", "--porcelain"], repo).stdout == ""
+
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(repo), str(clone)], tmp_path)
+    assert not (clone / "data" / "model").exists()
+    run(DVC + ["pull"], clone)
+    assert UP_TO_DATE in run(DVC + ["status"], clone).stdout
+    again = run(DVC + ["repro"], clone)
+    assert ran_stages(again.stdout) == []
+    for stage in STAGES:
+        assert f"Stage '{stage}' didn't change, skipping" in again.stdout
+    for path in ("data/model/decoder.keras", "data/generated/3_00.wav", "data/normalized/train/x.npy",
+                 "metrics/train/metrics.json"):
+        assert (clone / path).read_bytes() == (repo / path).read_bytes(), path
+
+
+def test_diverging_train_fails_with_one_line_and_no_model(pipeline):
+    repo, _ = pipeline
+    good = (repo / "params.yaml").read_text()
+    params = params_of(repo)
+    params["train"]["learning_rate"] = 10.0
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        failed = run(DVC + ["repro"], repo, check=False)
+        assert failed.returncode != 0
+        assert ran_stages(failed.stdout) == ["train"]
+        errors = [line for line in failed.stderr.splitlines() if line.startswith("error: ")]
+        assert len(errors) == 1, failed.stderr
+        assert errors[0].startswith("error: training diverged: ")
+        assert "train.learning_rate (now 10.0)" in errors[0]
+        assert "Traceback" not in failed.stderr
+        assert not (repo / "data" / "model").exists()
+        assert not list((repo / "data").glob(".model.*"))  # no half-written model either
+    finally:
+        (repo / "params.yaml").write_text(good)
+    # With the learning rate back, the pipeline recovers.
+    recovered = run(DVC + ["repro"], repo)
+    assert ran_stages(recovered.stdout) == ["train", "generate"]
+    assert (repo / "data" / "model" / "decoder.keras").exists()
+    assert UP_TO_DATE in run(DVC + ["status"], repo).stdout
