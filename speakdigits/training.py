@@ -130,7 +130,7 @@ def train(normalized_dir: Path, model_dir: Path, live_dir: Path, *, latent_dim: 
         )
         model = VAE(encoder, decoder, conditional=vae["conditional"],
                     reconstruction_weight=train["reconstruction_weight"], seed=seed)
-        model.compile(optimizer=keras.optimizers.Adam(train["learning_rate"]))
+        model.compile(optimizer=keras.optimizers.Adam(float(train["learning_rate"])))
 
     has_val = len(splits["val"]["x"]) > 0
     guard = StopOnNonFinite()

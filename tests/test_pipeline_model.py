@@ -190,6 +190,7 @@ def test_diverging_train_fails_with_one_line_and_no_model(pipeline):
         (repo / "params.yaml").write_text(good)
     # With the learning rate back, the pipeline recovers.
     recovered = run(DVC + ["repro"], repo)
-    assert ran_stages(recovered.stdout) == ["train", "generate"]
+    # generate reruns too unless the retrained model files come out byte-identical.
+    assert ran_stages(recovered.stdout) in (["train"], ["train", "generate"])
     assert (repo / "data" / "model" / "decoder.keras").exists()
     assert UP_TO_DATE in run(DVC + ["status"], repo).stdout
