@@ -27,6 +27,7 @@ from speakdigits.sources import download, read_archive
 # Metadata files recognised inside a source, by base name.
 METADATA_NAMES = ("audioMNIST_meta.txt", "speakers.json", "meta.json", "metadata.py")
 
+
 @dataclass(frozen=True)
 class RemoteSource:
     """A data set downloaded as one archive."""
@@ -34,7 +35,6 @@ class RemoteSource:
     url: str
     filename: str
     sha256: str | None
-    size_hint: str
 
 
 # GitHub builds these archives on request: pinned to a commit or tag, but not
@@ -45,13 +45,11 @@ REMOTE_SOURCES = {
         url="https://github.com/soerenab/AudioMNIST/archive/6c5eb77d8e9242d6ce31af807f0409d36a246f51.zip",
         filename="AudioMNIST-6c5eb77d8e9242d6ce31af807f0409d36a246f51.zip",
         sha256=None,
-        size_hint="about 1 GB",
     ),
     "fsdd": RemoteSource(
         url="https://github.com/Jakobovski/free-spoken-digit-dataset/archive/refs/tags/v1.0.10.tar.gz",
         filename="free-spoken-digit-dataset-1.0.10.tar.gz",
         sha256=None,
-        size_hint="about 10 MB",
     ),
 }
 
@@ -148,15 +146,8 @@ def collect(out_dir: Path, source: Path, *, origin: dict) -> int:
     return write_raw(out_dir, clips(), speakers, info)
 
 
-def fetch_remote(name: str, cache_dir: Path, *, sha256: str | None) -> tuple[Path, str, RemoteSource]:
-    """Download a known remote data set into ``cache_dir`` (resuming a partial one)."""
-    remote = REMOTE_SOURCES[name]
-    dest = Path(cache_dir) / remote.filename
-    digest = download(remote.url, dest, sha256=sha256 or remote.sha256)
-    return dest, digest, remote
-
-
-def build_raw(out_dir: Path, *, data: dict, seed: int, cache_dir: Path) -> int:
+def build_raw(out_dir: Path, *, data: dict, seed: int, cache_dir: Path,
+              remotes: dict[str, RemoteSource] = REMOTE_SOURCES) -> int:
     """The ``download`` stage: make ``out_dir`` from the ``data`` params.
 
     Parameters
@@ -169,6 +160,8 @@ def build_raw(out_dir: Path, *, data: dict, seed: int, cache_dir: Path) -> int:
         The global seed (used by the synthetic source).
     cache_dir : Path
         Where downloaded archives are kept (and partial downloads resumed).
+    remotes : dict
+        The known remote data sets by name (tests point them at a local server).
 
     Returns
     -------
@@ -179,8 +172,10 @@ def build_raw(out_dir: Path, *, data: dict, seed: int, cache_dir: Path) -> int:
     if source == "synthetic":
         cfg = data["synthetic"]
         return synthesize(out_dir, speakers=cfg["speakers"], takes=cfg["takes"], noise_db=cfg["noise_db"], seed=seed)
-    if source in REMOTE_SOURCES:
-        archive, digest, remote = fetch_remote(source, cache_dir, sha256=data["sha256"])
+    if source in remotes:
+        remote = remotes[source]
+        archive = Path(cache_dir) / remote.filename
+        digest = download(remote.url, archive, sha256=data["sha256"] or remote.sha256)
         return collect(out_dir, archive, origin={"source": source, "url": remote.url, "sha256": digest})
     path = Path(source).expanduser()
     if not path.exists():

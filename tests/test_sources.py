@@ -9,11 +9,8 @@ import io
 import re
 import socket
 import tarfile
-import threading
 import time
 import zipfile
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -23,91 +20,7 @@ import soundfile as sf
 from speakdigits.errors import PipelineError
 from speakdigits.raw import CLIP_NAME, parse_clip_name
 from speakdigits.sources import download, read_archive
-
-
-# --------------------------------------------------------------------------
-# A real HTTP server with Range support and a "drop the connection" switch
-# --------------------------------------------------------------------------
-
-
-@dataclass
-class FileServer:
-    root: Path
-    port: int = 0
-    # (path, Range header or None) of every GET, in arrival order
-    requests: list[tuple[str, str | None]] = field(default_factory=list)
-    drops_left: int = 0  # this many GETs get full headers, half the body, close
-    ignore_range: bool = False  # answer 200 with the whole file to Range
-
-    def url(self, name: str) -> str:
-        return f"http://127.0.0.1:{self.port}/{name}"
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server_state: FileServer  # set on a per-fixture subclass
-
-    def do_GET(self) -> None:
-        state = self.server_state
-        wanted = self.headers.get("Range")
-        state.requests.append((self.path, wanted))
-        path = state.root / self.path.lstrip("/")
-        if not path.is_file():
-            self.send_error(404, "Not Found")
-            return
-        data = path.read_bytes()
-        status, start = 200, 0
-        if wanted is not None and not state.ignore_range:
-            match = re.fullmatch(r"bytes=(\d+)-", wanted)
-            assert match, f"client sent an unexpected Range {wanted!r}"
-            start = int(match[1])
-            if start >= len(data):
-                self.send_response(416)
-                self.send_header("Content-Range", f"bytes */{len(data)}")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            status = 206
-        body = data[start:]
-        self.send_response(status)
-        self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Accept-Ranges", "bytes")
-        if status == 206:
-            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-        self.end_headers()
-        if state.drops_left > 0:
-            state.drops_left -= 1
-            self.wfile.write(body[: len(body) // 2])
-            self.wfile.flush()
-            self.connection.shutdown(socket.SHUT_RDWR)
-            self.close_connection = True
-            return
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-        pass  # keep pytest output clean
-
-
-@pytest.fixture
-def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    # A proxy configured in the environment must not intercept 127.0.0.1.
-    monkeypatch.setenv("no_proxy", "*")
-    monkeypatch.setenv("NO_PROXY", "*")
-    root = tmp_path / "served"
-    root.mkdir()
-    state = FileServer(root)
-    handler = type("Handler", (_Handler,), {"server_state": state})
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    httpd.daemon_threads = True
-    state.port = httpd.server_address[1]
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield state
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
+from tests.conftest import FileServer
 
 
 def _blob(size: int = 200_000, seed: int = 0) -> bytes:

@@ -1,0 +1,147 @@
+"""The download stage's sources end to end: remote archives in AudioMNIST and
+FSDD layouts served from 127.0.0.1, local folders and archives, metadata."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import yaml
+
+from speakdigits import raw
+from speakdigits.acquire import RemoteSource, build_raw
+from speakdigits.errors import PipelineError
+from speakdigits.features import extract
+
+REPO = Path(__file__).resolve().parent.parent
+MEL = yaml.safe_load((REPO / "params.yaml").read_text())["mel"] | {"n_mels": 16, "frames": 16}
+
+# AudioMNIST's real metadata is messy: an age as a string, an impossible age, a missing speaker.
+AUDIOMNIST_META = {
+    "01": {"accent": "german", "age": "30", "gender": "male", "native speaker": "yes"},
+    "02": {"accent": "german", "age": 250, "gender": "female", "native speaker": "no"},
+}
+FSDD_METADATA_PY = """metadata = {
+    'george': {'gender': 'male', 'accent': 'Greek', 'language': 'english'},
+    'lucas': {'gender': 'male', 'accent': 'German/Mexican', 'language': 'english'},
+}
+"""
+
+
+def tone_wav(freq: float, sr: int) -> bytes:
+    t = np.arange(int(0.5 * sr)) / sr
+    buffer = io.BytesIO()
+    sf.write(buffer, 0.5 * np.sin(2 * np.pi * freq * t) * np.hanning(len(t)), sr, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+def audiomnist_zip(path: Path) -> Path:
+    with zipfile.ZipFile(path, "w") as archive:
+        for speaker in ("01", "02", "03"):
+            for digit in range(2):
+                archive.writestr(f"AudioMNIST-x/data/{speaker}/{digit}_{speaker}_0.wav", tone_wav(200 + 50 * digit, 48000))
+        archive.writestr("AudioMNIST-x/data/audioMNIST_meta.txt", json.dumps(AUDIOMNIST_META))
+        archive.writestr("AudioMNIST-x/README.md", "not a clip")
+    return path
+
+
+def fsdd_tar(path: Path) -> Path:
+    with tarfile.open(path, "w:gz") as archive:
+        files = {f"fsdd-1.0.10/recordings/{d}_{s}_{t}.wav": tone_wav(300 + 40 * d, 8000)
+                 for d in range(2) for s in ("george", "lucas") for t in range(2)}
+        files["fsdd-1.0.10/metadata.py"] = FSDD_METADATA_PY.encode()
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return path
+
+
+def data_params(source: str, sha256: str | None = None) -> dict:
+    return {"source": source, "sha256": sha256, "synthetic": {"speakers": 3, "takes": 1, "noise_db": -60.0}}
+
+
+def test_audiomnist_layout_downloaded_and_packed(server, tmp_path):
+    audiomnist_zip(server.root / "am.zip")
+    remotes = {"audiomnist": RemoteSource(url=server.url("am.zip"), filename="am.zip", sha256=None)}
+    count = build_raw(tmp_path / "raw", data=data_params("audiomnist"), seed=0, cache_dir=tmp_path / "cache",
+                      remotes=remotes)
+    assert count == 6
+    assert sorted(raw.clip_names(tmp_path / "raw")) == sorted(
+        f"AudioMNIST-x/data/{s}/{d}_{s}_0.wav" for s in ("01", "02", "03") for d in range(2))
+    assert raw.read_speakers(tmp_path / "raw") == AUDIOMNIST_META
+    source = json.loads((tmp_path / "raw" / raw.SOURCE_JSON).read_text())
+    assert source["sha256"] == __import__("hashlib").sha256((server.root / "am.zip").read_bytes()).hexdigest()
+    assert source["metadata_file"] == "AudioMNIST-x/data/audioMNIST_meta.txt"
+    assert (tmp_path / "cache" / "am.zip").is_file()  # kept for the next run
+
+    # The messy metadata is read tolerantly, and what was ignored is said.
+    report = extract(tmp_path / "raw", tmp_path / "features", MEL, jobs=1)
+    assert report["clips_used"] == 6
+    notes = " | ".join(report["metadata_notes"])
+    assert "impossible age 250" in notes and "03" in notes
+    rows = (tmp_path / "features" / "clips.csv").read_text().splitlines()
+    assert "AudioMNIST-x/data/01/0_01_0.wav,0,01,0,male,30" in rows
+    assert "AudioMNIST-x/data/02/1_02_0.wav,1,02,0,female," in rows
+
+
+def test_fsdd_layout_reads_metadata_py_as_data(server, tmp_path):
+    fsdd_tar(server.root / "fsdd.tar.gz")
+    remotes = {"fsdd": RemoteSource(url=server.url("fsdd.tar.gz"), filename="fsdd.tar.gz", sha256=None)}
+    assert build_raw(tmp_path / "raw", data=data_params("fsdd"), seed=0, cache_dir=tmp_path / "cache",
+                     remotes=remotes) == 8
+    speakers = raw.read_speakers(tmp_path / "raw")
+    assert {s: v["gender"] for s, v in speakers.items()} == {"george": "male", "lucas": "male"}
+
+
+def test_wrong_pinned_digest_keeps_nothing(server, tmp_path):
+    audiomnist_zip(server.root / "am.zip")
+    remotes = {"audiomnist": RemoteSource(url=server.url("am.zip"), filename="am.zip", sha256=None)}
+    with pytest.raises(PipelineError, match="sha256"):
+        build_raw(tmp_path / "raw", data=data_params("audiomnist", sha256="0" * 64), seed=0,
+                  cache_dir=tmp_path / "cache", remotes=remotes)
+    assert not (tmp_path / "raw").exists()
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+@pytest.mark.parametrize("kind", ["folder", "zip", "tar.gz"])
+def test_local_source_is_read_where_it_is(tmp_path, kind):
+    archive = audiomnist_zip(tmp_path / "am.zip")
+    if kind == "zip":
+        source = archive
+    else:
+        folder = tmp_path / "copy"
+        zipfile.ZipFile(archive).extractall(folder)
+        source = folder
+        if kind == "tar.gz":
+            source = tmp_path / "am.tar.gz"
+            with tarfile.open(source, "w:gz") as tar:
+                tar.add(folder, arcname=".")
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    assert build_raw(tmp_path / "raw", data=data_params(str(source)), seed=0, cache_dir=tmp_path / "cache") == 6
+    after = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if not p.is_relative_to(tmp_path / "raw"))
+    assert after == before  # nothing copied or unpacked beside the source
+    assert raw.read_speakers(tmp_path / "raw") == AUDIOMNIST_META
+
+
+def test_missing_local_source_names_it_and_the_alternatives(tmp_path):
+    with pytest.raises(PipelineError) as err:
+        build_raw(tmp_path / "raw", data=data_params(str(tmp_path / "nowhere")), seed=0, cache_dir=tmp_path)
+    message = str(err.value)
+    assert "nowhere" in message and "synthetic" in message and "\n" not in message
+    assert not (tmp_path / "raw").exists()
+
+
+def test_source_without_any_wav_is_an_error(tmp_path):
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("no clips here")
+    with pytest.raises(PipelineError, match="no .wav files"):
+        build_raw(tmp_path / "raw", data=data_params(str(folder)), seed=0, cache_dir=tmp_path)
+    assert not (tmp_path / "raw").exists()
