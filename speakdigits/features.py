@@ -13,6 +13,7 @@ import json
 import multiprocessing
 import os
 import re
+import shutil
 import signal
 import zipfile
 import zlib
@@ -155,18 +156,19 @@ def extract(raw_dir: Path, out_dir: Path, mel: dict, *, jobs: int | None = None)
     # instead of each spending seconds compiling its own.
     audio.clip_to_mel(audio.wav_bytes(np.sin(np.arange(8000, dtype=np.float32) / 5.0), mel["sample_rate"]), mel)
     with atomic_dir(out_dir) as tmp:
-        capacity = max(1, len(labelled))
-        buffer = np.lib.format.open_memmap(tmp / "partial.npy", mode="w+", dtype=np.float32,
-                                           shape=(capacity, mel["n_mels"], mel["frames"]))
+        # Rows go straight to disk as they arrive, so memory stays flat; the .npy
+        # header (which needs the final count) is put in front at the end.
         rows = []
         ctx = multiprocessing.get_context("fork")
-        with ctx.Pool(jobs, initializer=_init_worker, initargs=(str(Path(raw_dir) / raw.AUDIO_ZIP), mel)) as pool:
+        with open(tmp / "rows.bin", "wb") as rows_file, ctx.Pool(
+            jobs, initializer=_init_worker, initargs=(str(Path(raw_dir) / raw.AUDIO_ZIP), mel)
+        ) as pool:
             results = pool.imap(_extract_one, [name for name, *_ in labelled], chunksize=8)
             for name, image, reason in tqdm(results, total=len(labelled), desc="extracting", unit="clip"):
                 if image is None:
                     skipped.append({"file": name, "reason": reason})
                     continue
-                buffer[len(rows)] = image
+                rows_file.write(np.ascontiguousarray(image, dtype="<f4").tobytes())
                 digit, speaker, take = labels[name]
                 rows.append((name, digit, speaker, take, metadata[speaker]["gender"], metadata[speaker]["age"]))
         if not rows:
@@ -174,10 +176,8 @@ def extract(raw_dir: Path, out_dir: Path, mel: dict, *, jobs: int | None = None)
                 f"{raw_dir}: none of the {len(names)} clips is usable (see the reasons: "
                 f"{'; '.join(sorted({s['reason'] for s in skipped}))[:300]})"
             )
-        buffer.flush()
-        _compact(buffer, len(rows), tmp / MELS_NPY)
-        del buffer
-        os.remove(tmp / "partial.npy")
+        _write_npy(tmp / "rows.bin", tmp / MELS_NPY, shape=(len(rows), mel["n_mels"], mel["frames"]))
+        os.remove(tmp / "rows.bin")
         with open(tmp / CLIPS_CSV, "w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
             writer.writerow(CLIP_COLUMNS)
@@ -194,13 +194,11 @@ def extract(raw_dir: Path, out_dir: Path, mel: dict, *, jobs: int | None = None)
     return report
 
 
-def _compact(buffer: np.ndarray, count: int, path: Path, chunk: int = 2048) -> None:
-    """Copy the first ``count`` rows of ``buffer`` into a new ``.npy`` file, chunk by chunk."""
-    out = np.lib.format.open_memmap(path, mode="w+", dtype=buffer.dtype, shape=(count, *buffer.shape[1:]))
-    for start in range(0, count, chunk):
-        out[start:start + chunk] = buffer[start:min(count, start + chunk)]
-    out.flush()
-    del out
+def _write_npy(rows_path: Path, path: Path, *, shape: tuple[int, ...]) -> None:
+    """Make a float32 ``.npy`` file of ``shape`` from raw little-endian rows, copied in chunks."""
+    with open(path, "wb") as out, open(rows_path, "rb") as rows:
+        np.lib.format.write_array_header_1_0(out, {"descr": "<f4", "fortran_order": False, "shape": shape})
+        shutil.copyfileobj(rows, out, length=16 << 20)
 
 
 def read_features(features_dir: Path) -> tuple[np.ndarray, list[dict]]:
