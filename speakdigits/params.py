@@ -146,6 +146,15 @@ SCHEMA: dict[str, Any] = {
         "griffin_lim_iters": Rule("int", 1, 1000),
         "griffin_lim_momentum": Rule("float", 0, 1.5),
     },
+    "classify": {
+        "epochs": Rule("int", 1, 10000),
+        "batch_size": Rule("int", 1, 65536),
+        "learning_rate": Rule("float", 1e-7, 10),
+        "patience": Rule("int", 1, 10000),
+    },
+    "evaluate": {
+        "reference_clips": Rule("int", 1, 10000),
+    },
 }
 
 
@@ -173,6 +182,9 @@ def validate(params: Any, schema: dict[str, Any] = SCHEMA, prefix: str = "") -> 
             validate(value, rule, name + ".")
         elif not rule.accepts(value):
             raise PipelineError(f"params.yaml: {name} = {value!r} is not allowed; expected {rule.describe()}")
+        elif rule.kind == "float" and isinstance(value, int):
+            # `-S train.learning_rate=1` arrives as an int; code downstream (Keras) wants floats.
+            params[key] = float(value)
 
 
 def check_consistency(params: dict[str, Any]) -> None:

@@ -15,26 +15,7 @@ from speakdigits.errors import PipelineError
 from speakdigits.files import atomic_dir
 from speakdigits.model import VAE, build_encoder_decoder, encode, one_hot, reconstruction_mse, save_model
 from speakdigits.normalize import load_split
-
-def make_deterministic(seed: int) -> None:
-    """Seed Python, NumPy and TensorFlow, and ask TensorFlow for deterministic ops.
-
-    With this, the same params and seed give the same weights and metrics on CPU.
-    """
-    keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
-
-
-def choose_strategy() -> tf.distribute.Strategy:
-    """A ``tf.distribute`` strategy for the devices present.
-
-    Several GPUs: mirrored over all of them; one GPU: that GPU; otherwise the CPU.
-    """
-    gpus = tf.config.list_logical_devices("GPU")
-    if len(gpus) > 1:
-        return tf.distribute.MirroredStrategy()
-    return tf.distribute.OneDeviceStrategy("/gpu:0" if gpus else "/cpu:0")
-
+from speakdigits.runtime import choose_strategy, make_deterministic
 
 class StopOnNonFinite(keras.callbacks.Callback):
     """Stop at the first NaN or infinite loss and remember where it happened."""
@@ -130,7 +111,7 @@ def train(normalized_dir: Path, model_dir: Path, live_dir: Path, *, latent_dim: 
         )
         model = VAE(encoder, decoder, conditional=vae["conditional"],
                     reconstruction_weight=train["reconstruction_weight"], seed=seed)
-        model.compile(optimizer=keras.optimizers.Adam(float(train["learning_rate"])))
+        model.compile(optimizer=keras.optimizers.Adam(train["learning_rate"]))
 
     has_val = len(splits["val"]["x"]) > 0
     guard = StopOnNonFinite()

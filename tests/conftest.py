@@ -29,6 +29,8 @@ TINY_PARAMS = {
     "data": {"synthetic": {"speakers": 4, "takes": 2}},
     "mel": {"n_mels": 32, "frames": 32},
     "split": {"val_fraction": 0.25, "test_fraction": 0.25},
+    "classify": {"epochs": 3},
+    "evaluate": {"reference_clips": 4},
 }
 
 

@@ -14,14 +14,18 @@ import keras
 import numpy as np
 import pytest
 import soundfile as sf
+import yaml
 from PIL import Image
 
 from speakdigits.audio import log_mel
 from speakdigits.errors import PipelineError
 from speakdigits.generation import generate, requested_digits
 from speakdigits.model import build_encoder_decoder, decode, kl_divergence, load_halves, read_model_info, save_model
+from speakdigits.params import load_params
 from speakdigits.training import train
 from speakdigits.vocoder import mel_to_audio
+
+REPO = Path(__file__).resolve().parent.parent
 
 SHAPE = (16, 16)
 LATENT = 4
@@ -221,8 +225,14 @@ def test_diverging_training_raises_and_writes_nothing(trained):
 def test_integer_learning_rate_is_used_like_a_float(trained):
     """params.yaml validates train.learning_rate as a number, so ``10`` (what ``-S train.learning_rate=10``
     writes) is valid and must behave like ``10.0``: here a clean divergence error, not Keras's ValueError."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["train"]["learning_rate"] = 10
+    path = trained["root"] / "int_lr_params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    learning_rate = load_params(path)["train"]["learning_rate"]
+    assert learning_rate == 10.0 and isinstance(learning_rate, float)
     with pytest.raises(PipelineError, match="training diverged"):
-        run_train(trained["root"], "int_lr", trained["normalized"], learning_rate=10)
+        run_train(trained["root"], "int_lr", trained["normalized"], learning_rate=learning_rate)
 
 
 def test_empty_training_split_is_a_pipeline_error(tmp_path):

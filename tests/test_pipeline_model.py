@@ -22,7 +22,7 @@ import yaml
 from conftest import make_repo_copy, ran_stages, run
 
 DVC = [sys.executable, "-m", "dvc"]
-STAGES = ["download", "extract", "normalize", "train", "generate"]
+STAGES = ["download", "extract", "normalize", "train", "generate", "classify", "evaluate"]
 PARAMS = {
     "latent_dim": 4,
     "vae": {"filters": [8, 16], "dense": 32},
@@ -103,12 +103,12 @@ def experiments(repo: Path) -> dict[str, dict]:
     return rows
 
 
-def test_exp_run_with_a_model_param_reruns_only_train_and_generate(pipeline):
+def test_exp_run_with_a_model_param_reruns_train_generate_and_evaluate(pipeline):
     repo, _ = pipeline
     latent = 8 if params_of(repo)["latent_dim"] != 8 else 6
     result = run(DVC + ["exp", "run", "-S", f"latent_dim={latent}"], repo)
-    assert ran_stages(result.stdout) == ["train", "generate"]
-    for stage in ("download", "extract", "normalize"):
+    assert ran_stages(result.stdout) == ["train", "generate", "evaluate"]
+    for stage in ("download", "extract", "normalize", "classify"):
         assert f"Stage '{stage}' didn't change, skipping" in result.stdout
     name = re.search(r"Ran experiment\(s\): (\S+)", result.stdout).group(1)
 
@@ -191,6 +191,6 @@ def test_diverging_train_fails_with_one_line_and_no_model(pipeline):
     # With the learning rate back, the pipeline recovers.
     recovered = run(DVC + ["repro"], repo)
     # generate reruns too unless the retrained model files come out byte-identical.
-    assert ran_stages(recovered.stdout) in (["train"], ["train", "generate"])
+    assert ran_stages(recovered.stdout) in (["train"], ["train", "generate", "evaluate"])
     assert (repo / "data" / "model" / "decoder.keras").exists()
     assert UP_TO_DATE in run(DVC + ["status"], repo).stdout

@@ -1,0 +1,271 @@
+"""The original work's other models: classifiers of the spoken digit, the
+speaker's gender and the speaker's age bracket, from normalised mels.
+
+One small CNN per task, trained on the speaker-disjoint training split with
+early stopping on the validation split and measured on the test speakers. The
+digit classifier is also the judge of the generated voices
+(:mod:`speakdigits.judge`): its penultimate layer, ``embedding``, is the
+feature space of the Fréchet distance.
+
+A task is trained only where the data can support it: the training and test
+splits must each hold clips of at least two classes with known labels
+(AudioMNIST has gender and age for every speaker; a folder of clips without
+metadata has neither). Otherwise :func:`task_availability` says why not.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+from keras import layers
+
+from speakdigits.errors import PipelineError
+from speakdigits.files import atomic_dir
+from speakdigits.normalize import load_split
+from speakdigits.runtime import make_deterministic
+
+TASKS = ("digit", "gender", "age")
+GENDERS = ("female", "male")
+#: The original's seven age brackets, inclusive; ages outside them are dropped.
+AGE_BRACKETS = ((10, 19), (20, 29), (30, 39), (40, 49), (50, 59), (60, 69), (70, 89))
+CLASSES = {
+    "digit": tuple(str(d) for d in range(10)),
+    "gender": GENDERS,
+    "age": tuple(f"{low}-{high}" for low, high in AGE_BRACKETS),
+}
+CLASSIFIERS_JSON = "classifiers.json"
+EMBEDDING = "embedding"
+
+
+def age_bracket(age: int) -> int:
+    """Index into :data:`AGE_BRACKETS` of ``age``, or -1 when unknown (-1) or outside every bracket."""
+    for index, (low, high) in enumerate(AGE_BRACKETS):
+        if low <= age <= high:
+            return index
+    return -1
+
+
+def task_labels(split: dict[str, np.ndarray], task: str) -> np.ndarray:
+    """Class index of every clip of a split for one task; -1 where the label is unknown.
+
+    Parameters
+    ----------
+    split : dict
+        A split as read by :func:`speakdigits.normalize.load_split`.
+    task : {'digit', 'gender', 'age'}
+        Which label.
+
+    Returns
+    -------
+    numpy.ndarray
+        int64, one entry per clip, indexing ``CLASSES[task]``.
+    """
+    if task == "digit":
+        return np.asarray(split["digit"], dtype=np.int64)
+    if task == "gender":
+        return np.array([GENDERS.index(g) if g in GENDERS else -1 for g in split["gender"]], dtype=np.int64)
+    if task == "age":
+        return np.array([age_bracket(int(a)) for a in split["age"]], dtype=np.int64)
+    raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+
+
+def task_availability(splits: dict[str, dict], task: str) -> tuple[bool, str]:
+    """Whether ``task`` can be trained and tested on these splits, and if not, why.
+
+    Returns
+    -------
+    (bool, str)
+        ``(True, "")``, or ``(False, reason)`` with a one-line reason naming
+        the split and what it holds.
+    """
+    what = {"digit": "digit", "gender": "gender", "age": "age bracket"}[task]
+    for name in ("train", "test"):
+        labels = task_labels(splits[name], task)
+        known = sorted(set(labels[labels >= 0].tolist()))
+        if len(labels) == 0:
+            return False, f"{name} split is empty"
+        if not known:
+            return False, f"no {name} clip has a known {what} (not in the data set's metadata)"
+        if len(known) == 1:
+            return False, (f"all {name} clips with a known {what} are of one class "
+                           f"({CLASSES[task][known[0]]}); need at least 2")
+    return True, ""
+
+
+def build_classifier(shape: tuple[int, int], n_classes: int, *, name: str) -> keras.Model:
+    """A small CNN from a normalised mel image to class probabilities.
+
+    Three blocks of 3x3 convolution (ReLU) and 2x2 max pooling (16, 32, 64
+    channels), then a dense ``embedding`` layer of 64 units (the judge's
+    feature space) and a softmax, with dropout before and after the embedding.
+    Any input shape works: pooling pads. No batch normalisation: with ~20
+    batches an epoch its moving statistics lag so far behind that validation
+    accuracy stays at chance for many epochs, and early stopping then keeps a
+    useless model.
+
+    Parameters
+    ----------
+    shape : (int, int)
+        ``(n_mels, frames)``.
+    n_classes : int
+        Width of the softmax.
+    name : str
+        The model's name (the task).
+    """
+    image = keras.Input((*shape, 1), name="image")
+    h = image
+    for i, channels in enumerate((16, 32, 64)):
+        h = layers.Conv2D(channels, 3, padding="same", activation="relu", name=f"conv{i + 1}")(h)
+        h = layers.MaxPooling2D(2, padding="same", name=f"pool{i + 1}")(h)
+    h = layers.Flatten(name="flatten")(h)
+    h = layers.Dropout(0.3, name="dropout_features")(h)
+    h = layers.Dense(64, activation="relu", name=EMBEDDING)(h)
+    h = layers.Dropout(0.3, name="dropout_embedding")(h)
+    probs = layers.Dense(n_classes, activation="softmax", name="probs")(h)
+    return keras.Model(image, probs, name=name)
+
+
+def _known(split: dict, task: str) -> tuple[np.ndarray, np.ndarray]:
+    labels = task_labels(split, task)
+    keep = labels >= 0
+    return split["x"][keep][..., None].astype(np.float32), labels[keep]
+
+
+def train_task(splits: dict[str, dict], task: str, *, epochs: int, batch_size: int, learning_rate: float,
+               patience: int, seed: int) -> tuple[keras.Model, dict]:
+    """Train one classifier and measure it on the test speakers.
+
+    Early stopping watches the validation loss (the training loss when the
+    validation split has no labelled clip) and restores the best weights.
+
+    Parameters
+    ----------
+    splits : dict
+        ``{"train": ..., "val": ..., "test": ...}`` as read by
+        :func:`speakdigits.normalize.load_split`; the task must be available
+        (:func:`task_availability`).
+    task : {'digit', 'gender', 'age'}
+        Which label.
+    epochs, batch_size, learning_rate, patience
+        The ``classify`` section of params.yaml.
+    seed : int
+        Seed of initialisation and shuffling.
+
+    Returns
+    -------
+    model : keras.Model
+        The trained classifier.
+    report : dict
+        ``test_accuracy``, ``majority_baseline`` (accuracy of always saying the
+        test split's most common class), clip counts, ``epochs_run`` and
+        ``confusion``: one ``{"actual", "predicted"}`` record per test clip.
+    """
+    make_deterministic(seed)
+    x_train, y_train = _known(splits["train"], task)
+    x_val, y_val = _known(splits["val"], task)
+    x_test, y_test = _known(splits["test"], task)
+    classes = CLASSES[task]
+    model = build_classifier(x_train.shape[1:3], len(classes), name=task)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    has_val = len(y_val) > 0
+    stop = keras.callbacks.EarlyStopping(monitor="val_loss" if has_val else "loss", patience=patience,
+                                         restore_best_weights=True)
+    history = model.fit(
+        x_train, y_train, validation_data=(x_val, y_val) if has_val else None, epochs=epochs,
+        batch_size=batch_size, shuffle=True, callbacks=[stop], verbose=2,
+    )
+    predicted = predict_probs(model, x_test[..., 0], batch_size=batch_size).argmax(axis=1)
+    counts = np.bincount(y_test, minlength=len(classes))
+    report = {
+        "test_accuracy": float(np.mean(predicted == y_test)),
+        "majority_baseline": float(counts.max() / counts.sum()),
+        "train_clips": int(len(y_train)),
+        "val_clips": int(len(y_val)),
+        "test_clips": int(len(y_test)),
+        "epochs_run": len(history.epoch),
+        "confusion": [{"actual": classes[a], "predicted": classes[p]} for a, p in zip(y_test, predicted)],
+    }
+    return model, report
+
+
+def predict_probs(model: keras.Model, images: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
+    """Class probabilities (clips x classes) of normalised mel images (clips x n_mels x frames)."""
+    x = np.asarray(images, dtype=np.float32)[..., None]
+    if len(x) == 0:
+        return np.zeros((0, model.output.shape[-1]), dtype=np.float32)
+    return np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float64)
+
+
+def save_classifiers(out_dir: Path, models: dict[str, keras.Model], shape: tuple[int, int]) -> None:
+    """Write ``<task>.keras`` for each trained task and ``classifiers.json`` (classes, input shape)."""
+    info = {"shape": list(shape), "tasks": {}}
+    for task, model in models.items():
+        model.save(Path(out_dir) / f"{task}.keras")
+        info["tasks"][task] = {"file": f"{task}.keras", "classes": list(CLASSES[task])}
+    (Path(out_dir) / CLASSIFIERS_JSON).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+
+
+def load_classifier(classifier_dir: Path, task: str) -> tuple[keras.Model, list[str]]:
+    """Load one saved classifier (``.keras``, safe mode) and its class names.
+
+    Raises
+    ------
+    PipelineError
+        When the classify stage has not run, or did not train ``task``
+        (see ``metrics/classify.json`` for why).
+    """
+    path = Path(classifier_dir) / CLASSIFIERS_JSON
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PipelineError(f"{path}: not found; run the classify stage first (dvc repro classify)") from None
+    if task not in info["tasks"]:
+        raise PipelineError(f"{classifier_dir}: no {task} classifier was trained (metrics/classify.json says why)")
+    model = keras.saving.load_model(Path(classifier_dir) / info["tasks"][task]["file"], safe_mode=True,
+                                    compile=False)
+    return model, info["tasks"][task]["classes"]
+
+
+def classify(normalized_dir: Path, out_dir: Path, *, epochs: int, batch_size: int, learning_rate: float,
+             patience: int, seed: int) -> tuple[dict, dict[str, list[dict]]]:
+    """Train every available task and write the models.
+
+    Parameters
+    ----------
+    normalized_dir : Path
+        Output of the normalize stage.
+    out_dir : Path
+        Written atomically: ``<task>.keras`` per trained task and
+        ``classifiers.json``.
+    epochs, batch_size, learning_rate, patience
+        The ``classify`` section of params.yaml.
+    seed : int
+        Seed of every task (each starts from it, whatever ran before).
+
+    Returns
+    -------
+    metrics : dict
+        Per task: ``available`` and either the report of :func:`train_task`
+        (without the confusion records) or ``reason``.
+    confusion : dict
+        Per trained task, the test clips' ``{"actual", "predicted"}`` records.
+    """
+    splits = {name: load_split(normalized_dir, name) for name in ("train", "val", "test")}
+    metrics, confusion, models = {}, {}, {}
+    for task in TASKS:
+        available, reason = task_availability(splits, task)
+        if not available:
+            metrics[task] = {"available": False, "reason": reason}
+            continue
+        print(f"classify: {task}: training")
+        models[task], report = train_task(splits, task, epochs=epochs, batch_size=batch_size,
+                                          learning_rate=learning_rate, patience=patience, seed=seed)
+        confusion[task] = report.pop("confusion")
+        metrics[task] = {"available": True, **report}
+    with atomic_dir(out_dir) as tmp:
+        save_classifiers(tmp, models, tuple(splits["train"]["x"].shape[1:]))
+    return metrics, confusion

@@ -1,0 +1,37 @@
+"""DVC stage ``classify``: digit, gender and age-bracket classifiers in data/classifiers,
+test accuracies in metrics/classify.json, confusion matrices in metrics/classify/."""
+
+from pathlib import Path
+
+from speakdigits.classifier import classify
+from speakdigits.files import atomic_dir, write_json
+from speakdigits.params import load_params
+from stages.common import entry_point
+
+NORMALIZED_DIR = Path("data/normalized")
+CLASSIFIERS_DIR = Path("data/classifiers")
+METRICS = Path("metrics/classify.json")
+CONFUSION_DIR = Path("metrics/classify")
+
+
+@entry_point
+def main() -> None:
+    params = load_params()
+    settings = params["classify"]
+    metrics, confusion = classify(NORMALIZED_DIR, CLASSIFIERS_DIR, epochs=settings["epochs"],
+                                  batch_size=settings["batch_size"], learning_rate=settings["learning_rate"],
+                                  patience=settings["patience"], seed=params["seed"])
+    with atomic_dir(CONFUSION_DIR) as tmp:
+        for task, records in confusion.items():
+            write_json(tmp / f"confusion_{task}.json", records)
+    write_json(METRICS, metrics)
+    for task, result in metrics.items():
+        if result["available"]:
+            print(f"classify: {task}: test accuracy {result['test_accuracy']:.3f} "
+                  f"(majority baseline {result['majority_baseline']:.3f}, {result['test_clips']} clips)")
+        else:
+            print(f"classify: {task}: not available: {result['reason']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,39 @@
+"""DVC stage ``evaluate``: the generated voices judged by the digit classifier, in
+metrics/evaluate.json, and the listening page data/listen/index.html."""
+
+from pathlib import Path
+
+from speakdigits.evaluation import evaluate
+from speakdigits.files import write_json
+from speakdigits.params import load_params
+from stages.common import entry_point
+
+GENERATED_DIR = Path("data/generated")
+CLASSIFIERS_DIR = Path("data/classifiers")
+NORMALIZED_DIR = Path("data/normalized")
+MODEL_DIR = Path("data/model")
+RAW_DIR = Path("data/raw")
+LISTEN_DIR = Path("data/listen")
+METRICS = Path("metrics/evaluate.json")
+
+
+@entry_point
+def main() -> None:
+    params = load_params()
+    metrics = evaluate(generated_dir=GENERATED_DIR, classifier_dir=CLASSIFIERS_DIR, normalized_dir=NORMALIZED_DIR,
+                       model_dir=MODEL_DIR, raw_dir=RAW_DIR, listen_dir=LISTEN_DIR, mel=params["mel"],
+                       generate=params["generate"], reference_clips=params["evaluate"]["reference_clips"],
+                       seed=params["seed"])
+    write_json(METRICS, metrics)
+    gen, real, ceiling = metrics["generated"], metrics["real"], metrics["vocoder_ceiling"]
+    parts = [f"accuracy {gen['accuracy']:.3f}"] if "accuracy" in gen else []
+    parts += [f"{key.replace('_', ' ')} {gen[key]:.3f}" for key in ("inception_score", "mean_confidence",
+                                                                    "frechet_distance") if key in gen]
+    print(f"evaluate: generated clips: {', '.join(parts) or 'none could be judged'}")
+    print(f"evaluate: judge accuracy on real test clips {real.get('accuracy', float('nan')):.3f}, "
+          f"vocoder ceiling {ceiling.get('accuracy', float('nan')):.3f} ({ceiling['clips']} clips)")
+    print(f"evaluate: listening page {(LISTEN_DIR / 'index.html').resolve()}")
+
+
+if __name__ == "__main__":
+    main()

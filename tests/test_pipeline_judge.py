@@ -1,0 +1,154 @@
+"""End to end: the classify and evaluate stages under real DVC, in one committed
+copy of the repository with tiny params: what they write, the listening page in
+a browser, and which changes rerun them (evaluate follows generation; classify
+follows only the normalised data and its own params).
+
+The tests share the copy (module scope); each leaves it reproduced and up to
+date, so they do not depend on each other's order.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+import yaml
+
+from conftest import make_repo_copy, ran_stages, run
+from test_listening_page import browser_check, tags
+
+DVC = [sys.executable, "-m", "dvc"]
+PARAMS = {
+    "latent_dim": 4,
+    "vae": {"filters": [8, 16], "dense": 32},
+    "train": {"epochs": 2, "batch_size": 16},
+    "generate": {"per_digit": 1, "griffin_lim_iters": 4},
+}
+UP_TO_DATE = "Data and pipelines are up to date."
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    """The copy after a first ``dvc repro``, and that command's result."""
+    repo = make_repo_copy(tmp_path_factory.mktemp("judge_pipeline") / "repo", PARAMS)
+    return repo, run(DVC + ["repro"], repo)
+
+
+def params_of(repo: Path) -> dict:
+    return yaml.safe_load((repo / "params.yaml").read_text())
+
+
+def exp_run(repo: Path, *settings: str):
+    args = [arg for setting in settings for arg in ("-S", setting)]
+    return run(DVC + ["exp", "run", *args], repo)
+
+
+def test_repro_trains_the_classifiers_and_judges_the_generated_clips(pipeline):
+    repo, first = pipeline
+    assert ran_stages(first.stdout)[-2:] == ["classify", "evaluate"]
+    assert set(ran_stages(first.stdout)) == {"download", "extract", "normalize", "train", "generate", "classify",
+                                             "evaluate"}
+
+    classify = json.loads((repo / "metrics" / "classify.json").read_text())
+    assert classify["digit"]["available"] is True and 0 <= classify["digit"]["test_accuracy"] <= 1
+    # Tiny data: one test speaker, so gender cannot be tested; the metrics say why.
+    assert classify["gender"]["available"] is False and "one class" in classify["gender"]["reason"]
+    assert classify["age"]["available"] is False and classify["age"]["reason"]
+    assert (repo / "data" / "classifiers" / "digit.keras").is_file()
+    confusion = json.loads((repo / "metrics" / "classify" / "confusion_digit.json").read_text())
+    assert len(confusion) == classify["digit"]["test_clips"] and set(confusion[0]) == {"actual", "predicted"}
+
+    metrics = json.loads((repo / "metrics" / "evaluate.json").read_text())
+    generated = metrics["generated"]
+    assert generated["clips"] == 10 and generated["conditional"] is True
+    assert 0 <= generated["accuracy"] <= 1 and 1 - 1e-9 <= generated["inception_score"] <= 10 + 1e-9
+    assert sum(generated["class_histogram"].values()) == 10 - generated["unjudgeable"]
+    assert generated["frechet_distance"] >= 0
+    assert metrics["real"]["clips"] == 20 and 0 <= metrics["real"]["accuracy"] <= 1
+    assert metrics["real"]["frechet_distance"] >= 0  # 10 validation clips (as many as generated) to test
+    assert metrics["vocoder_ceiling"]["clips"] == params_of(repo)["evaluate"]["reference_clips"]
+    assert {"accuracy", "real_accuracy_same_clips"} <= set(metrics["vocoder_ceiling"])
+    assert {"reconstruction_mse", "judge_accuracy_mel", "judge_accuracy_resynthesised"} <= set(metrics["vae"])
+
+    shown = json.loads(run(DVC + ["metrics", "show", "--json"], repo).stdout)[""]["data"]
+    for path in ("metrics/classify.json", "metrics/evaluate.json"):
+        assert "error" not in shown[path], shown[path]
+    plots = json.loads(run(DVC + ["plots", "show", "--json"], repo).stdout)
+    assert not plots.get("errors")
+    matrix = plots["data"]["metrics/classify/confusion_digit.json"][0]["content"]
+    assert len(matrix["data"]["values"]) == len(confusion)
+    assert UP_TO_DATE in run(DVC + ["status"], repo).stdout
+
+
+def test_the_listening_page_plays_every_clip_offline(pipeline, tmp_path):
+    repo, _ = pipeline
+    listen = repo / "data" / "listen"
+    page = (listen / "index.html").read_text(encoding="utf-8")
+    found = tags(page)
+    audio = [attrs["src"] for tag, attrs in found if tag == "audio"]
+    images = [attrs["src"] for tag, attrs in found if tag == "img"]
+    references = params_of(repo)["evaluate"]["reference_clips"]
+    assert len(audio) == 10 + 3 * references  # every generated clip; real, ceiling and VAE per reference
+    for src in audio + images:
+        assert not src.startswith(("/", "http:", "https:", "file:")) and (listen / src).is_file(), src
+    # The generated clips are on the page as they were generated.
+    for digit in range(10):
+        assert (listen / "generated" / f"{digit}_00.wav").read_bytes() == \
+            (repo / "data" / "generated" / f"{digit}_00.wav").read_bytes()
+    assert sf.info(listen / audio[-1]).subtype == "PCM_16"
+    verdicts = json.loads((listen / "verdicts.json").read_text())
+    assert len(verdicts) == len(audio)
+    assert "://" not in page
+    assert browser_check(listen / "index.html", tmp_path / "profile") == f"ok: {len(audio)} audio, {len(images)} img"
+
+
+def test_a_model_experiment_reruns_evaluate_but_not_classify(pipeline):
+    repo, _ = pipeline
+    latent = 8 if params_of(repo)["latent_dim"] != 8 else 6
+    result = exp_run(repo, f"latent_dim={latent}")
+    assert ran_stages(result.stdout) == ["train", "generate", "evaluate"]
+    assert "Stage 'classify' didn't change, skipping" in result.stdout
+    assert UP_TO_DATE in run(DVC + ["status"], repo).stdout
+    # Every experiment is compared on the judge's metrics.
+    rows = json.loads(run(DVC + ["exp", "show", "--json"], repo).stdout)
+    exps = [exp for commit in rows for exp in commit.get("experiments") or []]
+    assert exps and all("metrics/evaluate.json" in exp["revs"][0]["data"]["metrics"] for exp in exps)
+
+
+def test_a_generation_change_reruns_generate_and_evaluate_only(pipeline):
+    repo, _ = pipeline
+    iters = 3 if params_of(repo)["generate"]["griffin_lim_iters"] != 3 else 5
+    before = (repo / "metrics" / "evaluate.json").read_text()
+    result = exp_run(repo, f"generate.griffin_lim_iters={iters}")
+    assert ran_stages(result.stdout) == ["generate", "evaluate"]
+    for stage in ("train", "classify"):
+        assert f"Stage '{stage}' didn't change, skipping" in result.stdout
+    assert (repo / "metrics" / "evaluate.json").read_text() != before
+    again = run(DVC + ["repro"], repo)
+    assert ran_stages(again.stdout) == []
+    assert "Stage 'evaluate' didn't change, skipping" in again.stdout
+
+
+def test_a_classifier_change_reruns_classify_and_evaluate_only(pipeline):
+    repo, _ = pipeline
+    epochs = 2 if params_of(repo)["classify"]["epochs"] != 2 else 4
+    result = exp_run(repo, f"classify.epochs={epochs}")
+    assert ran_stages(result.stdout) == ["classify", "evaluate"]
+    assert "Stage 'train' didn't change, skipping" in result.stdout
+    assert "Stage 'generate' didn't change, skipping" in result.stdout
+
+
+def test_an_unconditional_model_is_judged_without_requested_digits(pipeline):
+    repo, _ = pipeline
+    result = exp_run(repo, "vae.conditional=false", "generate.n_samples=6")
+    assert ran_stages(result.stdout) == ["train", "generate", "evaluate"]
+    generated = json.loads((repo / "metrics" / "evaluate.json").read_text())["generated"]
+    assert generated["conditional"] is False and "accuracy" not in generated
+    assert generated["clips"] == 6 and "inception_score" in generated
+    page = (repo / "data" / "listen" / "index.html").read_text(encoding="utf-8")
+    assert "share that says the digit asked for" not in page
+    assert "heard " in page  # rows grouped by what the judge heard
+    assert sum(tag == "audio" for tag, _ in tags(page)) == 6 + 3 * params_of(repo)["evaluate"]["reference_clips"]
