@@ -96,6 +96,28 @@ def make_repo_copy(dest: Path, params: dict | None = None) -> Path:
     return dest
 
 
+DVC = [sys.executable, "-m", "dvc"]
+UP_TO_DATE = "Data and pipelines are up to date."
+# On top of TINY_PARAMS: a VAE small enough to train in seconds, for tests of the whole DAG.
+PIPELINE_PARAMS = {
+    "latent_dim": 4,
+    "vae": {"filters": [8, 16], "dense": 32},
+    "train": {"epochs": 2, "batch_size": 16},
+    "generate": {"per_digit": 1, "griffin_lim_iters": 4},
+}
+
+
+def params_of(repo: Path) -> dict:
+    """The params.yaml of a repository copy."""
+    return yaml.safe_load((repo / "params.yaml").read_text())
+
+
+def reproduced_copy(tmp_path_factory, name: str) -> tuple[Path, subprocess.CompletedProcess]:
+    """A repository copy with PIPELINE_PARAMS after a first ``dvc repro``, and that command's result."""
+    repo = make_repo_copy(tmp_path_factory.mktemp(name) / "repo", PIPELINE_PARAMS)
+    return repo, run(DVC + ["repro"], repo)
+
+
 @pytest.fixture
 def repo_copy(tmp_path: Path) -> Path:
     """A committed copy of the repository with the tiny params."""

@@ -5,7 +5,6 @@ hand-made data; no DVC."""
 
 from __future__ import annotations
 
-import io
 import json
 import math
 from pathlib import Path

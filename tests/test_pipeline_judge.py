@@ -10,35 +10,18 @@ date, so they do not depend on each other's order.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import soundfile as sf
-import yaml
 
-from conftest import make_repo_copy, ran_stages, run
+from conftest import DVC, UP_TO_DATE, params_of, ran_stages, reproduced_copy, run
 from test_listening_page import browser_check, tags
-
-DVC = [sys.executable, "-m", "dvc"]
-PARAMS = {
-    "latent_dim": 4,
-    "vae": {"filters": [8, 16], "dense": 32},
-    "train": {"epochs": 2, "batch_size": 16},
-    "generate": {"per_digit": 1, "griffin_lim_iters": 4},
-}
-UP_TO_DATE = "Data and pipelines are up to date."
-
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
     """The copy after a first ``dvc repro``, and that command's result."""
-    repo = make_repo_copy(tmp_path_factory.mktemp("judge_pipeline") / "repo", PARAMS)
-    return repo, run(DVC + ["repro"], repo)
-
-
-def params_of(repo: Path) -> dict:
-    return yaml.safe_load((repo / "params.yaml").read_text())
+    return reproduced_copy(tmp_path_factory, "judge_pipeline")
 
 
 def exp_run(repo: Path, *settings: str):

@@ -19,28 +19,15 @@ import pytest
 import soundfile as sf
 import yaml
 
-from conftest import make_repo_copy, ran_stages, run
+from conftest import DVC, UP_TO_DATE, params_of, ran_stages, reproduced_copy, run
 
-DVC = [sys.executable, "-m", "dvc"]
 STAGES = ["download", "extract", "normalize", "train", "generate", "classify", "evaluate"]
-PARAMS = {
-    "latent_dim": 4,
-    "vae": {"filters": [8, 16], "dense": 32},
-    "train": {"epochs": 2, "batch_size": 16},
-    "generate": {"per_digit": 1, "griffin_lim_iters": 4},
-}
-UP_TO_DATE = "Data and pipelines are up to date."
 
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
     """The copy after a first ``dvc repro``, and that command's result."""
-    repo = make_repo_copy(tmp_path_factory.mktemp("model_pipeline") / "repo", PARAMS)
-    return repo, run(DVC + ["repro"], repo)
-
-
-def params_of(repo: Path) -> dict:
-    return yaml.safe_load((repo / "params.yaml").read_text())
+    return reproduced_copy(tmp_path_factory, "model_pipeline")
 
 
 def test_repro_runs_every_stage_and_generates_every_digit(pipeline):
