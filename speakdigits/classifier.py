@@ -25,7 +25,7 @@ from keras import layers
 from speakdigits.errors import PipelineError
 from speakdigits.files import atomic_dir
 from speakdigits.normalize import load_split
-from speakdigits.runtime import make_deterministic
+from speakdigits.runtime import make_deterministic, save_keras
 
 TASKS = ("digit", "gender", "age")
 GENDERS = ("female", "male")
@@ -204,7 +204,7 @@ def save_classifiers(out_dir: Path, models: dict[str, keras.Model], shape: tuple
     """Write ``<task>.keras`` for each trained task and ``classifiers.json`` (classes, input shape)."""
     info = {"shape": list(shape), "tasks": {}}
     for task, model in models.items():
-        model.save(Path(out_dir) / f"{task}.keras")
+        save_keras(model, Path(out_dir) / f"{task}.keras")
         info["tasks"][task] = {"file": f"{task}.keras", "classes": list(CLASSES[task])}
     (Path(out_dir) / CLASSIFIERS_JSON).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
 

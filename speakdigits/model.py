@@ -34,6 +34,7 @@ import tensorflow as tf
 from keras import layers
 
 from speakdigits.errors import PipelineError
+from speakdigits.runtime import save_keras
 
 N_DIGITS = 10
 MODEL_JSON = "model.json"
@@ -246,8 +247,8 @@ def decode(decoder: keras.Model, z: np.ndarray, digits: np.ndarray | None, *, co
 
 def save_model(model_dir: Path, encoder: keras.Model, decoder: keras.Model, info: dict) -> None:
     """Write ``encoder.keras``, ``decoder.keras`` and ``model.json`` (how they were built)."""
-    encoder.save(Path(model_dir) / "encoder.keras")
-    decoder.save(Path(model_dir) / "decoder.keras")
+    save_keras(encoder, Path(model_dir) / "encoder.keras")
+    save_keras(decoder, Path(model_dir) / "decoder.keras")
     (Path(model_dir) / MODEL_JSON).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 
 import keras
@@ -345,3 +346,18 @@ def test_silent_image_gives_zeros_not_amplified_noise():
     audio = mel_to_audio(np.full((16, 16), -np.inf, np.float32), mel=mel, n_iter=4, momentum=0.99, seed=0)
     assert audio.dtype == np.float32 and audio.shape == (2000,)
     assert np.all(audio == 0)
+
+
+def test_saved_model_files_are_byte_identical_for_identical_models(tmp_path):
+    """Keras stamps the save time into .keras files; the pipeline's files must not change with it."""
+    encoder, decoder = build_encoder_decoder((16, 16), latent_dim=2, arch="conv", conditional=True,
+                                             filters=[4], dense=8)
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        save_model(tmp_path / name, encoder, decoder, {"latent_dim": 2})
+        time.sleep(1.1)  # the second save happens at a later second on the clock
+    for name in ("encoder.keras", "decoder.keras", "model.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["decoder.keras", "encoder.keras", "model.json"]
+    reloaded, _ = load_halves(tmp_path / "a")
+    assert len(reloaded.get_weights()) == len(encoder.get_weights())
