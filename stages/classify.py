@@ -6,10 +6,8 @@ from pathlib import Path
 from speakdigits.classifier import classify
 from speakdigits.files import atomic_dir, write_json
 from speakdigits.params import load_params
-from stages.common import entry_point
+from stages.common import CLASSIFIERS_DIR, NORMALIZED_DIR, entry_point
 
-NORMALIZED_DIR = Path("data/normalized")
-CLASSIFIERS_DIR = Path("data/classifiers")
 METRICS = Path("metrics/classify.json")
 CONFUSION_DIR = Path("metrics/classify")
 

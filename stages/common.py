@@ -4,9 +4,21 @@ from __future__ import annotations
 
 import functools
 import sys
+from pathlib import Path
 from typing import Callable
 
 from speakdigits.errors import PipelineError
+
+# Where each stage reads and writes, relative to the repository root; dvc.yaml
+# declares the same paths as deps and outs.
+RAW_DIR = Path("data/raw")
+DOWNLOAD_CACHE_DIR = Path(".cache/downloads")  # not a DVC output: kept so downloads resume
+FEATURES_DIR = Path("data/features")
+NORMALIZED_DIR = Path("data/normalized")
+MODEL_DIR = Path("data/model")
+GENERATED_DIR = Path("data/generated")
+CLASSIFIERS_DIR = Path("data/classifiers")
+LISTEN_DIR = Path("data/listen")
 
 
 def entry_point(main: Callable[[], None]) -> Callable[[], None]:

@@ -1,19 +1,14 @@
 """DVC stage ``download``: raw clips into data/raw (see speakdigits.raw)."""
 
-from pathlib import Path
-
 from speakdigits.params import load_params
 from speakdigits.acquire import build_raw
-from stages.common import entry_point
-
-RAW_DIR = Path("data/raw")
-CACHE_DIR = Path(".cache/downloads")
+from stages.common import DOWNLOAD_CACHE_DIR, RAW_DIR, entry_point
 
 
 @entry_point
 def main() -> None:
     params = load_params()
-    count = build_raw(RAW_DIR, data=params["data"], seed=params["seed"], cache_dir=CACHE_DIR)
+    count = build_raw(RAW_DIR, data=params["data"], seed=params["seed"], cache_dir=DOWNLOAD_CACHE_DIR)
     print(f"download: {count} clips in {RAW_DIR}")
 
 

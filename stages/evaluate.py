@@ -6,14 +6,8 @@ from pathlib import Path
 from speakdigits.evaluation import evaluate
 from speakdigits.files import write_json
 from speakdigits.params import load_params
-from stages.common import entry_point
+from stages.common import CLASSIFIERS_DIR, GENERATED_DIR, LISTEN_DIR, MODEL_DIR, NORMALIZED_DIR, RAW_DIR, entry_point
 
-GENERATED_DIR = Path("data/generated")
-CLASSIFIERS_DIR = Path("data/classifiers")
-NORMALIZED_DIR = Path("data/normalized")
-MODEL_DIR = Path("data/model")
-RAW_DIR = Path("data/raw")
-LISTEN_DIR = Path("data/listen")
 METRICS = Path("metrics/evaluate.json")
 
 

@@ -1,13 +1,8 @@
 """DVC stage ``extract``: data/raw clips to log-mel features in data/features."""
 
-from pathlib import Path
-
 from speakdigits.features import extract
 from speakdigits.params import load_params
-from stages.common import entry_point
-
-RAW_DIR = Path("data/raw")
-FEATURES_DIR = Path("data/features")
+from stages.common import FEATURES_DIR, RAW_DIR, entry_point
 
 
 @entry_point

@@ -12,11 +12,7 @@ from speakdigits.errors import PipelineError
 from speakdigits.generation import generate, requested_digits
 from speakdigits.model import read_model_info
 from speakdigits.params import load_params
-from stages.common import entry_point
-
-MODEL_DIR = Path("data/model")
-NORMALIZED_DIR = Path("data/normalized")
-GENERATED_DIR = Path("data/generated")
+from stages.common import GENERATED_DIR, MODEL_DIR, NORMALIZED_DIR, entry_point
 
 
 def parse_args(argv=None) -> argparse.Namespace:

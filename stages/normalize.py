@@ -5,10 +5,8 @@ from pathlib import Path
 from speakdigits.files import write_json
 from speakdigits.normalize import normalize
 from speakdigits.params import load_params
-from stages.common import entry_point
+from stages.common import FEATURES_DIR, NORMALIZED_DIR, entry_point
 
-FEATURES_DIR = Path("data/features")
-NORMALIZED_DIR = Path("data/normalized")
 METRICS = Path("metrics/data.json")
 
 

@@ -4,10 +4,8 @@ from pathlib import Path
 
 from speakdigits.params import load_params
 from speakdigits.training import train
-from stages.common import entry_point
+from stages.common import MODEL_DIR, NORMALIZED_DIR, entry_point
 
-NORMALIZED_DIR = Path("data/normalized")
-MODEL_DIR = Path("data/model")
 LIVE_DIR = Path("metrics/train")
 
 
