@@ -177,10 +177,30 @@ def build_raw(out_dir: Path, *, data: dict, seed: int, cache_dir: Path,
         archive = Path(cache_dir) / remote.filename
         digest = download(remote.url, archive, sha256=data["sha256"] or remote.sha256)
         return collect(out_dir, archive, origin={"source": source, "url": remote.url, "sha256": digest})
-    path = Path(source).expanduser()
+    path = local_source(source, Path.cwd())
     if not path.exists():
         raise PipelineError(
-            f"data.source = {source!r}: no such file or folder; expected 'synthetic', 'audiomnist', 'fsdd' "
-            "or a local folder, .zip or .tar.gz of {digit}_{speaker}_{take}.wav files"
+            f"data.source = {source!r}: no such file or folder (a relative path is read from the repository root, "
+            f"{Path.cwd()}); expected 'synthetic', 'audiomnist', 'fsdd' or a local folder, .zip or .tar.gz of "
+            "{digit}_{speaker}_{take}.wav files"
         )
     return collect(out_dir, path, origin={"source": str(path.resolve())})
+
+
+def local_source(source: str, cwd: Path) -> Path:
+    """Where a local ``data.source`` is: absolute, or relative to the repository root ``cwd``.
+
+    ``dvc exp run --queue`` (and ``--temp``) runs each experiment in a copy of
+    the repository inside its ``.dvc/tmp/exps/``; a relative path such as
+    ``../shared/data/fsdd`` means the same there as in the repository the queue
+    belongs to, so it is read from that repository's root when the copy has no
+    such path.
+    """
+    path = Path(source).expanduser()
+    if path.is_absolute() or (cwd / path).exists():
+        return cwd / path
+    parts = Path(cwd).resolve().parts
+    for i in range(len(parts) - 2):
+        if parts[i:i + 3] == (".dvc", "tmp", "exps"):
+            return Path(*parts[:i]) / path
+    return cwd / path

@@ -15,7 +15,7 @@ import soundfile as sf
 import yaml
 
 from speakdigits import raw
-from speakdigits.acquire import RemoteSource, build_raw
+from speakdigits.acquire import RemoteSource, build_raw, local_source
 from speakdigits.errors import PipelineError
 from speakdigits.features import extract
 
@@ -145,3 +145,16 @@ def test_source_without_any_wav_is_an_error(tmp_path):
     with pytest.raises(PipelineError, match="no .wav files"):
         build_raw(tmp_path / "raw", data=data_params(str(folder)), seed=0, cache_dir=tmp_path)
     assert not (tmp_path / "raw").exists()
+
+
+def test_a_relative_local_source_is_read_from_the_repository_root(tmp_path):
+    repo, shared = tmp_path / "repo", tmp_path / "shared" / "fsdd"
+    shared.mkdir(parents=True)
+    (repo / ".dvc" / "tmp" / "exps" / "tmpq1w2").mkdir(parents=True)
+    assert local_source("../shared/fsdd", repo) == repo / "../shared/fsdd"
+    assert local_source(str(shared), repo) == shared  # absolute paths are taken as they are
+    # A queued experiment runs in a copy inside .dvc/tmp/exps: the path means what it means in the repository.
+    copy = repo / ".dvc" / "tmp" / "exps" / "tmpq1w2"
+    assert local_source("../shared/fsdd", copy).resolve() == shared.resolve()
+    # Elsewhere a missing relative path stays where it was asked for, for the error message to name it.
+    assert local_source("../nowhere", repo) == repo / "../nowhere"

@@ -162,3 +162,40 @@ def test_interrupted_extract_keeps_the_previous_output(repo_copy):
     assert leftovers(repo_copy) == leftovers_before
     time.sleep(0.2)
     assert session_processes(proc.pid) == [], "worker processes outlived the interrupted stage"
+
+
+def fsdd_like_folder(folder: Path) -> None:
+    """A few FSDD-style recordings (8 kHz, ``{digit}_{name}_{take}.wav``) and its ``metadata.py``."""
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True)
+    for speaker in ("ann", "bob", "cy", "dee"):
+        for digit in range(10):
+            for take in range(2):
+                tone = np.sin(2 * np.pi * (200 + 40 * digit) * np.arange(4000) / 8000) * rng.uniform(0.3, 0.9)
+                sf.write(folder / f"{digit}_{speaker}_{take}.wav", tone.astype(np.float32), 8000, subtype="PCM_16")
+    (folder / "metadata.py").write_text('"""speakers"""\nmetadata = {\n    "ann": {"gender": "female"},\n'
+                                        '    "bob": {"gender": "male"}, "cy": {"gender": "male"},\n'
+                                        '    "dee": {"gender": "female"},\n}\n')
+
+
+def test_a_relative_local_source_works_in_the_workspace_and_in_the_queue(repo_copy):
+    """``-S data.source=../shared/fsdd`` (a folder beside the repository) is read from the repository root,
+    also by a queued experiment, which runs in a copy inside .dvc/tmp/exps."""
+    fsdd_like_folder(repo_copy.parent / "shared" / "fsdd")
+    result = run(DVC + ["exp", "run", "download", "-S", "data.source=../shared/fsdd"], repo_copy)
+    assert ran_stages(result.stdout) == ["download"]
+    source = json.loads((repo_copy / "data" / "raw" / "source.json").read_text())
+    assert source["source"] == str((repo_copy.parent / "shared" / "fsdd").resolve())
+    with zipfile.ZipFile(repo_copy / "data" / "raw" / "audio.zip") as archive:
+        assert len(archive.namelist()) == 80
+    assert json.loads((repo_copy / "data" / "raw" / "speakers.json").read_text())["ann"] == {"gender": "female"}
+
+    run(["git", "checkout", "params.yaml"], repo_copy)
+    queued = run(DVC + ["exp", "run", "--queue", "download", "-S", "data.source=../shared/fsdd"], repo_copy)
+    name = queued.stdout.split("Queued experiment '")[1].split("'")[0]
+    try:
+        run(DVC + ["exp", "run", "--run-all"], repo_copy, timeout=300)
+    finally:
+        run(DVC + ["queue", "stop"], repo_copy, check=False)
+    status = run(DVC + ["queue", "status"], repo_copy).stdout
+    assert f"{name}" in status and "Success" in status, status
