@@ -1,8 +1,10 @@
 """The ``generate`` stage: new voices from the trained decoder.
 
-z ~ N(0, temperature² I) → decoder → undo the normalisation → dB → power →
-Griffin-Lim → 16-bit wav at ``mel.sample_rate``. All randomness comes from the
-seed, so the same seed gives the same files.
+z drawn from where the training clips of the asked digit lie in latent space
+(``generate.sampling: fitted``, the default) or from the prior N(0, I)
+(``prior``), its spread scaled by the temperature → decoder → undo the
+normalisation → dB → power → Griffin-Lim → 16-bit wav at ``mel.sample_rate``.
+All randomness comes from the seed, so the same seed gives the same files.
 """
 
 from __future__ import annotations
@@ -19,12 +21,15 @@ import numpy as np  # noqa: E402
 from speakdigits.audio import wav_bytes  # noqa: E402
 from speakdigits.errors import PipelineError  # noqa: E402
 from speakdigits.files import atomic_dir  # noqa: E402
-from speakdigits.model import decode, load_halves, read_model_info  # noqa: E402
+from speakdigits.model import decode, load_halves, read_latents, read_model_info, sample_latents  # noqa: E402
 from speakdigits.normalize import denormalize, load_stats  # noqa: E402
 from speakdigits.vocoder import mel_to_audio  # noqa: E402
 
 SAMPLES_JSON = "samples.json"
 GRID_PNG = "mels.png"
+#: The decoder's images of the clips, normalised to [0, 1] (clips x n_mels x frames), in ``samples.json`` order.
+MELS_NPY = "mels.npy"
+SAMPLINGS = ("fitted", "prior")
 
 
 def requested_digits(*, conditional: bool, per_digit: int, n_samples: int) -> list[int | None]:
@@ -64,8 +69,8 @@ def save_mel_grid(images_db: np.ndarray, titles: list[str], path: Path, *, colum
 
 
 def generate(model_dir: Path, normalized_dir: Path, out_dir: Path, *, mel: dict, digits: list[int | None],
-             temperature: float, n_iter: int, momentum: float, seed: int) -> list[dict]:
-    """Decode random latents into wav files, a mel grid and ``samples.json`` in ``out_dir``.
+             sampling: str, temperature: float, n_iter: int, momentum: float, seed: int) -> list[dict]:
+    """Decode random latents into wav files, a mel grid, ``mels.npy`` and ``samples.json`` in ``out_dir``.
 
     Parameters
     ----------
@@ -77,8 +82,11 @@ def generate(model_dir: Path, normalized_dir: Path, out_dir: Path, *, mel: dict,
         The ``mel`` section of params.yaml (for inversion).
     digits : list of int or None
         One entry per clip: the digit to say (conditional model) or None.
+    sampling : {'fitted', 'prior'}
+        Where z comes from: the Gaussian fitted to the training clips' latents
+        of the digit (``latents.json``), or N(0, I).
     temperature : float
-        Scale of z's standard deviation.
+        Scale of z's spread around its mean.
     n_iter, momentum : int, float
         Griffin-Lim settings.
     seed : int
@@ -94,7 +102,11 @@ def generate(model_dir: Path, normalized_dir: Path, out_dir: Path, *, mel: dict,
     mel_min, mel_max = load_stats(normalized_dir)
     if any(d is not None for d in digits) and not info["conditional"]:
         raise PipelineError(f"{model_dir}: the model is unconditional; it cannot be asked for a digit")
-    z = np.random.default_rng([seed, 4]).standard_normal((len(digits), info["latent_dim"])) * temperature
+    if sampling not in SAMPLINGS:
+        raise PipelineError(f"generate.sampling = {sampling!r}; expected one of {', '.join(SAMPLINGS)}")
+    latents = read_latents(model_dir) if sampling == "fitted" else None
+    z = sample_latents(latents, digits if info["conditional"] else [None] * len(digits),
+                       latent_dim=info["latent_dim"], temperature=temperature, rng=np.random.default_rng([seed, 4]))
     labels = np.array([0 if d is None else d for d in digits])
     images = decode(decoder, z, labels if info["conditional"] else None, conditional=info["conditional"])
     images_db = denormalize(np.clip(images, 0.0, 1.0), mel_min, mel_max)
@@ -108,5 +120,6 @@ def generate(model_dir: Path, normalized_dir: Path, out_dir: Path, *, mel: dict,
         titles = [r["file"][:-4] if r["digit"] is None else f"digit {r['digit']}" for r in records]
         per_row = max(1, sum(1 for d in digits if d == digits[0])) if info["conditional"] else min(10, len(digits))
         save_mel_grid(images_db, titles, tmp / GRID_PNG, columns=per_row)
+        np.save(tmp / MELS_NPY, np.clip(images, 0.0, 1.0).astype(np.float32), allow_pickle=False)
         (tmp / SAMPLES_JSON).write_text(json.dumps(records, indent=2) + "\n", encoding="utf-8")
     return records

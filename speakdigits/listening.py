@@ -76,6 +76,7 @@ figcaption { font-size: 0.85em; }
 .right { color: #176d2b; font-weight: bold; }
 .wrong { color: #b3261e; font-weight: bold; }
 .note { color: #666; }
+.warning { color: #fff; background: #b3261e; padding: 0.8em; font-weight: bold; }
 #self-check { color: #666; font-size: 0.85em; }
 """
 
@@ -140,7 +141,7 @@ def _table(rows: list[tuple[str, list[Clip]]], header: list[str] | None = None) 
 
 def render_page(*, title: str, headline: list[tuple[str, str]], intro: list[str],
                 generated: list[tuple[str, list[Clip]]], references: list[tuple[str, list[Clip]]],
-                reference_header: list[str], notes: list[str]) -> str:
+                reference_header: list[str], notes: list[str], warning: str | None = None) -> str:
     """The page's HTML.
 
     Parameters
@@ -157,11 +158,14 @@ def render_page(*, title: str, headline: list[tuple[str, str]], intro: list[str]
         Rows of reference clips.
     reference_header : list of str
         Column titles of the reference table (the first is the label column).
+    warning : str, optional
+        Shown in a red box above everything else (an unreliable judge).
     """
     e = html.escape
     metrics = "\n".join(f"<tr><th>{e(name)}</th><td>{e(value)}</td></tr>" for name, value in headline)
     paragraphs = "\n".join(f"<p>{e(text)}</p>" for text in intro)
     endnotes = "\n".join(f"<p class=\"note\">{e(text)}</p>" for text in notes)
+    alert = f'<p class="warning" role="alert">{e(warning)}</p>' if warning else ""
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -171,6 +175,7 @@ def render_page(*, title: str, headline: list[tuple[str, str]], intro: list[str]
 </head>
 <body data-check="pending">
 <h1>{e(title)}</h1>
+{alert}
 {paragraphs}
 <h2>Metrics</h2>
 <table>

@@ -34,10 +34,14 @@ import tensorflow as tf
 from keras import layers
 
 from speakdigits.errors import PipelineError
+from speakdigits.files import read_stage_json
 from speakdigits.runtime import save_keras
 
 N_DIGITS = 10
 MODEL_JSON = "model.json"
+LATENTS_JSON = "latents.json"
+#: ``latents.json``'s key for an unconditional model's one Gaussian.
+ALL_DIGITS = "all"
 SEED_SHAPE = (50, 50)
 
 
@@ -245,20 +249,103 @@ def decode(decoder: keras.Model, z: np.ndarray, digits: np.ndarray | None, *, co
     return decoder.predict(inputs, batch_size=batch_size, verbose=0)[..., 0]
 
 
-def save_model(model_dir: Path, encoder: keras.Model, decoder: keras.Model, info: dict) -> None:
-    """Write ``encoder.keras``, ``decoder.keras`` and ``model.json`` (how they were built)."""
+def reconstruct(encoder: keras.Model, decoder: keras.Model, images: np.ndarray, digits: np.ndarray, *,
+                conditional: bool, batch_size: int = 256) -> np.ndarray:
+    """The decoder's image of each input's posterior mean (z = μ), clipped to [0, 1] as generation clips."""
+    mu, _ = encode(encoder, images, digits, conditional=conditional, batch_size=batch_size)
+    return np.clip(decode(decoder, mu, digits, conditional=conditional, batch_size=batch_size), 0.0, 1.0)
+
+
+def fit_latent_gaussians(mu: np.ndarray, log_var: np.ndarray, digits: np.ndarray | None) -> dict:
+    """Where the training clips lie in latent space: one Gaussian per digit.
+
+    The encoder's posteriors of the training clips of a digit, q(z|x) =
+    N(μ, σ²), together form that digit's *aggregate posterior*: the region the
+    decoder learned to turn into that digit. A VAE's prior N(0, I) covers it
+    only roughly (with a strong reconstruction term each digit's clips sit
+    away from the origin, and the prior's samples land where the decoder never
+    learned); sampling from a Gaussian with the aggregate posterior's mean and
+    covariance, ``mean(μ)`` and ``cov(μ) + mean(σ²)`` on the diagonal, draws
+    new points from where the data are.
+
+    Parameters
+    ----------
+    mu, log_var : numpy.ndarray
+        clips x latent_dim: the encoder's outputs on the training clips.
+    digits : numpy.ndarray or None
+        The clips' digits (conditional model), or None: one Gaussian for all.
+
+    Returns
+    -------
+    dict
+        ``{group: {"clips": n, "mean": [...], "cov": [[...], ...]}}`` with
+        group the digit as a string, or ``'all'``.
+    """
+    mu, var = np.asarray(mu, dtype=np.float64), np.exp(np.asarray(log_var, dtype=np.float64))
+    groups = {ALL_DIGITS: np.arange(len(mu))} if digits is None else {
+        str(d): np.flatnonzero(np.asarray(digits) == d) for d in sorted(set(np.asarray(digits).tolist()))}
+    out = {}
+    for group, rows in groups.items():
+        spread = np.cov(mu[rows], rowvar=False).reshape(mu.shape[1], mu.shape[1]) if len(rows) > 1 else 0.0
+        cov = spread + np.diag(var[rows].mean(axis=0))
+        out[group] = {"clips": int(len(rows)), "mean": mu[rows].mean(axis=0).tolist(), "cov": cov.tolist()}
+    return out
+
+
+def sample_latents(latents: dict | None, digits: list[int | None], *, latent_dim: int, temperature: float,
+                   rng: np.random.Generator) -> np.ndarray:
+    """Draw one z per requested clip, from the prior or from the fitted Gaussians.
+
+    Parameters
+    ----------
+    latents : dict or None
+        :func:`fit_latent_gaussians`' output (``generate.sampling: fitted``),
+        or None for the prior N(0, I) (``prior``).
+    digits : list of int or None
+        The digit of each clip (None: unconditional).
+    latent_dim : int
+        Size of z.
+    temperature : float
+        Scales each Gaussian's spread around its mean (0: every clip of a digit
+        is that digit's mean).
+    rng : numpy.random.Generator
+        The source of randomness: the standard normal draws are the same
+        whichever way they are then shaped, so ``prior`` and ``fitted`` differ
+        only by the map.
+    """
+    eps = rng.standard_normal((len(digits), latent_dim))
+    if latents is None:
+        return eps * temperature
+    z = np.empty_like(eps)
+    for group in sorted({ALL_DIGITS if d is None else str(d) for d in digits}):
+        if group not in latents:
+            raise PipelineError(f"{LATENTS_JSON}: no training clip of digit {group}, so there is no region of "
+                                "latent space to draw it from; use generate.sampling=prior")
+        rows = [i for i, d in enumerate(digits) if (ALL_DIGITS if d is None else str(d)) == group]
+        cov = np.asarray(latents[group]["cov"], dtype=np.float64)
+        # A tiny ridge keeps the factorisation defined for a degenerate (e.g. single-clip) covariance.
+        factor = np.linalg.cholesky(cov + 1e-9 * np.eye(latent_dim))
+        z[rows] = np.asarray(latents[group]["mean"]) + temperature * eps[rows] @ factor.T
+    return z
+
+
+def save_model(model_dir: Path, encoder: keras.Model, decoder: keras.Model, latents: dict, info: dict) -> None:
+    """Write ``encoder.keras``, ``decoder.keras``, ``latents.json`` (:func:`fit_latent_gaussians`)
+    and ``model.json`` (how they were built)."""
     save_keras(encoder, Path(model_dir) / "encoder.keras")
     save_keras(decoder, Path(model_dir) / "decoder.keras")
+    (Path(model_dir) / LATENTS_JSON).write_text(json.dumps(latents) + "\n", encoding="utf-8")
     (Path(model_dir) / MODEL_JSON).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+
+
+def read_latents(model_dir: Path) -> dict:
+    """The per-digit latent Gaussians saved by the train stage (:func:`fit_latent_gaussians`)."""
+    return read_stage_json(Path(model_dir) / LATENTS_JSON, "train")
 
 
 def read_model_info(model_dir: Path) -> dict:
     """How the saved model was built: ``arch``, ``conditional``, ``latent_dim``, ``shape``."""
-    path = Path(model_dir) / MODEL_JSON
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PipelineError(f"{path}: not found; run the train stage first (dvc repro train)") from None
+    return read_stage_json(Path(model_dir) / MODEL_JSON, "train")
 
 
 def load_halves(model_dir) -> tuple[keras.Model, keras.Model]:

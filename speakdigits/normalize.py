@@ -14,11 +14,11 @@ import numpy as np
 
 from speakdigits.errors import PipelineError
 from speakdigits.features import read_features
-from speakdigits.files import atomic_dir
+from speakdigits.files import atomic_dir, read_stage_json
 
 SPLITS = ("train", "val", "test")
 STATS_JSON = "stats.json"
-LABELS = ("digit", "speaker", "gender", "age")
+LABELS = ("digit", "speaker", "take", "gender", "age")
 SPLIT_JSON = "split.json"
 
 
@@ -61,6 +61,44 @@ def split_speakers(speakers: list[str], *, val_fraction: float, test_fraction: f
     }
 
 
+def take_split(speakers: np.ndarray, digits: np.ndarray, takes: np.ndarray, *, fraction: float) -> np.ndarray:
+    """Deal every speaker's takes of every digit into train, validation and test, by take number.
+
+    The split of the digit judge, which needs to hear every speaker: within
+    each (speaker, digit) group, the lowest-numbered ``fraction`` of the takes
+    test it, the next ``fraction`` stop its training early, the rest train it
+    (FSDD's own split holds out takes 0-4 of 50 in the same way). A group of
+    two takes gives one to test and one to train; a single take trains.
+
+    Parameters
+    ----------
+    speakers, digits, takes : numpy.ndarray
+        One entry per clip.
+    fraction : float
+        Share of each group's takes held out for test, and again for validation
+        (at least one each when the group is large enough).
+
+    Returns
+    -------
+    numpy.ndarray
+        One of ``'train'``, ``'val'``, ``'test'`` per clip.
+    """
+    roles = np.full(len(takes), "train", dtype="<U5")
+    groups: dict[tuple[str, int], list[int]] = {}
+    for index, key in enumerate(zip(np.asarray(speakers).tolist(), np.asarray(digits).tolist())):
+        groups.setdefault(key, []).append(index)
+    for members in groups.values():
+        ordered = sorted(members, key=lambda i: (int(takes[i]), i))
+        wanted = max(1, round(fraction * len(ordered)))
+        n_test = min(wanted, len(ordered) - 1)  # at least one take always trains
+        n_val = min(wanted, len(ordered) - 1 - n_test)
+        for i in ordered[:n_test]:
+            roles[i] = "test"
+        for i in ordered[n_test:n_test + n_val]:
+            roles[i] = "val"
+    return roles
+
+
 def fit_min_max(mels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-mel-bin minimum and maximum over clips and frames.
 
@@ -95,7 +133,7 @@ def normalize(features_dir: Path, out_dir: Path, *, val_fraction: float, test_fr
     Each split is a folder of ``.npy`` files (plain arrays, byte-identical from
     run to run): ``x`` (float32 clips x n_mels x frames in [0, 1]), ``digit``
     (int), ``speaker`` (str), ``gender`` (str) and ``age`` (int, -1 when
-    unknown). ``stats.json`` holds ``mel_min`` and ``mel_max`` (dB per mel bin,
+    unknown) and ``take`` (int, from the file name). ``stats.json`` holds ``mel_min`` and ``mel_max`` (dB per mel bin,
     from the training split); ``split.json`` lists the speakers of each split.
 
     Returns
@@ -117,6 +155,7 @@ def normalize(features_dir: Path, out_dir: Path, *, val_fraction: float, test_fr
                 "x": scale(mels[index], mel_min, mel_max) if len(index) else np.zeros((0, *mels.shape[1:]), np.float32),
                 "digit": np.array([r["digit"] for r in rows], dtype=np.int64),
                 "speaker": np.array([r["speaker"] for r in rows], dtype=str),
+                "take": np.array([r["take"] for r in rows], dtype=np.int64),
                 "gender": np.array([r["gender"] for r in rows], dtype=str),
                 "age": np.array([-1 if r["age"] is None else r["age"] for r in rows], dtype=np.int64),
             }
@@ -141,9 +180,5 @@ def load_split(normalized_dir: Path, name: str) -> dict[str, np.ndarray]:
 
 def load_stats(normalized_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     """The training split's per-bin ``(mel_min, mel_max)`` in dB."""
-    path = Path(normalized_dir) / STATS_JSON
-    try:
-        stats = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PipelineError(f"{path}: not found; run the normalize stage first") from None
+    stats = read_stage_json(Path(normalized_dir) / STATS_JSON, "normalize")
     return np.array(stats["mel_min"], dtype=np.float32), np.array(stats["mel_max"], dtype=np.float32)

@@ -142,6 +142,7 @@ SCHEMA: dict[str, Any] = {
     "generate": {
         "per_digit": Rule("int", 1, 1000),
         "n_samples": Rule("int", 1, 10000),
+        "sampling": Rule("str", choices=("fitted", "prior")),
         "temperature": Rule("float", 0, 10),
         "griffin_lim_iters": Rule("int", 1, 1000),
         "griffin_lim_momentum": Rule("float", 0, 1.5),
@@ -151,9 +152,11 @@ SCHEMA: dict[str, Any] = {
         "batch_size": Rule("int", 1, 65536),
         "learning_rate": Rule("float", 1e-7, 10),
         "patience": Rule("int", 1, 10000),
+        "holdout_takes": Rule("float", 0.01, 0.3),
     },
     "evaluate": {
         "reference_clips": Rule("int", 1, 10000),
+        "trusted_judge_accuracy": Rule("float", 0, 1),
     },
 }
 

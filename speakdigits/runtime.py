@@ -1,4 +1,4 @@
-"""How TensorFlow runs and saves: reproducibly, on the devices present.
+"""How TensorFlow runs and saves: reproducibly.
 
 Shared by the VAE's training and the classifiers, and kept apart from both so
 that editing one model's code does not make DVC retrain the other.
@@ -7,6 +7,7 @@ that editing one model's code does not make DVC retrain the other.
 from __future__ import annotations
 
 import json
+import re
 import zipfile
 from pathlib import Path
 
@@ -23,22 +24,25 @@ def make_deterministic(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def choose_strategy() -> tf.distribute.Strategy:
-    """A ``tf.distribute`` strategy for the devices present.
-
-    Several GPUs: mirrored over all of them; one GPU: that GPU; otherwise the CPU.
-    """
-    gpus = tf.config.list_logical_devices("GPU")
-    if len(gpus) > 1:
-        return tf.distribute.MirroredStrategy()
-    return tf.distribute.OneDeviceStrategy("/gpu:0" if gpus else "/cpu:0")
-
-
 # Keras stamps the save time into a .keras file (metadata.json's date_saved and
-# the weights' zip entry); fixing both keeps identical models byte-identical,
-# so DVC sees the same output for the same params and seed.
+# the weights' zip entry), and numbers the objects that layers share (such as
+# their dtype policy) in config.json by their Python id(), which differs from
+# process to process. Fixing the stamps and renumbering the ids in order of
+# appearance keeps identical models byte-identical, so DVC sees the same output
+# for the same params and seed, on any machine.
 _FIXED_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 _FIXED_DATE_SAVED = "1980-01-01@00:00:00"
+_SHARED_OBJECT_ID = re.compile(rb'"shared_object_id": (\d+)')
+
+
+def _renumber_shared_objects(config: bytes) -> bytes:
+    numbers: dict[bytes, bytes] = {}
+
+    def renumber(match: re.Match) -> bytes:
+        number = numbers.setdefault(match.group(1), str(len(numbers)).encode())
+        return b'"shared_object_id": ' + number
+
+    return _SHARED_OBJECT_ID.sub(renumber, config)
 
 
 def save_keras(model: keras.Model, path: str | Path) -> None:
@@ -61,6 +65,8 @@ def save_keras(model: keras.Model, path: str | Path) -> None:
                 metadata = json.loads(data)
                 metadata["date_saved"] = _FIXED_DATE_SAVED
                 data = json.dumps(metadata).encode()
+            elif info.filename == "config.json":
+                data = _renumber_shared_objects(data)
             fixed = zipfile.ZipInfo(info.filename, date_time=_FIXED_ZIP_DATE)
             fixed.compress_type, fixed.external_attr = info.compress_type, info.external_attr
             target.writestr(fixed, data)

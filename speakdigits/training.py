@@ -13,9 +13,12 @@ from dvclive.keras import DVCLiveCallback
 
 from speakdigits.errors import PipelineError
 from speakdigits.files import atomic_dir
-from speakdigits.model import VAE, build_encoder_decoder, encode, one_hot, reconstruction_mse, save_model
+from speakdigits.model import (
+    VAE, build_encoder_decoder, encode, fit_latent_gaussians, one_hot, reconstruction_mse, save_model,
+)
 from speakdigits.normalize import load_split
-from speakdigits.runtime import choose_strategy, make_deterministic
+from speakdigits.runtime import make_deterministic
+
 
 class StopOnNonFinite(keras.callbacks.Callback):
     """Stop at the first NaN or infinite loss and remember where it happened."""
@@ -76,7 +79,9 @@ def train(normalized_dir: Path, model_dir: Path, live_dir: Path, *, latent_dim: 
     normalized_dir : Path
         Output of the normalize stage.
     model_dir : Path
-        Written atomically: ``encoder.keras``, ``decoder.keras``, ``model.json``.
+        Written atomically: ``encoder.keras``, ``decoder.keras``, ``model.json``
+        and ``latents.json`` (where the training clips lie in latent space, per
+        digit: see :func:`speakdigits.model.fit_latent_gaussians`).
     live_dir : Path
         DVCLive's folder (per-epoch losses, final and test metrics), written
         atomically.
@@ -103,15 +108,15 @@ def train(normalized_dir: Path, model_dir: Path, live_dir: Path, *, latent_dim: 
     if len(splits["train"]["x"]) == 0:
         raise PipelineError(f"{normalized_dir}/train: no training clips")
     shape = tuple(splits["train"]["x"].shape[1:])
-    strategy = choose_strategy()
-    with strategy.scope():
-        encoder, decoder = build_encoder_decoder(
-            shape, latent_dim=latent_dim, arch=vae["arch"], conditional=vae["conditional"],
-            filters=vae["filters"], dense=vae["dense"],
-        )
-        model = VAE(encoder, decoder, conditional=vae["conditional"],
-                    reconstruction_weight=train["reconstruction_weight"], seed=seed)
-        model.compile(optimizer=keras.optimizers.Adam(train["learning_rate"]))
+    # No tf.distribute strategy: Keras runs on the one GPU it finds, or on the CPU,
+    # where a OneDeviceStrategy made every step three times slower (measured on 2 cores).
+    encoder, decoder = build_encoder_decoder(
+        shape, latent_dim=latent_dim, arch=vae["arch"], conditional=vae["conditional"],
+        filters=vae["filters"], dense=vae["dense"],
+    )
+    model = VAE(encoder, decoder, conditional=vae["conditional"],
+                reconstruction_weight=train["reconstruction_weight"], seed=seed)
+    model.compile(optimizer=keras.optimizers.Adam(train["learning_rate"]))
 
     has_val = len(splits["val"]["x"]) > 0
     guard = StopOnNonFinite()
@@ -137,7 +142,10 @@ def train(normalized_dir: Path, model_dir: Path, live_dir: Path, *, latent_dim: 
         for key, value in metrics.items():
             live.log_metric(f"test/{key}", value, plot=False)
         live.end()
-        save_model(model_tmp, encoder, decoder, {
+        mu, log_var = encode(encoder, splits["train"]["x"], splits["train"]["digit"], conditional=vae["conditional"],
+                             batch_size=train["batch_size"])
+        latents = fit_latent_gaussians(mu, log_var, splits["train"]["digit"] if vae["conditional"] else None)
+        save_model(model_tmp, encoder, decoder, latents, {
             "arch": vae["arch"], "conditional": vae["conditional"], "latent_dim": latent_dim, "shape": list(shape),
             "epochs_run": len(model.history.epoch) if model.history else 0,
         })

@@ -18,7 +18,8 @@ def main() -> None:
     settings = params["classify"]
     metrics, confusion = classify(NORMALIZED_DIR, CLASSIFIERS_DIR, epochs=settings["epochs"],
                                   batch_size=settings["batch_size"], learning_rate=settings["learning_rate"],
-                                  patience=settings["patience"], seed=params["seed"])
+                                  patience=settings["patience"], holdout_takes=settings["holdout_takes"],
+                                  seed=params["seed"])
     with atomic_dir(CONFUSION_DIR) as tmp:
         for task, records in confusion.items():
             write_json(tmp / f"confusion_{task}.json", records)
@@ -26,7 +27,8 @@ def main() -> None:
     for task, result in metrics.items():
         if result["available"]:
             print(f"classify: {task}: test accuracy {result['test_accuracy']:.3f} "
-                  f"(majority baseline {result['majority_baseline']:.3f}, {result['test_clips']} clips)")
+                  f"(majority baseline {result['majority_baseline']:.3f}, {result['test_clips']} clips "
+                  f"held out by {result['held_out']})")
         else:
             print(f"classify: {task}: not available: {result['reason']}")
 

@@ -17,14 +17,22 @@ def main() -> None:
     metrics = evaluate(generated_dir=GENERATED_DIR, classifier_dir=CLASSIFIERS_DIR, normalized_dir=NORMALIZED_DIR,
                        model_dir=MODEL_DIR, raw_dir=RAW_DIR, listen_dir=LISTEN_DIR, mel=params["mel"],
                        generate=params["generate"], reference_clips=params["evaluate"]["reference_clips"],
-                       seed=params["seed"])
+                       trusted_judge_accuracy=params["evaluate"]["trusted_judge_accuracy"], seed=params["seed"])
     write_json(METRICS, metrics)
-    gen, real, ceiling = metrics["generated"], metrics["real"], metrics["vocoder_ceiling"]
+    gen, real, ceiling, judge = metrics["generated"], metrics["real"], metrics["vocoder_ceiling"], metrics["judge"]
+    print(f"evaluate: the judge: accuracy {judge['accuracy']:.3f} on real takes it never heard "
+          f"({'trusted' if judge['reliable'] else 'below ' + format(judge['trusted_accuracy'], '.3f')})")
+    if not judge["reliable"]:
+        print(f"evaluate: warning: {judge['warning']}")
     parts = [f"accuracy {gen['accuracy']:.3f}"] if "accuracy" in gen else []
     parts += [f"{key.replace('_', ' ')} {gen[key]:.3f}" for key in ("inception_score", "mean_confidence",
                                                                     "frechet_distance") if key in gen]
     print(f"evaluate: generated clips: {', '.join(parts) or 'none could be judged'}")
-    print(f"evaluate: judge accuracy on real test clips {real.get('accuracy', float('nan')):.3f}, "
+    novel = metrics["novelty"]
+    if "ratio" in novel:
+        print(f"evaluate: novelty: generated clips lie {novel['ratio']:.2f} times as far from the training set as "
+              f"the VAE's reconstructions of unheard speakers; copies {novel['copies']:.3f}")
+    print(f"evaluate: judge accuracy on the test speakers' unheard takes {real.get('accuracy', float('nan')):.3f}, "
           f"vocoder ceiling {ceiling.get('accuracy', float('nan')):.3f} ({ceiling['clips']} clips)")
     print(f"evaluate: listening page {(LISTEN_DIR / 'index.html').resolve()}")
 

@@ -44,7 +44,7 @@ def main() -> None:
         digits = requested_digits(conditional=conditional, per_digit=gen["per_digit"], n_samples=gen["n_samples"])
     out = args.out or GENERATED_DIR
     records = generate(MODEL_DIR, NORMALIZED_DIR, out, mel=params["mel"], digits=digits,
-                       temperature=gen["temperature"], n_iter=gen["griffin_lim_iters"],
+                       sampling=gen["sampling"], temperature=gen["temperature"], n_iter=gen["griffin_lim_iters"],
                        momentum=gen["griffin_lim_momentum"], seed=params["seed"] if args.seed is None else args.seed)
     print(f"generate: {len(records)} clips and a mel grid in {out.resolve()}")
 

@@ -15,8 +15,8 @@ import pytest
 from speakdigits import espeak, synthetic
 from speakdigits.audio import clip_to_mel, wav_bytes
 from speakdigits.classifier import (
-    AGE_BRACKETS, CLASSES, CLASSIFIERS_JSON, age_bracket, build_classifier, classify, load_classifier,
-    save_classifiers, task_availability, task_labels, train_task,
+    AGE_BRACKETS, CLASSES, CLASSIFIERS_JSON, age_bracket, build_classifier, classify, judge_splits, load_classifier,
+    read_classifiers_info, save_classifiers, task_availability, task_labels, train_task,
 )
 from speakdigits.errors import PipelineError
 from speakdigits.judge import Judge
@@ -30,10 +30,12 @@ MEL = {"sample_rate": 8000, "duration": 1.0, "n_mels": 32, "frames": 32, "n_fft"
 SEED = 7
 
 
-def split_of(x, digits, gender=None, age=None) -> dict:
+def split_of(x, digits, gender=None, age=None, speaker="s", takes=None) -> dict:
     n = len(digits)
     return {"x": np.asarray(x, dtype=np.float32), "digit": np.asarray(digits, dtype=np.int64),
-            "speaker": np.array(["s"] * n), "gender": np.array(gender if gender is not None else ["unknown"] * n),
+            "speaker": np.array([speaker] * n, dtype=str),
+            "take": np.asarray(takes if takes is not None else np.arange(n) // 10, dtype=np.int64),
+            "gender": np.array(gender if gender is not None else ["unknown"] * n),
             "age": np.asarray(age if age is not None else [-1] * n, dtype=np.int64)}
 
 
@@ -44,8 +46,9 @@ def test_the_repo_params_have_the_new_sections():
     from speakdigits.params import load_params
     from conftest import REPO
     params = load_params(REPO / "params.yaml")
-    assert set(params["classify"]) == {"epochs", "batch_size", "learning_rate", "patience"}
+    assert set(params["classify"]) == {"epochs", "batch_size", "learning_rate", "patience", "holdout_takes"}
     assert params["evaluate"]["reference_clips"] >= 1
+    assert params["evaluate"]["trusted_judge_accuracy"] == 0.97
 
 
 @pytest.mark.parametrize(("dotted", "value", "allowed"), [
@@ -55,6 +58,9 @@ def test_the_repo_params_have_the_new_sections():
     ("classify.patience", -1, "an integer in [1, 10000]"),
     ("evaluate.reference_clips", 0, "an integer in [1, 10000]"),
     ("evaluate.reference_clips", None, "an integer in [1, 10000]"),
+    ("classify.holdout_takes", 0, "a number in [0.01, 0.3]"),
+    ("classify.holdout_takes", 0.5, "a number in [0.01, 0.3]"),
+    ("evaluate.trusted_judge_accuracy", 1.5, "a number in [0, 1]"),
 ])
 def test_bad_classify_and_evaluate_values_are_named(tmp_path, dotted, value, allowed):
     message = rejection(tmp_path, with_value(dotted, value))
@@ -145,7 +151,8 @@ def trained(tmp_path_factory):
     model, report = train_task({"train": train, "val": empty, "test": train}, "digit", epochs=40, batch_size=16,
                                learning_rate=0.001, patience=5, seed=SEED)
     out = tmp_path_factory.mktemp("classifiers")
-    save_classifiers(out, {"digit": model}, (32, 32))
+    save_classifiers(out, {"digit": model}, (32, 32), test_accuracy={"digit": report["test_accuracy"]},
+                     holdout_takes=0.1)
     return {"model": model, "report": report, "dir": out, "mel_min": mel_min, "mel_max": mel_max,
             "unseen": synthetic_clips(speakers[4], 2)}
 
@@ -224,11 +231,17 @@ def test_classify_trains_what_the_metadata_allows_and_explains_the_rest(tmp_path
 
     write_normalized(tmp_path / "normalized", {"train": make(20), "val": make(0), "test": make(6)})
     metrics, confusion = classify(tmp_path / "normalized", tmp_path / "classifiers", epochs=1, batch_size=8,
-                                  learning_rate=0.001, patience=1, seed=0)
+                                  learning_rate=0.001, patience=1, holdout_takes=0.1, seed=0)
 
     assert metrics["digit"]["available"] and metrics["gender"]["available"]
     assert metrics["gender"]["test_clips"] == 6 and metrics["gender"]["val_clips"] == 0
-    assert metrics["age"] == {"available": False,
+    assert metrics["gender"]["held_out"].startswith("speakers")
+    # The digit judge hears all 60 clips' speakers (here one, "s", with 6 clips of each digit): one clip of
+    # each digit tests it, one stops it early, four train it.
+    assert metrics["digit"]["held_out"].startswith("takes")
+    assert (metrics["digit"]["train_clips"], metrics["digit"]["val_clips"], metrics["digit"]["test_clips"]) == (
+        40, 10, 10)
+    assert metrics["age"] == {"available": False, "held_out": "speakers: the test speakers of the normalize stage",
                               "reason": "no train clip has a known age bracket (not in the data set's metadata)"}
     assert sorted(confusion) == ["digit", "gender"] and len(confusion["gender"]) == 6
     json.dumps(metrics)  # plain JSON
@@ -236,10 +249,39 @@ def test_classify_trains_what_the_metadata_allows_and_explains_the_rest(tmp_path
     folder = tmp_path / "classifiers"
     assert sorted(p.name for p in folder.iterdir()) == [CLASSIFIERS_JSON, "digit.keras", "gender.keras"]
     info = json.loads((folder / CLASSIFIERS_JSON).read_text())
+    assert info == read_classifiers_info(folder)
     assert info["shape"] == [16, 16] and info["tasks"]["gender"]["classes"] == ["female", "male"]
+    # What the evaluate stage needs to say what the judge's verdicts are worth.
+    assert info["holdout_takes"] == 0.1
+    assert info["tasks"]["digit"]["test_accuracy"] == metrics["digit"]["test_accuracy"]
     model, classes = load_classifier(folder, "gender")
     assert isinstance(model, keras.Model) and classes == ["female", "male"]
     with pytest.raises(PipelineError, match=r"no age classifier was trained \(metrics/classify.json says why\)"):
         load_classifier(folder, "age")
     with pytest.raises(PipelineError, match="run the classify stage first"):
         load_classifier(tmp_path / "nowhere", "digit")
+
+
+def test_the_judge_hears_every_speaker_and_is_tested_on_takes_it_never_heard():
+    rng = np.random.default_rng(2)
+
+    def speaker(name: str, takes: int) -> dict:
+        digits = np.repeat(np.arange(10), takes)
+        return split_of(rng.uniform(size=(len(digits), 4, 4)), digits, speaker=name,
+                        takes=np.tile(np.arange(takes)[::-1], 10))
+
+    splits = {"train": speaker("ann", 20), "val": speaker("bob", 20), "test": speaker("cy", 20)}
+    by_take = judge_splits(splits, holdout_takes=0.1)
+    for name, takes in (("test", {0, 1}), ("val", {2, 3}), ("train", set(range(4, 20)))):
+        split = by_take[name]
+        assert sorted(set(split["speaker"].tolist())) == ["ann", "bob", "cy"]
+        assert set(split["take"].tolist()) == takes
+        assert np.bincount(split["digit"], minlength=10).tolist() == [3 * len(takes)] * 10
+        assert set(split) == set(splits["train"])  # every array travels with its clips
+    # Nothing is lost or doubled: 600 clips in all, each x row still beside its own labels.
+    assert sum(len(by_take[n]["x"]) for n in by_take) == 600
+    original = {(s, d, t): x.tobytes() for part in splits.values()
+                for s, d, t, x in zip(part["speaker"], part["digit"], part["take"], part["x"])}
+    for part in by_take.values():
+        for s, d, t, x in zip(part["speaker"], part["digit"], part["take"], part["x"]):
+            assert original[(s, d, t)] == x.tobytes()

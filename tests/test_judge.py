@@ -1,5 +1,7 @@
 """The judge's metrics on constructed cases with known answers (pure NumPy, no
-model), and the choice of reference clips for the vocoder ceiling."""
+model): inception score, Fréchet distance, the judge's reliability flag, the
+novelty check that catches a generator replaying its training clips, and the
+choice of reference clips for the vocoder ceiling."""
 
 from __future__ import annotations
 
@@ -9,8 +11,11 @@ import zipfile
 import numpy as np
 import pytest
 
-from speakdigits.evaluation import _judged_summary, _verdicts, headline, reference_candidates
+from speakdigits.evaluation import (
+    _judged_summary, _verdicts, digits_in_turn, headline, judge_reliability, reference_candidates, unheard,
+)
 from speakdigits.judge import accuracy, class_histogram, frechet_distance, inception_score, mean_confidence, summary
+from speakdigits.novelty import nearest_distances, novelty
 
 
 # ----------------------------------------------------------------- inception score
@@ -111,46 +116,126 @@ def test_an_unjudgeable_clip_counts_as_wrong():
 
 def test_headline_formats_every_metric():
     metrics = {
+        "judge": judge_reliability(0.983, holdout_takes=0.1, trusted_accuracy=0.97),
         "generated": {"conditional": True, "accuracy": 0.9, "inception_score": 7.25, "mean_confidence": 0.8,
                       "frechet_distance": 12.5, "class_histogram": {"0": 3, "1": 1}},
         "real": {"clips": 400, "accuracy": 0.985, "inception_score": 9.7},
         "vocoder_ceiling": {"clips": 20, "accuracy": 0.95, "real_accuracy_same_clips": 1.0},
         "vae": {"reconstruction_mse": 0.007, "judge_accuracy_mel": 0.99},
+        "novelty": {"generated_nearest_train": 0.1, "unheard_nearest_train": 0.125, "ratio": 0.8, "copies": 0.02},
     }
     rows = dict(headline(metrics))
+    assert headline(metrics)[0] == ("The judge itself: accuracy on real takes it never heard (every speaker)",
+                                    "98.3 % — trusted")
+    assert any(value.startswith("0.1 / 0.125 (ratio 0.8;") for value in rows.values())
     assert rows["Generated: share that says the digit asked for"] == "90.0 %"
     assert rows["Generated: inception score (10 at most)"] == "7.25"
     assert rows["Generated: judge's verdicts, digit: count"] == "0: 3, 1: 1"
-    assert rows["Real test clips (400): judge accuracy"] == "98.5 %"
+    assert rows["Real test-speaker clips the judge never heard (400): judge accuracy"] == "98.5 %"
     assert any(value.startswith("95.0 % (same clips as recorded: 100.0 %)") for value in rows.values())
     # A metric that could not be measured shows as a dash, not as an error.
     assert rows["VAE reconstructions re-synthesised (reference clips): judge accuracy"] == "–"
     metrics["generated"]["conditional"] = False
     assert "Generated: share that says the digit asked for" not in dict(headline(metrics))
+    metrics["judge"] = judge_reliability(0.688, holdout_takes=0.1, trusted_accuracy=0.97)
+    assert headline(metrics)[0][1] == "68.8 % — UNRELIABLE (needs 97.0 %)"
+
+
+# ----------------------------------------------------------------- the judge's own accuracy
+
+
+def test_a_judge_below_the_bar_is_reported_unreliable_in_plain_words():
+    weak = judge_reliability(0.688, holdout_takes=0.1, trusted_accuracy=0.97)
+    assert weak["reliable"] is False and weak["accuracy"] == 0.688
+    assert weak["warning"].startswith("UNRELIABLE: the digit judge is right on only 68.8 % of real recordings")
+    assert "accuracy, inception score and Fréchet distance do not say" in weak["warning"]
+    json.dumps(weak)
+    strong = judge_reliability(0.97, holdout_takes=0.1, trusted_accuracy=0.97)
+    assert strong == {"accuracy": 0.97, "trusted_accuracy": 0.97, "holdout_takes": 0.1, "reliable": True}
+
+
+def test_unheard_keeps_only_the_held_out_takes():
+    split = {"x": np.arange(40.0), "digit": np.repeat([1, 2], 20), "speaker": np.array(["a", "b"] * 20),
+             "take": np.arange(40) // 2}
+    kept = unheard(split, holdout_takes=0.1)
+    # Each (speaker, digit) group has 10 takes; the lowest one of each is held out.
+    assert sorted(zip(kept["speaker"].tolist(), kept["digit"].tolist(), kept["take"].tolist())) == [
+        ("a", 1, 0), ("a", 2, 10), ("b", 1, 0), ("b", 2, 10)]
+    assert kept["x"].tolist() == [0.0, 1.0, 20.0, 21.0]
+
+
+# ----------------------------------------------------------------- novelty: new voices, not copies
+
+
+def test_nearest_distance_is_the_rms_difference_to_the_closest_image():
+    pool = np.stack([np.zeros((2, 2)), np.full((2, 2), 0.5), np.ones((2, 2))])
+    queries = np.stack([np.full((2, 2), 0.4), np.full((2, 2), 1.1), np.array([[0.0, 0.0], [0.0, 0.4]])])
+    np.testing.assert_allclose(nearest_distances(queries, pool), [0.1, 0.1, 0.2], rtol=1e-5)  # float32 products
+    # Many queries, compared a block at a time, give the same answer as one by one.
+    rng = np.random.default_rng(0)
+    many, pool = rng.uniform(size=(150, 3, 3)), rng.uniform(size=(40, 3, 3))
+    one_by_one = [np.sqrt(np.min(np.mean((pool - q) ** 2, axis=(1, 2)))) for q in many]
+    np.testing.assert_allclose(nearest_distances(many, pool), one_by_one, rtol=1e-5)
+
+
+def voices(rng, n: int, speakers: np.ndarray) -> np.ndarray:
+    """Clips of some of ``speakers``' voices: a voice's pattern plus per-clip noise."""
+    return np.clip(speakers[rng.integers(len(speakers), size=n)] + rng.normal(0, 0.05, (n, 8, 8)), 0, 1)
+
+
+def test_a_generator_that_replays_its_training_clips_is_caught():
+    rng = np.random.default_rng(1)
+    train = voices(rng, 200, rng.uniform(size=(10, 8, 8)))
+    unheard_clips = voices(rng, 50, rng.uniform(size=(5, 8, 8)))  # other speakers' voices
+    replayed = train[rng.choice(200, 40, replace=False)]
+    copies = novelty(replayed, unheard_clips, train)
+    assert copies["generated_nearest_train"] == 0 and copies["ratio"] == 0 and copies["copies"] == 1.0
+    # Replays with a little noise on top (a VAE decoding its training clips' own latents) are caught too.
+    noisy = novelty(np.clip(replayed + rng.normal(0, 0.01, replayed.shape), 0, 1), unheard_clips, train)
+    assert noisy["ratio"] < 0.2 and noisy["copies"] == 1.0
+
+
+def test_new_voices_are_as_far_from_the_training_clips_as_unheard_speakers():
+    rng = np.random.default_rng(2)
+    train = voices(rng, 200, rng.uniform(size=(10, 8, 8)))
+    unheard_clips = voices(rng, 100, rng.uniform(size=(50, 8, 8)))
+    new = voices(rng, 100, rng.uniform(size=(50, 8, 8)))  # a generator inventing voices of its own
+    result = novelty(new, unheard_clips, train)
+    assert 0.8 < result["ratio"] < 1.25 and result["copies"] < 0.1  # replays score 1
+    assert result["generated_nearest_train"] > 0.1
+    assert novelty(new[:0], unheard_clips, train) == {}
 
 
 # ----------------------------------------------------------------- reference clips
 
 
-def test_reference_clips_come_from_test_speakers_and_take_turns_over_digits(tmp_path):
-    raw_dir, normalized_dir = tmp_path / "raw", tmp_path / "normalized"
+def test_reference_clips_are_the_given_clips_and_take_turns_over_digits(tmp_path):
+    raw_dir = tmp_path / "raw"
     raw_dir.mkdir()
-    normalized_dir.mkdir()
     with zipfile.ZipFile(raw_dir / "audio.zip", "w") as archive:
         for speaker in ("01", "02", "03"):
             for digit in range(10):
                 for take in range(3):
                     archive.writestr(f"{speaker}/{digit}_{speaker}_{take}.wav", b"")
         archive.writestr("README.txt", b"not a clip")
-    (normalized_dir / "split.json").write_text(json.dumps({"train": ["01"], "val": ["02"], "test": ["03"]}))
+    # The clips that may serve: speaker 03's takes 0 and 2 (say, the takes the judge never heard).
+    clips = {"digit": np.repeat(np.arange(10), 2), "speaker": np.array(["03"] * 20), "take": np.tile([0, 2], 10)}
 
-    order = reference_candidates(raw_dir, normalized_dir, seed=0)
-    assert len(order) == 30
+    order = reference_candidates(raw_dir, clips, seed=0)
+    assert len(order) == 20
+    assert {member.split("_")[-1] for member, _ in order} == {"0.wav", "2.wav"}
     assert all(member.startswith("03/") for member, _ in order)
     assert [digit for _, digit in order[:10]] == list(range(10))  # one of each digit first
     assert [digit for _, digit in order[10:20]] == list(range(10))
-    assert order == reference_candidates(raw_dir, normalized_dir, seed=0)
-    assert order != reference_candidates(raw_dir, normalized_dir, seed=1)
+    assert order == reference_candidates(raw_dir, clips, seed=0)
+    assert order != reference_candidates(raw_dir, clips, seed=1)
+
+
+def test_digits_take_turns_whatever_their_counts():
+    digits = np.array([5, 5, 5, 1, 2, 2])
+    order = digits_in_turn(digits, seed=3)
+    assert sorted(order.tolist()) == list(range(6))
+    assert digits[order].tolist() == [1, 2, 5, 2, 5, 5]
 
 
 def test_summary_of_no_clips_is_just_the_count():

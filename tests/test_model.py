@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -20,7 +23,10 @@ from PIL import Image
 from speakdigits.audio import log_mel
 from speakdigits.errors import PipelineError
 from speakdigits.generation import generate, requested_digits
-from speakdigits.model import build_encoder_decoder, decode, kl_divergence, load_halves, read_model_info, save_model
+from speakdigits.model import (
+    build_encoder_decoder, decode, fit_latent_gaussians, kl_divergence, load_halves, read_latents, read_model_info,
+    sample_latents, save_model,
+)
 from speakdigits.params import load_params
 from speakdigits.training import train
 from speakdigits.vocoder import mel_to_audio
@@ -94,8 +100,10 @@ def test_save_and_load_round_trip_gives_identical_predictions(tmp_path):
     encoder, decoder = build_encoder_decoder((20, 12), latent_dim=3, arch="conv", conditional=True,
                                              filters=[8, 16], dense=16)
     info = {"arch": "conv", "conditional": True, "latent_dim": 3, "shape": [20, 12]}
-    save_model(tmp_path, encoder, decoder, info)
+    latents = {"4": {"clips": 1, "mean": [0.5, 0.0, -1.0], "cov": np.eye(3).tolist()}}
+    save_model(tmp_path, encoder, decoder, latents, info)
     assert read_model_info(tmp_path) == info
+    assert read_latents(tmp_path) == latents
     loaded_encoder, loaded_decoder = load_halves(tmp_path)  # safe mode
     rng = np.random.default_rng(2)
     images = rng.uniform(0, 1, (4, 20, 12, 1)).astype(np.float32)
@@ -111,6 +119,8 @@ def test_missing_model_files_are_pipeline_errors(tmp_path):
         read_model_info(tmp_path)
     with pytest.raises(PipelineError, match="encoder.keras"):
         load_halves(tmp_path)
+    with pytest.raises(PipelineError, match="latents.json: not found; run the train stage"):
+        read_latents(tmp_path)
 
 
 def test_kl_divergence():
@@ -138,6 +148,7 @@ def write_normalized(folder: Path, shape=SHAPE, counts=(("train", 40), ("val", 1
         np.save(folder / split / "x.npy", np.clip(x, 0, 1).astype(np.float32))
         np.save(folder / split / "digit.npy", digits.astype(np.int64))
         np.save(folder / split / "speaker.npy", np.array([f"{split}{i % 2}" for i in range(n)], dtype=str))
+        np.save(folder / split / "take.npy", (np.arange(n) // 10).astype(np.int64))
         np.save(folder / split / "gender.npy", np.array(["female"] * n, dtype=str))
         np.save(folder / split / "age.npy", np.full(n, -1, dtype=np.int64))
     (folder / "stats.json").write_text(json.dumps({"mel_min": [-80.0] * shape[0], "mel_max": [0.0] * shape[0]}))
@@ -166,7 +177,15 @@ def read_tsv(path: Path) -> list[list[str]]:
 
 def test_train_writes_model_and_dvclive_metrics(trained):
     model_dir, live_dir = trained["model"], trained["live"]
-    assert sorted(p.name for p in model_dir.iterdir()) == ["decoder.keras", "encoder.keras", "model.json"]
+    assert sorted(p.name for p in model_dir.iterdir()) == ["decoder.keras", "encoder.keras", "latents.json",
+                                                          "model.json"]
+    # Where the training clips of each digit lie in latent space, for generation to draw from.
+    latents = read_latents(model_dir)
+    assert sorted(latents) == [str(d) for d in range(10)]
+    for group in latents.values():
+        assert group["clips"] == 4  # 40 training clips, digits 0-9 in turn
+        assert len(group["mean"]) == LATENT and np.array(group["cov"]).shape == (LATENT, LATENT)
+        assert np.all(np.linalg.eigvalsh(group["cov"]) > 0)
     assert read_model_info(model_dir) == {"arch": "conv", "conditional": True, "latent_dim": LATENT,
                                           "shape": list(SHAPE), "epochs_run": 2}
     # No temporary folders of the atomic writes are left beside the outputs.
@@ -244,9 +263,9 @@ def test_empty_training_split_is_a_pipeline_error(tmp_path):
 
 # --------------------------------------------------------------------------- generation
 
-def gen(trained, out: Path, digits, *, seed=3, model=None):
+def gen(trained, out: Path, digits, *, seed=3, model=None, sampling="fitted"):
     return generate(model or trained["model"], trained["normalized"], out, mel=MEL, digits=digits,
-                    temperature=1.0, n_iter=4, momentum=0.99, seed=seed)
+                    sampling=sampling, temperature=1.0, n_iter=4, momentum=0.99, seed=seed)
 
 
 def test_conditional_generation_writes_every_digit(trained, tmp_path):
@@ -255,8 +274,10 @@ def test_conditional_generation_writes_every_digit(trained, tmp_path):
     records = gen(trained, out, digits)
 
     names = [f"{d}_{i:02d}.wav" for d in range(10) for i in range(2)]
-    assert sorted(p.name for p in out.iterdir()) == sorted(names + ["mels.png", "samples.json"])
+    assert sorted(p.name for p in out.iterdir()) == sorted(names + ["mels.npy", "mels.png", "samples.json"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["generated"]  # no leftovers of the atomic write
+    mels = np.load(out / "mels.npy")  # the decoder's images, for the evaluate stage's novelty check
+    assert mels.shape == (len(names), *SHAPE) and mels.dtype == np.float32 and 0 <= mels.min() <= mels.max() <= 1
     n_samples = round(MEL["duration"] * MEL["sample_rate"])
     for name in names:
         info = sf.info(out / name)
@@ -289,6 +310,45 @@ def test_generation_is_reproducible_for_a_seed(trained, tmp_path):
     assert all((tmp_path / "a" / n).read_bytes() != (tmp_path / "c" / n).read_bytes() for n in names)
 
 
+def test_fitted_gaussians_are_the_moments_of_each_digits_posteriors():
+    # Digit 3: posteriors at two points with variance 0.25 each; digit 8: one point, variance 1.
+    mu = np.array([[1.0, 0.0], [3.0, 2.0], [-5.0, 4.0]])
+    log_var = np.log(np.array([[0.25, 0.25], [0.25, 0.25], [1.0, 1.0]]))
+    latents = fit_latent_gaussians(mu, log_var, np.array([3, 3, 8]))
+    assert sorted(latents) == ["3", "8"]
+    assert latents["3"]["clips"] == 2 and latents["3"]["mean"] == [2.0, 1.0]
+    # The spread of the means (sample covariance) plus the mean posterior variance.
+    np.testing.assert_allclose(latents["3"]["cov"], [[2.25, 2.0], [2.0, 2.25]])
+    assert latents["8"]["mean"] == [-5.0, 4.0] and latents["8"]["cov"] == [[1.0, 0.0], [0.0, 1.0]]
+    everything = fit_latent_gaussians(mu, log_var, None)
+    assert list(everything) == ["all"] and everything["all"]["clips"] == 3
+
+
+def test_fitted_sampling_draws_from_each_digits_gaussian():
+    latents = {"1": {"clips": 9, "mean": [4.0, -2.0], "cov": [[1.0, 0.8], [0.8, 1.0]]},
+               "2": {"clips": 9, "mean": [-4.0, 0.0], "cov": [[0.25, 0.0], [0.0, 4.0]]}}
+    digits = [1] * 20000 + [2] * 20000
+    z = sample_latents(latents, digits, latent_dim=2, temperature=1.0, rng=np.random.default_rng(0))
+    for digit, rows in ((1, slice(0, 20000)), (2, slice(20000, None))):
+        np.testing.assert_allclose(z[rows].mean(axis=0), latents[str(digit)]["mean"], atol=0.05)
+        np.testing.assert_allclose(np.cov(z[rows], rowvar=False), latents[str(digit)]["cov"], atol=0.1)
+    # The temperature scales the spread about the mean; 0 gives the mean itself.
+    cold = sample_latents(latents, [2, 2], latent_dim=2, temperature=0.0, rng=np.random.default_rng(0))
+    assert cold.tolist() == [[-4.0, 0.0], [-4.0, 0.0]]
+    # The prior: N(0, temperature^2 I), whatever was fitted.
+    prior = sample_latents(None, digits, latent_dim=2, temperature=0.5, rng=np.random.default_rng(0))
+    np.testing.assert_allclose(prior.mean(axis=0), [0, 0], atol=0.02)
+    np.testing.assert_allclose(prior.std(axis=0), [0.5, 0.5], atol=0.02)
+    with pytest.raises(PipelineError, match="no training clip of digit 5.*generate.sampling=prior"):
+        sample_latents(latents, [5], latent_dim=2, temperature=1.0, rng=np.random.default_rng(0))
+
+
+def test_fitted_and_prior_sampling_give_different_clips(trained, tmp_path):
+    gen(trained, tmp_path / "fitted", [4, 4], sampling="fitted")
+    gen(trained, tmp_path / "prior", [4, 4], sampling="prior")
+    assert not np.array_equal(np.load(tmp_path / "fitted" / "mels.npy"), np.load(tmp_path / "prior" / "mels.npy"))
+
+
 @pytest.fixture
 def unconditional_model(tmp_path):
     """An untrained unconditional model, saved as the train stage saves one."""
@@ -296,7 +356,8 @@ def unconditional_model(tmp_path):
                                              filters=[8, 16], dense=32)
     model_dir = tmp_path / "uncond_model"
     model_dir.mkdir()
-    save_model(model_dir, encoder, decoder,
+    latents = fit_latent_gaussians(np.zeros((3, LATENT)), np.zeros((3, LATENT)), None)
+    save_model(model_dir, encoder, decoder, latents,
                {"arch": "conv", "conditional": False, "latent_dim": LATENT, "shape": list(SHAPE)})
     return model_dir
 
@@ -306,7 +367,7 @@ def test_unconditional_generation_numbers_the_samples(trained, unconditional_mod
     records = gen(trained, out, requested_digits(conditional=False, per_digit=2, n_samples=3),
                   model=unconditional_model)
     names = ["sample_000.wav", "sample_001.wav", "sample_002.wav"]
-    assert sorted(p.name for p in out.iterdir()) == sorted(names + ["mels.png", "samples.json"])
+    assert sorted(p.name for p in out.iterdir()) == sorted(names + ["mels.npy", "mels.png", "samples.json"])
     assert [(r["file"], r["digit"]) for r in records] == [(n, None) for n in names]
     for name in names:
         samples, rate = sf.read(out / name)
@@ -354,10 +415,34 @@ def test_saved_model_files_are_byte_identical_for_identical_models(tmp_path):
                                              filters=[4], dense=8)
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
-        save_model(tmp_path / name, encoder, decoder, {"latent_dim": 2})
+        save_model(tmp_path / name, encoder, decoder, {}, {"latent_dim": 2})
         time.sleep(1.1)  # the second save happens at a later second on the clock
-    for name in ("encoder.keras", "decoder.keras", "model.json"):
+    for name in ("encoder.keras", "decoder.keras", "latents.json", "model.json"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
-    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["decoder.keras", "encoder.keras", "model.json"]
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["decoder.keras", "encoder.keras", "latents.json",
+                                                                  "model.json"]
     reloaded, _ = load_halves(tmp_path / "a")
     assert len(reloaded.get_weights()) == len(encoder.get_weights())
+
+
+SAVE_IN_A_NEW_PROCESS = """
+import sys
+import keras
+from speakdigits.model import build_encoder_decoder, save_model
+keras.utils.set_random_seed(0)
+encoder, decoder = build_encoder_decoder((16, 16), latent_dim=2, arch="conv", conditional=True, filters=[4], dense=8)
+save_model(sys.argv[1], encoder, decoder, {}, {"latent_dim": 2})
+"""
+
+
+def test_identical_models_saved_by_two_processes_are_identical_files(tmp_path):
+    """Keras numbers shared objects in config.json by their Python id(), which differs between processes;
+    the saved files must not, or a fresh clone's dvc repro cannot reproduce the committed dvc.lock."""
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        subprocess.run([sys.executable, "-c", SAVE_IN_A_NEW_PROCESS, str(tmp_path / name)], cwd=REPO, check=True,
+                       env={**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=300)
+    for name in ("encoder.keras", "decoder.keras"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    reloaded, _ = load_halves(tmp_path / "b")  # the renumbered file still loads in safe mode
+    assert len(reloaded.get_weights()) > 0

@@ -13,7 +13,7 @@ import pytest
 
 from speakdigits.errors import PipelineError
 from speakdigits.features import CLIP_COLUMNS, read_features
-from speakdigits.normalize import SPLITS, denormalize, load_split, load_stats, normalize, scale
+from speakdigits.normalize import SPLITS, denormalize, load_split, load_stats, normalize, scale, take_split
 
 N_MELS, FRAMES = 12, 10
 
@@ -86,10 +86,13 @@ def test_splits_are_speaker_disjoint_and_cover_every_clip(features, tmp_path):
         data = load_split(out, name)
         assert data["x"].shape == (summary["clips"][name], N_MELS, FRAMES)
         assert data["x"].dtype == np.float32
-        assert len(data["digit"]) == len(data["speaker"]) == len(data["gender"]) == len(data["age"]) == len(data["x"])
-        for speaker, gender, age in zip(data["speaker"], data["gender"], data["age"]):
+        assert len(data["digit"]) == len(data["speaker"]) == len(data["take"]) == len(data["gender"]) == len(
+            data["age"]) == len(data["x"])
+        for speaker, digit, take, gender, age in zip(data["speaker"], data["digit"], data["take"], data["gender"],
+                                                     data["age"]):
             assert gender == ("female" if int(speaker) % 2 else "male")
             assert age == (-1 if speaker == "03" else 20 + int(speaker))
+            assert digit == take % 10  # write_features names clip `take` of a speaker `{take % 10}_{speaker}_{take}`
 
 
 @pytest.mark.parametrize(("n_speakers", "val", "test", "expected"), [
@@ -109,7 +112,7 @@ def test_same_seed_gives_identical_files_and_another_seed_another_split(features
     for name, seed in (("a", 5), ("b", 5), ("c", 6)):
         normalize(folder, tmp_path / name, val_fraction=0.15, test_fraction=0.2, seed=seed)
     files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
-    assert len(files) == 3 * 5 + 2
+    assert len(files) == 3 * 6 + 2
     for rel in files:
         assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
     assert written_split(tmp_path / "a") != written_split(tmp_path / "c")
@@ -197,3 +200,35 @@ def test_mismatched_rows_and_images_is_an_error(tmp_path):
     np.save(tmp_path / "features" / "mels.npy", np.zeros((3, N_MELS, FRAMES), np.float32))
     with pytest.raises(PipelineError, match=r"3 mel images but 24 rows in clips.csv"):
         normalize(tmp_path / "features", tmp_path / "out", val_fraction=0.1, test_fraction=0.1, seed=0)
+
+
+# ----------------------------------------------------------------- the judge's split by take
+
+
+def roles_of(takes, fraction=0.1, speaker="a", digit=0):
+    n = len(takes)
+    return take_split(np.array([speaker] * n), np.full(n, digit), np.array(takes), fraction=fraction).tolist()
+
+
+@pytest.mark.parametrize(("n", "test", "val"), [(1, 0, 0), (2, 1, 0), (3, 1, 1), (10, 1, 1), (50, 5, 5), (51, 5, 5)])
+def test_take_split_holds_out_the_lowest_takes_and_always_trains_on_one(n, test, val):
+    takes = list(reversed(range(n)))  # the order of the clips does not matter, the take numbers do
+    roles = dict(zip(takes, roles_of(takes)))
+    assert [t for t in range(n) if roles[t] == "test"] == list(range(test))
+    assert [t for t in range(n) if roles[t] == "val"] == list(range(test, test + val))
+    assert sum(r == "train" for r in roles.values()) == n - test - val >= 1
+
+
+def test_take_split_deals_every_speaker_and_digit_separately():
+    # FSDD's shape in small: 3 speakers x 2 digits x 20 takes, shuffled.
+    rng = np.random.default_rng(4)
+    clips = [(s, d, t) for s in ("jackson", "theo", "lucas") for d in (3, 7) for t in range(20)]
+    clips = [clips[i] for i in rng.permutation(len(clips))]
+    speakers, digits, takes = (np.array(column) for column in zip(*clips))
+    roles = take_split(speakers, digits, takes, fraction=0.1)
+    for speaker in ("jackson", "theo", "lucas"):
+        for digit in (3, 7):
+            mine = (speakers == speaker) & (digits == digit)
+            assert sorted(takes[mine & (roles == "test")].tolist()) == [0, 1]
+            assert sorted(takes[mine & (roles == "val")].tolist()) == [2, 3]
+    assert np.array_equal(roles, take_split(speakers, digits, takes, fraction=0.1))

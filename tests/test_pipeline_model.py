@@ -36,7 +36,7 @@ def test_repro_runs_every_stage_and_generates_every_digit(pipeline):
 
     generated = repo / "data" / "generated"
     wavs = [f"{digit}_00.wav" for digit in range(10)]
-    assert sorted(p.name for p in generated.iterdir()) == sorted(wavs + ["mels.png", "samples.json"])
+    assert sorted(p.name for p in generated.iterdir()) == sorted(wavs + ["mels.npy", "mels.png", "samples.json"])
     mel = params_of(repo)["mel"]
     for name in wavs:
         info = sf.info(generated / name)
@@ -67,7 +67,8 @@ def test_generate_cli_asks_for_one_digit(pipeline, tmp_path):
     out = tmp_path / "sevens"
     result = run([sys.executable, "-m", "stages.generate", "--digit", "7", "--count", "3", "--out", str(out)], repo)
     assert str(out.resolve()) in result.stdout
-    assert sorted(p.name for p in out.iterdir()) == ["7_00.wav", "7_01.wav", "7_02.wav", "mels.png", "samples.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["7_00.wav", "7_01.wav", "7_02.wav", "mels.npy", "mels.png",
+                                                   "samples.json"]
     assert [r["digit"] for r in json.loads((out / "samples.json").read_text())] == [7, 7, 7]
     assert UP_TO_DATE in run(DVC + ["status"], repo).stdout  # data/generated untouched
 
