@@ -1,8 +1,8 @@
 """The ``extract`` stage: every raw clip to a log-mel image, with its labels.
 
 Clips are read one by one from the raw archive by worker processes (one per
-core) and written straight into a memory-mapped ``.npy`` file, so memory stays
-flat however many clips there are. Unusable clips are skipped and listed, with
+core) and each row is written to disk as it arrives, so memory stays flat
+however many clips there are. Unusable clips are skipped and listed, with
 the reason, in ``report.json``.
 """
 
