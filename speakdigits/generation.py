@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 
 from speakdigits.audio import wav_bytes  # noqa: E402
 from speakdigits.errors import PipelineError  # noqa: E402
-from speakdigits.files import atomic_dir  # noqa: E402
+from speakdigits.files import add_files, atomic_dir  # noqa: E402
 from speakdigits.model import decode, load_halves, read_latents, read_model_info, sample_latents  # noqa: E402
 from speakdigits.normalize import denormalize, load_stats  # noqa: E402
 from speakdigits.vocoder import mel_to_audio  # noqa: E402
@@ -30,6 +30,9 @@ GRID_PNG = "mels.png"
 #: The decoder's images of the clips, normalised to [0, 1] (clips x n_mels x frames), in ``samples.json`` order.
 MELS_NPY = "mels.npy"
 SAMPLINGS = ("fitted", "prior")
+#: The mel grid shows at most this many clips of each digit (rows of up to 10 for an unconditional model), so its size stays bounded whatever the count.
+GRID_PER_DIGIT = 10
+GRID_UNCONDITIONAL = 100
 
 
 def requested_digits(*, conditional: bool, per_digit: int, n_samples: int) -> list[int | None]:
@@ -52,16 +55,36 @@ def clip_names(digits: list[int | None]) -> list[str]:
     return names
 
 
-def save_mel_grid(images_db: np.ndarray, titles: list[str], path: Path, *, columns: int) -> None:
-    """One PNG with every generated log-mel image, each titled (e.g. by its digit)."""
-    rows = int(np.ceil(len(images_db) / columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.5 * rows), squeeze=False)
+def output_names(digits: list[int | None]) -> list[str]:
+    """Every file :func:`generate` writes for these clips."""
+    return clip_names(digits) + [GRID_PNG, MELS_NPY, SAMPLES_JSON]
+
+
+def grid_rows(digits: list[int | None]) -> list[list[int]]:
+    """Indices of the clips in the mel grid: a row per digit (its first ``GRID_PER_DIGIT`` clips),
+    or the first ``GRID_UNCONDITIONAL`` unlabelled clips in rows of 10."""
+    if all(d is None for d in digits):
+        shown = list(range(min(len(digits), GRID_UNCONDITIONAL)))
+        return [shown[i:i + 10] for i in range(0, len(shown), 10)]
+    rows: dict[int | None, list[int]] = {}
+    for index, digit in enumerate(digits):
+        row = rows.setdefault(digit, [])
+        if len(row) < GRID_PER_DIGIT:
+            row.append(index)
+    return list(rows.values())
+
+
+def save_mel_grid(images_db: np.ndarray, titles: list[str], path: Path, *, rows: list[list[int]]) -> None:
+    """One PNG with the generated log-mel images ``rows`` picks (indices), each titled (e.g. by its digit)."""
+    columns = max(len(row) for row in rows)
+    fig, axes = plt.subplots(len(rows), columns, figsize=(1.6 * columns, 1.5 * len(rows)), squeeze=False)
     low, high = float(np.min(images_db)), float(np.max(images_db))
     for ax in axes.ravel():
         ax.axis("off")
-    for ax, image, title in zip(axes.ravel(), images_db, titles):
-        ax.imshow(image, origin="lower", aspect="auto", vmin=low, vmax=high, cmap="magma")
-        ax.set_title(title, fontsize=8)
+    for ax_row, row in zip(axes, rows):
+        for ax, index in zip(ax_row, row):
+            ax.imshow(images_db[index], origin="lower", aspect="auto", vmin=low, vmax=high, cmap="magma")
+            ax.set_title(titles[index], fontsize=8)
     fig.suptitle("Generated log-mel spectrograms (dB)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=80, metadata={"Software": None})
@@ -69,7 +92,8 @@ def save_mel_grid(images_db: np.ndarray, titles: list[str], path: Path, *, colum
 
 
 def generate(model_dir: Path, normalized_dir: Path, out_dir: Path, *, mel: dict, digits: list[int | None],
-             sampling: str, temperature: float, n_iter: int, momentum: float, seed: int) -> list[dict]:
+             sampling: str, temperature: float, n_iter: int, momentum: float, seed: int,
+             replace: bool = True) -> list[dict]:
     """Decode random latents into wav files, a mel grid, ``mels.npy`` and ``samples.json`` in ``out_dir``.
 
     Parameters
@@ -77,7 +101,10 @@ def generate(model_dir: Path, normalized_dir: Path, out_dir: Path, *, mel: dict,
     model_dir, normalized_dir : Path
         Outputs of the train and normalize stages (decoder, normalisation statistics).
     out_dir : Path
-        Written atomically.
+        The stage's own output (``replace=True``): built beside it and moved
+        onto it. A user's folder (``replace=False``): the files are added to
+        it, and it is refused if it already holds any of them
+        (:func:`speakdigits.files.add_files`).
     mel : dict
         The ``mel`` section of params.yaml (for inversion).
     digits : list of int or None
@@ -111,15 +138,14 @@ def generate(model_dir: Path, normalized_dir: Path, out_dir: Path, *, mel: dict,
     images = decode(decoder, z, labels if info["conditional"] else None, conditional=info["conditional"])
     images_db = denormalize(np.clip(images, 0.0, 1.0), mel_min, mel_max)
     records = []
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir) if replace else add_files(out_dir, output_names(digits)) as tmp:
         for index, (name, digit, image) in enumerate(zip(clip_names(digits), digits, images_db)):
             samples = mel_to_audio(image, mel=mel, n_iter=n_iter, momentum=momentum, seed=seed + index)
             (tmp / name).write_bytes(wav_bytes(samples, mel["sample_rate"]))
             records.append({"file": name, "digit": digit, "seconds": len(samples) / mel["sample_rate"],
                             "peak": float(np.abs(samples).max())})
         titles = [r["file"][:-4] if r["digit"] is None else f"digit {r['digit']}" for r in records]
-        per_row = max(1, sum(1 for d in digits if d == digits[0])) if info["conditional"] else min(10, len(digits))
-        save_mel_grid(images_db, titles, tmp / GRID_PNG, columns=per_row)
+        save_mel_grid(images_db, titles, tmp / GRID_PNG, rows=grid_rows(digits))
         np.save(tmp / MELS_NPY, np.clip(images, 0.0, 1.0).astype(np.float32), allow_pickle=False)
         (tmp / SAMPLES_JSON).write_text(json.dumps(records, indent=2) + "\n", encoding="utf-8")
     return records

@@ -11,6 +11,7 @@ from speakdigits.errors import PipelineError
 
 # Where each stage reads and writes, relative to the repository root; dvc.yaml
 # declares the same paths as deps and outs.
+PARAMS_CHECKED = Path("data/params_checked.txt")  # every other stage depends on it: see stages/check_params.py
 RAW_DIR = Path("data/raw")
 DOWNLOAD_CACHE_DIR = Path(".cache/downloads")  # not a DVC output: kept so downloads resume
 FEATURES_DIR = Path("data/features")
@@ -30,6 +31,10 @@ def entry_point(main: Callable[[], None]) -> Callable[[], None]:
             main()
         except PipelineError as err:
             print(f"error: {err}", file=sys.stderr)
+            sys.exit(1)
+        except OSError as err:  # a read-only or full disk, a folder where a file should be: name it, no traceback
+            where = f"{err.filename}: " if err.filename else ""
+            print(f"error: {where}{err.strerror or err}; nothing was written", file=sys.stderr)
             sys.exit(1)
         except KeyboardInterrupt:
             print("error: interrupted; nothing was written", file=sys.stderr)

@@ -3,13 +3,18 @@
 Also usable on its own, after training, to ask the model for clips:
 
     python -m stages.generate --digit 7 --count 5 --out samples/
+
+--out adds the clips to a new or existing folder and never overwrites or
+removes anything there: a folder that already holds a file of the same name
+is refused, so is a repository's root, the home directory and .git.
 """
 
 import argparse
 from pathlib import Path
 
 from speakdigits.errors import PipelineError
-from speakdigits.generation import generate, requested_digits
+from speakdigits.files import check_user_folder
+from speakdigits.generation import generate, output_names, requested_digits
 from speakdigits.model import read_model_info
 from speakdigits.params import load_params
 from stages.common import GENERATED_DIR, MODEL_DIR, NORMALIZED_DIR, entry_point
@@ -20,7 +25,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--digit", type=int, choices=range(10), metavar="0-9",
                         help="digit to say (conditional model); default: the pipeline's set of every digit")
     parser.add_argument("--count", type=int, default=None, help="how many clips (default: generate.per_digit)")
-    parser.add_argument("--out", type=Path, default=None, help=f"output folder (default: {GENERATED_DIR})")
+    parser.add_argument("--out", type=Path, default=None,
+                        help=f"folder to add the clips to; nothing there is overwritten (default: replace {GENERATED_DIR})")
     parser.add_argument("--seed", type=int, default=None, help="seed (default: params.yaml's seed)")
     return parser.parse_args(argv)
 
@@ -42,10 +48,13 @@ def main() -> None:
         digits = requested_digits(conditional=conditional, per_digit=args.count, n_samples=args.count)
     else:
         digits = requested_digits(conditional=conditional, per_digit=gen["per_digit"], n_samples=gen["n_samples"])
+    if args.out is not None:
+        check_user_folder(args.out, output_names(digits))  # before any work
     out = args.out or GENERATED_DIR
     records = generate(MODEL_DIR, NORMALIZED_DIR, out, mel=params["mel"], digits=digits,
                        sampling=gen["sampling"], temperature=gen["temperature"], n_iter=gen["griffin_lim_iters"],
-                       momentum=gen["griffin_lim_momentum"], seed=params["seed"] if args.seed is None else args.seed)
+                       momentum=gen["griffin_lim_momentum"], seed=params["seed"] if args.seed is None else args.seed,
+                       replace=args.out is None)
     print(f"generate: {len(records)} clips and a mel grid in {out.resolve()}")
 
 

@@ -262,3 +262,18 @@ def test_stage_stops_at_once_on_bad_params(repo_copy):
     assert elapsed < 10, f"took {elapsed:.1f} s to reject params.yaml"
     assert not (repo_copy / "data" / "features").exists()
     assert not list((repo_copy / "data").glob(".features.*"))
+
+
+def test_stage_that_cannot_write_its_output_says_so_in_one_line(repo_copy):
+    """An OSError (here data/ is a file, so data/raw cannot be made; a read-only or full disk alike)."""
+    params = yaml.safe_load((repo_copy / "params.yaml").read_text(encoding="utf-8"))
+    params["data"]["synthetic"].update(speakers=3, takes=1)
+    (repo_copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+    (repo_copy / "data").write_text("a user's file where the data folder would go\n")
+    result = subprocess.run([sys.executable, "-m", "stages.download"], cwd=repo_copy, env=tool_env(),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    lines = result.stderr.replace("\r", "\n").splitlines()  # a progress bar may precede it on its line
+    errors = [line[line.find("error:"):] for line in lines if "error:" in line or "Traceback" in line]
+    assert errors == ["error: data: File exists; nothing was written"], result.stderr
+    assert (repo_copy / "data").read_text() == "a user's file where the data folder would go\n"
