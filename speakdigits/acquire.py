@@ -97,21 +97,34 @@ def synthesize(out_dir: Path, *, speakers: int, takes: int, noise_db: float, see
 
 
 def _parse_metadata(name: str, data: bytes) -> dict:
-    """Speaker metadata from AudioMNIST's JSON or the FSDD's ``metadata.py``."""
+    """Speaker metadata from AudioMNIST's JSON or the FSDD's ``metadata.py``.
+
+    Expected: ``{speaker: {field: value}}`` with plain values; the extract
+    stage reads the fields it knows tolerantly and notes the rest.
+
+    Raises
+    ------
+    PipelineError
+        Naming the file, when it is not that shape (unparsable, or nested deeper).
+    """
     text = data.decode("utf-8", errors="replace")
-    if name.endswith(".py"):
-        # The FSDD ships a Python literal ``metadata = {...}``: read it as data, never run it.
-        start = text.find("{")
-        try:
-            value = ast.literal_eval(text[start:]) if start >= 0 else None
-        except (ValueError, SyntaxError):
-            value = None
-    else:
-        try:
+    expected = "expected {speaker: {field: value}}"
+    try:
+        if name.endswith(".py"):
+            # The FSDD ships a Python literal ``metadata = {...}``: read it as data, never run it.
+            value = ast.literal_eval(text[text.find("{"):]) if "{" in text else None
+        else:
             value = json.loads(text)
-        except json.JSONDecodeError:
-            value = None
-    return value if isinstance(value, dict) else {}
+    except RecursionError:
+        raise PipelineError(f"{name}: speaker metadata nested too deeply; {expected}") from None
+    except (ValueError, SyntaxError, MemoryError) as err:  # JSONDecodeError is a ValueError
+        raise PipelineError(f"{name}: cannot read the speaker metadata ({type(err).__name__}); {expected}") from None
+    scalar = (str, int, float, bool, type(None))
+    if not isinstance(value, dict) or not all(
+            isinstance(fields, dict) and all(isinstance(v, scalar) for v in fields.values())
+            for fields in value.values()):
+        raise PipelineError(f"{name}: speaker metadata is not {{speaker: {{field: value}}}} with plain values")
+    return value
 
 
 def _keep(path: str) -> bool:
@@ -124,7 +137,10 @@ def collect(out_dir: Path, source: Path, *, origin: dict) -> int:
 
     Every ``.wav`` in any sub-folder is kept under its relative path (the
     ``extract`` stage reports names it cannot parse); the first recognised
-    metadata file (see ``METADATA_NAMES``) becomes ``speakers.json``.
+    metadata file (see ``METADATA_NAMES``) becomes ``speakers.json``. Files
+    too large to be a clip (``audio.MAX_CLIP_BYTES``) are not read; they are
+    listed with the reason in ``source.json``'s ``skipped``, which the extract
+    stage's report includes.
 
     Returns
     -------
@@ -133,11 +149,14 @@ def collect(out_dir: Path, source: Path, *, origin: dict) -> int:
     """
     # Filled while the clips stream past; write_raw writes them after the last clip.
     speakers: dict = {}
-    info = dict(origin, metadata_file=None)
+    info = dict(origin, metadata_file=None, skipped=[])
 
     def clips() -> Iterator[tuple[str, bytes]]:
-        for name, data in tqdm(read_archive(source, _keep), desc="packing", unit="file"):
-            if name.lower().endswith(".wav"):
+        for name, data in tqdm(read_archive(source, _keep, max_bytes=audio.MAX_CLIP_BYTES), desc="packing", unit="file"):
+            if data is None:
+                info["skipped"].append({"file": name, "reason": f"larger than {audio.MAX_CLIP_BYTES / 2**20:.0f} MB "
+                                        "unpacked; not read"})
+            elif name.lower().endswith(".wav"):
                 yield name, data
             elif info["metadata_file"] is None:
                 speakers.update(_parse_metadata(name, data))
@@ -177,14 +196,26 @@ def build_raw(out_dir: Path, *, data: dict, seed: int, cache_dir: Path,
         archive = Path(cache_dir) / remote.filename
         digest = download(remote.url, archive, sha256=data["sha256"] or remote.sha256)
         return collect(out_dir, archive, origin={"source": source, "url": remote.url, "sha256": digest})
-    path = local_source(source, Path.cwd())
+    path = existing_local_source(source, Path.cwd())
+    return collect(out_dir, path, origin={"source": str(path.resolve())})
+
+
+def existing_local_source(source: str, cwd: Path) -> Path:
+    """:func:`local_source`, refused in one line when nothing is there.
+
+    Raises
+    ------
+    PipelineError
+        Naming the value, where it was looked for and what is expected.
+    """
+    path = local_source(source, cwd)
     if not path.exists():
         raise PipelineError(
             f"data.source = {source!r}: no such file or folder (a relative path is read from the repository root, "
-            f"{Path.cwd()}); expected 'synthetic', 'audiomnist', 'fsdd' or a local folder, .zip or .tar.gz of "
+            f"{cwd}); expected 'synthetic', 'audiomnist', 'fsdd' or a local folder, .zip or .tar.gz of "
             "{digit}_{speaker}_{take}.wav files"
         )
-    return collect(out_dir, path, origin={"source": str(path.resolve())})
+    return path
 
 
 def local_source(source: str, cwd: Path) -> Path:

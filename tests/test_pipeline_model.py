@@ -79,6 +79,41 @@ def test_generate_cli_asks_for_one_digit(pipeline, tmp_path):
     assert not (tmp_path / "bad").exists()
 
 
+def error_lines(result) -> list[str]:
+    """The lines of stderr that are the stage's own (not TensorFlow's start-up log), a traceback included."""
+    return [line for line in result.stderr.splitlines() if line.startswith(("error:", "Traceback", "  "))]
+
+
+def test_generate_out_never_overwrites_or_removes_a_users_files(pipeline, tmp_path):
+    repo, _ = pipeline
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("my own work\n")
+    generate = [sys.executable, "-m", "stages.generate", "--digit", "3", "--count", "2", "--out"]
+    run(generate + [str(out)], repo)
+    assert sorted(p.name for p in out.iterdir()) == ["3_00.wav", "3_01.wav", "mels.npy", "mels.png",
+                                                   "notes.txt", "samples.json"]
+    assert (out / "notes.txt").read_text() == "my own work\n"
+
+    # Again into the same folder: the names clash, so it is refused and nothing changes.
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    again = run(generate + [str(out)], repo, check=False)
+    assert again.returncode == 1
+    assert error_lines(again) == [f"error: --out {out}: already holds 3_00.wav; give a new folder "
+                                  "(nothing is ever overwritten there)"]
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+    # The repository root, its .git, the home directory: refused before any work, all intact.
+    tracked = run(["git", "ls-files"], repo).stdout
+    for target, reason in [(".", "is a repository's root"), (".git", "is inside .git or .dvc"),
+                           (str(Path.home()), "refusing to write into")]:
+        result = run(generate + [target], repo, check=False)
+        assert result.returncode == 1 and len(error_lines(result)) == 1 and reason in result.stderr, result.stderr
+    assert run(["git", "ls-files"], repo).stdout == tracked
+    assert not any(repo.glob("3_0*.wav")) and not any(Path.home().glob("3_0*.wav"))
+    assert UP_TO_DATE in run(DVC + ["status"], repo).stdout
+
+
 def experiments(repo: Path) -> dict[str, dict]:
     """``dvc exp show --json`` as {experiment name: {"latent_dim", "mse"}}."""
     rows = {}
@@ -105,6 +140,40 @@ def test_exp_run_with_a_model_param_reruns_train_generate_and_evaluate(pipeline)
     mse = json.loads((repo / "metrics" / "train" / "metrics.json").read_text())["test"]["mse"]
     assert experiments(repo)[name] == {"latent_dim": latent, "mse": pytest.approx(mse)}
     assert UP_TO_DATE in run(DVC + ["status"], repo).stdout
+
+
+def outputs(repo: Path) -> dict[str, bytes]:
+    """Every file under data/ and metrics/ (the pipeline's outputs), by path; not check_params' token,
+    which DVC removes before that stage runs."""
+    return {p.relative_to(repo).as_posix(): p.read_bytes()
+            for folder in ("data", "metrics") for p in sorted((repo / folder).rglob("*"))
+            if p.is_file() and p.name != "params_checked.txt"}
+
+
+@pytest.mark.parametrize("change, expected", [
+    (["exp", "run", "-S", "latent_dim=0"], "latent_dim = 0 is not allowed"),
+    (["exp", "run", "-S", "train.epochs=-1"], "train.epochs = -1 is not allowed"),
+    (["exp", "run", "-S", "data.source=no/such/folder"], "data.source = 'no/such/folder': no such file or folder"),
+    (["exp", "run", "-S", "+latnet_dim=8"], "unknown key 'latnet_dim'"),  # + appends a key
+    (["repro"], "unknown key 'latnet_dim'"),  # the typo appended to params.yaml by hand
+])
+def test_refused_params_leave_every_previous_output_in_place(pipeline, change, expected):
+    repo, _ = pipeline
+    params_yaml = (repo / "params.yaml").read_bytes()
+    before = outputs(repo)
+    if change == ["repro"]:
+        (repo / "params.yaml").write_bytes(params_yaml + b"latnet_dim: 8\n")
+    try:
+        result = run(DVC + change, repo, check=False)
+        assert result.returncode != 0
+        assert f"error: params.yaml: {expected}" in result.stderr or f"error: {expected}" in result.stderr, \
+            result.stderr
+        assert ran_stages(result.stdout) == []
+        after = outputs(repo)
+        assert sorted(after) == sorted(before) and after == before  # the model, the data: all still there
+    finally:
+        (repo / "params.yaml").write_bytes(params_yaml)
+    assert UP_TO_DATE in run(DVC + ["status"], repo).stdout or ran_stages(run(DVC + ["repro"], repo).stdout) == []
 
 
 def commit_all(repo: Path, message: str) -> None:

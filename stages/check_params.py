@@ -1,0 +1,33 @@
+"""DVC stage ``check_params``: refuse a bad params.yaml before any stage loses its outputs.
+
+DVC removes a stage's outputs before it runs the stage's command, so a value
+that only the stage itself refuses (``dvc exp run -S latent_dim=0``) would
+cost the user the previous model. This stage tracks every key of params.yaml
+(an unknown one included) and every other stage depends on its output, so DVC
+runs it first whenever params.yaml changes and stops there, with one line, when
+the file is bad. Its output is the same few bytes whenever the file is good, so
+it never makes another stage rerun.
+"""
+
+from pathlib import Path
+
+from speakdigits.acquire import REMOTE_SOURCES, existing_local_source
+from speakdigits.params import DATA_SOURCES, load_params
+from stages.common import PARAMS_CHECKED, entry_point
+
+CHECKED = "params.yaml: every key known, every value allowed, the data source there\n"
+
+
+@entry_point
+def main() -> None:
+    params = load_params()
+    source = params["data"]["source"]
+    if source not in DATA_SOURCES and source not in REMOTE_SOURCES:
+        existing_local_source(source, Path.cwd())
+    PARAMS_CHECKED.parent.mkdir(parents=True, exist_ok=True)
+    PARAMS_CHECKED.write_text(CHECKED, encoding="utf-8")
+    print(f"check_params: params.yaml is valid ({PARAMS_CHECKED})")
+
+
+if __name__ == "__main__":
+    main()
