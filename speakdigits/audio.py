@@ -17,6 +17,14 @@ from speakdigits.errors import PipelineError
 
 # A clip whose peak stays below this (-80 dBFS) carries no usable speech.
 SILENCE_PEAK = 1e-4
+# What a recording of one spoken digit can be. Checked from the header before
+# decoding, so that a lying header (1 Hz, hours long) costs nothing: resampling
+# is then bounded by MAX_CLIP_SECONDS at MAX_SAMPLE_RATE.
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 4_000, 192_000
+MIN_CLIP_SECONDS, MAX_CLIP_SECONDS = 0.1, 30.0
+# The largest file such a clip can be (stereo, 32-bit, plus a generous header);
+# a larger archive member is not even read.
+MAX_CLIP_BYTES = int(MAX_CLIP_SECONDS * MAX_SAMPLE_RATE) * 2 * 4 + 2**20
 
 
 class BadClip(ValueError):
@@ -52,13 +60,24 @@ def decode_wav(data: bytes) -> tuple[np.ndarray, int]:
     Raises
     ------
     BadClip
-        When the bytes are empty, unreadable, hold no samples or non-finite ones.
+        When the bytes are empty or unreadable, the sample rate or length is
+        not that of a spoken digit (see ``MIN_SAMPLE_RATE``, ``MIN_CLIP_SECONDS``
+        and their maxima), or the samples are not finite.
     """
     if len(data) == 0:
         raise BadClip("empty file (zero bytes)")
     try:
-        samples, sr = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=True)
+        with soundfile.SoundFile(io.BytesIO(data)) as sound:
+            sr, frames = sound.samplerate, sound.frames
+            if not MIN_SAMPLE_RATE <= sr <= MAX_SAMPLE_RATE:
+                raise BadClip(f"sample rate {sr} Hz; expected {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz")
+            if not MIN_CLIP_SECONDS <= frames / sr <= MAX_CLIP_SECONDS:
+                raise BadClip(f"{frames} samples ({frames / sr:.3g} s); expected a clip of "
+                              f"{MIN_CLIP_SECONDS:g} to {MAX_CLIP_SECONDS:g} s")
+            samples = sound.read(dtype="float32", always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError, ValueError) as err:
+        if isinstance(err, BadClip):
+            raise
         # libsndfile's own text, not str(err): that names the BytesIO object by its memory address.
         detail = err.error_string if isinstance(err, soundfile.LibsndfileError) else (
             (str(err).splitlines() or [type(err).__name__])[0])

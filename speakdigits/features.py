@@ -139,14 +139,10 @@ def extract(raw_dir: Path, out_dir: Path, mel: dict, *, jobs: int | None = None)
         When no usable clip remains.
     """
     names = raw.clip_names(raw_dir)
-    skipped: list[dict] = []
-    labelled = []
-    for name in names:
-        parsed = parse_clip_name(name)
-        if parsed is None:
-            skipped.append({"file": name, "reason": "name is not {digit}_{speaker}_{take}.wav"})
-        else:
-            labelled.append((name, *parsed))
+    left_out = raw.skipped_at_download(raw_dir)  # files too large to read
+    skipped: list[dict] = list(left_out)
+    kept = _unambiguous(names, raw.clip_checksums(raw_dir), skipped)
+    labelled = [(name, *parse_clip_name(name)) for name in names if name in kept]
     speakers = sorted({speaker for _, _, speaker, _ in labelled})
     metadata, notes = clean_speaker_metadata(raw.read_speakers(raw_dir), speakers)
     labels = {name: (digit, speaker, take) for name, digit, speaker, take in labelled}
@@ -154,7 +150,8 @@ def extract(raw_dir: Path, out_dir: Path, mel: dict, *, jobs: int | None = None)
     jobs = jobs or os.cpu_count() or 1
     # Compile librosa's numba kernels once here, so the forked workers inherit them
     # instead of each spending seconds compiling its own.
-    audio.clip_to_mel(audio.wav_bytes(np.sin(np.arange(8000, dtype=np.float32) / 5.0), mel["sample_rate"]), mel)
+    audio.clip_to_mel(audio.wav_bytes(np.sin(np.arange(mel["sample_rate"] // 2, dtype=np.float32) / 5.0),
+                                      mel["sample_rate"]), mel)
     with atomic_dir(out_dir) as tmp:
         # Rows go straight to disk as they arrive, so memory stays flat; the .npy
         # header (which needs the final count) is put in front at the end.
@@ -183,7 +180,7 @@ def extract(raw_dir: Path, out_dir: Path, mel: dict, *, jobs: int | None = None)
             writer.writerow(CLIP_COLUMNS)
             writer.writerows([(*row[:5], "" if row[5] is None else row[5]) for row in rows])
         report = {
-            "clips_found": len(names),
+            "clips_found": len(names) + len(left_out),
             "clips_used": len(rows),
             "speakers": len({row[2] for row in rows}),
             "skipped": sorted(skipped, key=lambda s: s["file"]),
@@ -192,6 +189,33 @@ def extract(raw_dir: Path, out_dir: Path, mel: dict, *, jobs: int | None = None)
         }
         (tmp / REPORT_JSON).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return report
+
+
+def _unambiguous(names: list[str], checksums: dict[str, tuple[int, int]], skipped: list[dict]) -> set[str]:
+    """The clips to use: named ``{digit}_{speaker}_{take}.wav``, each identity once.
+
+    Files in different sub-folders may share a name. Identical copies (same
+    CRC-32 and size) count once, the first path in sorted order; when the
+    files differ, none is used, since which recording is meant is unclear.
+    Every file left out is appended to ``skipped`` with the reason.
+    """
+    groups: dict[tuple, list[str]] = {}
+    for name in names:
+        parsed = parse_clip_name(name)
+        if parsed is None:
+            skipped.append({"file": name, "reason": "name is not {digit}_{speaker}_{take}.wav"})
+        else:
+            groups.setdefault(parsed, []).append(name)
+    kept = set()
+    for group in groups.values():
+        first, *others = sorted(group)
+        if all(checksums[name] == checksums[first] for name in others):
+            kept.add(first)
+            skipped.extend({"file": name, "reason": f"a copy of {first}"} for name in others)
+        else:
+            skipped.extend({"file": name, "reason": f"{len(group)} different files share this digit, speaker and "
+                            f"take ({', '.join(sorted(group))}); none is used"} for name in group)
+    return kept
 
 
 def _write_npy(rows_path: Path, path: Path, *, shape: tuple[int, ...]) -> None:

@@ -97,6 +97,21 @@ def clip_names(raw_dir: Path) -> list[str]:
         raise PipelineError(f"{path}: cannot read the raw clips ({err}); run the download stage first") from None
 
 
+def skipped_at_download(raw_dir: Path) -> list[dict]:
+    """The files of the source that the download stage left out, with reasons (``source.json``)."""
+    path = Path(raw_dir) / SOURCE_JSON
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("skipped", [])
+    except (FileNotFoundError, json.JSONDecodeError, RecursionError, AttributeError):
+        return []
+
+
+def clip_checksums(raw_dir: Path) -> dict[str, tuple[int, int]]:
+    """``{member path: (CRC-32, size)}`` of every clip, from the archive's index (nothing is decompressed)."""
+    with zipfile.ZipFile(Path(raw_dir) / AUDIO_ZIP) as archive:
+        return {info.filename: (info.CRC, info.file_size) for info in archive.infolist()}
+
+
 def read_speakers(raw_dir: Path) -> dict:
     """The per-speaker metadata of a raw data set, as found in the source."""
     path = Path(raw_dir) / SPEAKERS_JSON
@@ -106,6 +121,8 @@ def read_speakers(raw_dir: Path) -> dict:
         return {}
     except json.JSONDecodeError as err:
         raise PipelineError(f"{path}: not valid JSON ({err})") from None
+    except RecursionError:
+        raise PipelineError(f"{path}: nested too deeply; expected {{speaker: {{field: value}}}}") from None
 
 
 def parse_clip_name(path: str) -> tuple[int, str, int] | None:

@@ -116,12 +116,18 @@ def download(
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
 
+    validator_file = part.with_name(part.name + ".validator")
     connected = False  # a server answered at least once during this call
     failures = 0
     while True:
         offset = part.stat().st_size if part.exists() else 0
+        validator = validator_file.read_text(encoding="utf-8").strip() if validator_file.is_file() else ""
+        if offset and not validator:
+            # A partial file of unknown version: resuming could splice two versions together.
+            part.unlink()
+            offset = 0
         try:
-            response = _open(url, offset, timeout)
+            response = _open(url, offset, timeout, validator)
         except urllib.error.HTTPError as exc:
             exc.close()
             if exc.code == 416 and offset:
@@ -160,7 +166,7 @@ def download(
         connected = True
         try:
             with response:
-                _receive(response, part, offset, dest.name, progress)
+                _receive(response, part, offset, dest.name, progress, validator_file)
         except (_Truncated, *_NETWORK_ERRORS) as exc:
             failures += 1
             if failures > retries:
@@ -174,23 +180,39 @@ def download(
         # A mismatch means a corrupt transfer or a changed upstream file;
         # keeping the bytes would only make the next run resume garbage.
         part.unlink()
+        validator_file.unlink(missing_ok=True)
         raise PipelineError(
             f"download {url}: sha256 mismatch, expected {want} but got {have}; "
             f"the downloaded file was deleted"
         )
     os.replace(part, dest)
+    validator_file.unlink(missing_ok=True)
     return have
 
 
-def _open(url: str, offset: int, timeout: float) -> http.client.HTTPResponse:
-    """Send the GET request, asking for bytes from ``offset`` on if nonzero."""
+def _open(url: str, offset: int, timeout: float, validator: str) -> http.client.HTTPResponse:
+    """Send the GET request, asking for bytes from ``offset`` on if nonzero.
+
+    A resumed request carries ``If-Range`` with the version (ETag or
+    Last-Modified) the partial file came from: a server whose file has
+    changed since answers with the whole new file instead of the rest.
+    """
     # identity encoding: byte ranges and Content-Length must refer to the raw
     # file, not to a compressed transfer of it.
     headers = {"User-Agent": "speakdigits", "Accept-Encoding": "identity"}
     if offset:
         headers["Range"] = f"bytes={offset}-"
+        headers["If-Range"] = validator
     request = urllib.request.Request(url, headers=headers)
     return urllib.request.urlopen(request, timeout=timeout)
+
+
+def _version(response: http.client.HTTPResponse) -> str:
+    """What identifies this version of the remote file: a strong ETag, else Last-Modified, else ''."""
+    etag = (response.headers.get("ETag") or "").strip()
+    if etag and not etag.startswith("W/"):  # If-Range only works with strong validators
+        return etag
+    return (response.headers.get("Last-Modified") or "").strip()
 
 
 def _receive(
@@ -199,14 +221,23 @@ def _receive(
     offset: int,
     label: str,
     progress: bool,
+    validator_file: Path,
 ) -> None:
     """Append (206) or write afresh (200) the response body to ``part``.
 
-    Raises ``_Truncated`` when the body is shorter than announced: urllib
-    returns an empty read at a premature EOF instead of raising.
+    A fresh body's version (:func:`_version`) goes to ``validator_file``, for
+    the ``If-Range`` of a later resumption; a server without one gets no
+    resumption. Raises ``_Truncated`` when the body is shorter than announced:
+    urllib returns an empty read at a premature EOF instead of raising.
     """
     total = None
     if offset and response.status == 206:
+        saved = validator_file.read_text(encoding="utf-8").strip()
+        if _version(response) and _version(response) != saved:
+            # A server that ignored If-Range but says the file changed.
+            part.unlink()
+            validator_file.unlink()
+            raise _Truncated("the remote file changed since the partial download")
         start, total = _content_range(response)
         if start != offset:
             # Not the bytes we asked for; appending them would corrupt the
@@ -216,8 +247,10 @@ def _receive(
                 f"server sent bytes from {start} instead of {offset}"
             )
     else:
-        # A 200 answer to a Range request is the whole file: start over.
+        # A 200 answer to a Range request is the whole file (the server
+        # ignores ranges, or the file changed): start over.
         offset = 0
+        validator_file.write_text(_version(response) + "\n", encoding="utf-8")
         length = response.headers.get("Content-Length")
         if length is not None and length.strip().isdigit():
             total = int(length)
@@ -291,8 +324,8 @@ def _file_sha256(path: Path) -> str:
 
 
 def read_archive(
-    source: Path, keep: Callable[[str], bool]
-) -> Iterator[tuple[str, bytes]]:
+    source: Path, keep: Callable[[str], bool], *, max_bytes: int | None = None
+) -> Iterator[tuple[str, bytes | None]]:
     """Yield the files of a folder or archive whose path ``keep`` accepts.
 
     Nothing is extracted to disk: members are read into memory one at a
@@ -310,11 +343,16 @@ def read_archive(
         Called with each regular file's relative POSIX path (as stored in the
         archive, or relative to the folder); True keeps the file.  E.g.
         ``lambda p: speakdigits.raw.parse_clip_name(p) is not None``.
+    max_bytes : int, optional
+        A kept file larger than this (uncompressed) is not read: it is
+        yielded with ``None`` for its contents, so memory stays bounded
+        whatever an archive holds (a few hundred kilobytes of zeros can
+        unpack to gigabytes).
 
     Yields
     ------
-    tuple of (str, bytes)
-        Member path and its contents, sorted by member path.  If a name is
+    tuple of (str, bytes or None)
+        Member path and its contents (None when over ``max_bytes``), sorted by member path.  If a name is
         stored twice in an archive, the last copy wins, as when unpacking.
 
     Raises
@@ -333,15 +371,15 @@ def read_archive(
     source = Path(source)
     name = source.name.lower()
     if source.is_dir():
-        yield from _read_folder(source, keep)
+        yield from _read_folder(source, keep, max_bytes)
     elif not source.exists():
         raise PipelineError(
             f"data source {source}: no such file or folder; expected {_ARCHIVE_KINDS}"
         )
     elif name.endswith(".zip"):
-        yield from _read_zip(source, keep)
+        yield from _read_zip(source, keep, max_bytes)
     elif name.endswith((".tar", ".tar.gz", ".tgz")):
-        yield from _read_tar(source, keep)
+        yield from _read_tar(source, keep, max_bytes)
     else:
         raise PipelineError(
             f"data source {source}: unknown kind of file; expected {_ARCHIVE_KINDS}"
@@ -393,7 +431,11 @@ _ARCHIVE_ERRORS = (
 )
 
 
-def _read_zip(source: Path, keep: Callable[[str], bool]) -> Iterator[tuple[str, bytes]]:
+def _too_large(size: int, max_bytes: int | None) -> bool:
+    return max_bytes is not None and size > max_bytes
+
+
+def _read_zip(source: Path, keep: Callable[[str], bool], max_bytes: int | None) -> Iterator[tuple[str, bytes | None]]:
     try:
         archive = zipfile.ZipFile(source)
     except _ARCHIVE_ERRORS as exc:
@@ -414,6 +456,9 @@ def _read_zip(source: Path, keep: Callable[[str], bool]) -> Iterator[tuple[str, 
                 raise _unsafe(source, info.filename)
             kept[info.filename] = info  # later duplicates win, as in unzip
         for member in sorted(kept):
+            if _too_large(kept[member].file_size, max_bytes):
+                yield member, None
+                continue
             try:
                 data = archive.read(kept[member])
             except _ARCHIVE_ERRORS as exc:
@@ -421,7 +466,7 @@ def _read_zip(source: Path, keep: Callable[[str], bool]) -> Iterator[tuple[str, 
             yield member, data
 
 
-def _read_tar(source: Path, keep: Callable[[str], bool]) -> Iterator[tuple[str, bytes]]:
+def _read_tar(source: Path, keep: Callable[[str], bool], max_bytes: int | None) -> Iterator[tuple[str, bytes | None]]:
     try:
         archive = tarfile.open(source, "r:*")
     except _ARCHIVE_ERRORS as exc:
@@ -447,20 +492,23 @@ def _read_tar(source: Path, keep: Callable[[str], bool]) -> Iterator[tuple[str, 
         # decompression) and release each member once its sorted turn comes.
         order = sorted(kept)
         turn = 0
-        early: dict[str, bytes] = {}
+        early: dict[str, bytes | None] = {}
         for info in sorted(kept.values(), key=lambda i: i.offset_data):
-            try:
-                handle = archive.extractfile(info)
-                data = handle.read() if handle is not None else b""
-            except _ARCHIVE_ERRORS as exc:
-                raise _corrupt(source, exc) from None
+            if _too_large(info.size, max_bytes):
+                data = None
+            else:
+                try:
+                    handle = archive.extractfile(info)
+                    data = handle.read() if handle is not None else b""
+                except _ARCHIVE_ERRORS as exc:
+                    raise _corrupt(source, exc) from None
             early[info.name] = data
             while turn < len(order) and order[turn] in early:
                 yield order[turn], early.pop(order[turn])
                 turn += 1
 
 
-def _read_folder(root: Path, keep: Callable[[str], bool]) -> Iterator[tuple[str, bytes]]:
+def _read_folder(root: Path, keep: Callable[[str], bool], max_bytes: int | None) -> Iterator[tuple[str, bytes | None]]:
     files: list[tuple[str, Path]] = []
     pending = [root]
     while pending:
@@ -487,7 +535,7 @@ def _read_folder(root: Path, keep: Callable[[str], bool]) -> Iterator[tuple[str,
                 raise _unsafe(root, rel)
     for rel, path in sorted(files):
         try:
-            data = path.read_bytes()
+            data = None if _too_large(path.stat().st_size, max_bytes) else path.read_bytes()
         except OSError as exc:
             raise PipelineError(
                 f"data source {root}: cannot read {rel} ({_one_line(exc)})"

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 import tarfile
 import zipfile
 from pathlib import Path
@@ -128,6 +130,56 @@ def test_local_source_is_read_where_it_is(tmp_path, kind):
     after = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if not p.is_relative_to(tmp_path / "raw"))
     assert after == before  # nothing copied or unpacked beside the source
     assert raw.read_speakers(tmp_path / "raw") == AUDIOMNIST_META
+
+
+@pytest.mark.parametrize("name, text, expected", [
+    ("speakers.json", "[" * 100_000 + "]" * 100_000, "speakers.json: speaker metadata nested too deeply"),
+    ("speakers.json", '{"01": {"gender": {"a": {"b": 1}}}}', "speakers.json: speaker metadata is not"),
+    ("meta.json", '{"01": ', "meta.json: cannot read the speaker metadata (JSONDecodeError)"),
+    ("metadata.py", "metadata = {'x': " + "(" * 100_000, "metadata.py: "),
+])
+def test_bad_speaker_metadata_is_refused_in_one_line(tmp_path, name, text, expected):
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "1_a_0.wav").write_bytes(tone_wav(440, 8000))
+    (source / name).write_text(text)
+    with pytest.raises(PipelineError) as err:
+        build_raw(tmp_path / "raw", data=data_params(str(source)), seed=0, cache_dir=tmp_path / "cache")
+    assert str(err.value).startswith(expected) and "\n" not in str(err.value)
+    assert not (tmp_path / "raw").exists()
+
+
+# Packs the source into raw/ and extracts it, in a fresh process, then prints its peak memory.
+PACK_AND_EXTRACT = """
+import json, sys
+from pathlib import Path
+from speakdigits.acquire import build_raw
+from speakdigits.features import extract
+out = Path(sys.argv[2])
+build_raw(out / "raw", data={"source": sys.argv[1], "sha256": None}, seed=0, cache_dir=out / "cache")
+report = extract(out / "raw", out / "features", json.loads(sys.argv[3]), jobs=1)
+# VmHWM, not getrusage's ru_maxrss: that keeps the peak of the process before exec (pytest's, here).
+peak_kb = int(next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:")))
+print(json.dumps({"report": report, "peak_mb": peak_kb / 1024}))
+"""
+
+
+def test_an_oversized_member_is_reported_and_never_read(tmp_path):
+    """300 MB of zeros (300 KB zipped) named like a clip: listed as skipped, and memory stays far below 300 MB."""
+    archive = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("01/0_01_0.wav", tone_wav(440, 8000))
+        with zf.open("01/1_01_0.wav", "w", force_zip64=True) as member:
+            for _ in range(300):
+                member.write(bytes(2**20))
+    assert archive.stat().st_size < 2 * 2**20
+    result = subprocess.run([sys.executable, "-c", PACK_AND_EXTRACT, str(archive), str(tmp_path / "out"),
+                             json.dumps(MEL)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout.strip().splitlines()[-1])
+    assert shown["report"]["clips_found"] == 2 and shown["report"]["clips_used"] == 1
+    assert shown["report"]["skipped"] == [{"file": "01/1_01_0.wav", "reason": "larger than 45 MB unpacked; not read"}]
+    assert shown["peak_mb"] < 400, shown["peak_mb"]  # about 260; 640 when the member is read
 
 
 def test_missing_local_source_names_it_and_the_alternatives(tmp_path):

@@ -76,8 +76,18 @@ BAD = {
     "03/6_03_0.wav": (lambda: b"", "empty file"),
     "04/7_04_0.wav": (lambda: wav(np.zeros(SR), SR), "silent"),
     "04/8_04_0.wav": (nan_wav, "NaN"),
-    "04/9_04_0.wav": (lambda: wav(np.zeros(0), SR), "no samples"),
+    "04/9_04_0.wav": (lambda: wav(np.zeros(0), SR), "0 samples (0 s); expected a clip of 0.1 to 30 s"),
     "hello.wav": (lambda: wav(tone(SR), SR), "name is not {digit}_{speaker}_{take}.wav"),
+    # A header that says 1 Hz: 0.9 s of samples would be hours long, resampled to 7 GB before this check.
+    "06/0_06_0.wav": (lambda: wav(tone(8000), 1), "sample rate 1 Hz; expected 4000 to 192000 Hz"),
+    # 50 samples of background noise: not a spoken digit, however loud once peak-normalised.
+    "06/1_06_0.wav": (lambda: wav(np.random.default_rng(0).normal(0, 0.01, 50), 8000), "50 samples (0.00625 s)"),
+    # The same identity twice with different recordings: which is meant is unclear, so neither.
+    "06/2_06_0.wav": (lambda: wav(tone(SR), SR), "2 different files share this digit, speaker and take "
+                                                  "(06/2_06_0.wav, other/2_06_0.wav); none is used"),
+    "other/2_06_0.wav": (lambda: wav(tone(SR, f0=200.0), SR), "2 different files share"),
+    # An identical copy in another folder counts once (01/0_01_0.wav is in GOOD).
+    "zcopy/0_01_0.wav": (lambda: wav(tone(SR), SR), "a copy of 01/0_01_0.wav"),
 }
 METADATA = {
     "1": {"gender": "Female", "age": "25"},

@@ -35,6 +35,10 @@ def _part(dest: Path) -> Path:
     return dest.with_name(dest.name + ".part")
 
 
+def _validator(dest: Path) -> Path:
+    return dest.with_name(dest.name + ".part.validator")
+
+
 # --------------------------------------------------------------------------
 # download
 # --------------------------------------------------------------------------
@@ -79,19 +83,57 @@ def test_connection_that_keeps_dropping_gives_up_and_keeps_part(
     assert 0 < len(kept) < len(data) and data.startswith(kept)
 
 
+def _etag(data: bytes) -> str:
+    """The test server's ETag for ``data``."""
+    return f'"{_sha(data)[:16]}"'
+
+
 def test_part_from_earlier_run_is_resumed(server: FileServer, tmp_path: Path, capsys):
     data = _blob(seed=1)
     (server.root / "blob.bin").write_bytes(data)
     dest = tmp_path / "blob.bin"
     _part(dest).write_bytes(data[:1000])
+    _validator(dest).write_text(_etag(data) + "\n")  # the version the partial file came from
 
     digest = download(server.url("blob.bin"), dest, sha256=_sha(data), progress=False)
 
     assert digest == _sha(data)
     assert dest.read_bytes() == data
     assert server.requests == [("/blob.bin", "bytes=1000-")]
-    assert not _part(dest).exists()
+    assert server.if_ranges == [_etag(data)]
+    assert not _part(dest).exists() and not _validator(dest).exists()
     assert capsys.readouterr().err == ""  # progress=False is silent
+
+
+def test_resume_after_the_remote_file_changed_starts_over(server: FileServer, tmp_path: Path):
+    """If-Range: the server sees the partial file is of an older version and sends the whole new one."""
+    old, new = _blob(seed=8), _blob(seed=9)
+    (server.root / "blob.bin").write_bytes(old)
+    server.drops_left = 1
+    dest = tmp_path / "blob.bin"
+    with pytest.raises(PipelineError):
+        download(server.url("blob.bin"), dest, retries=0, progress=False)
+    assert 0 < _part(dest).stat().st_size < len(old)  # half of the old version, kept to resume
+
+    (server.root / "blob.bin").write_bytes(new)  # upstream publishes a new version meanwhile
+    assert download(server.url("blob.bin"), dest, progress=False) == _sha(new)
+    assert dest.read_bytes() == new  # not the old half with the new rest spliced on
+    assert server.if_ranges[-1] == _etag(old)
+
+
+def test_part_without_a_known_version_is_not_resumed(server: FileServer, tmp_path: Path):
+    data = _blob(seed=10)
+    (server.root / "blob.bin").write_bytes(data)
+    server.send_etag = False  # and no Last-Modified either: nothing tells versions apart
+    server.drops_left = 1
+    dest = tmp_path / "blob.bin"
+    assert download(server.url("blob.bin"), dest, progress=False) == _sha(data)
+    assert server.requests == [("/blob.bin", None), ("/blob.bin", None)]  # started over, no Range
+
+    _part(dest).write_bytes(b"left by an older version of this program")  # no validator beside it
+    dest.unlink()
+    download(server.url("blob.bin"), dest, progress=False)
+    assert dest.read_bytes() == data and server.requests[-1] == ("/blob.bin", None)
 
 
 def test_server_ignoring_range_restarts_from_zero(server: FileServer, tmp_path: Path):
@@ -100,6 +142,7 @@ def test_server_ignoring_range_restarts_from_zero(server: FileServer, tmp_path: 
     server.ignore_range = True
     dest = tmp_path / "blob.bin"
     _part(dest).write_bytes(b"stale bytes from some other file")
+    _validator(dest).write_text(_etag(data) + "\n")
 
     download(server.url("blob.bin"), dest, progress=False)
 
@@ -112,6 +155,7 @@ def test_part_longer_than_file_restarts_from_zero(server: FileServer, tmp_path: 
     (server.root / "blob.bin").write_bytes(data)
     dest = tmp_path / "blob.bin"
     _part(dest).write_bytes(b"x" * 5000)  # server answers 416 to bytes=5000-
+    _validator(dest).write_text(_etag(data) + "\n")
 
     download(server.url("blob.bin"), dest, progress=False)
 
