@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import struct
 import subprocess
 import sys
 import time
@@ -22,7 +23,7 @@ from PIL import Image
 
 from speakdigits.audio import log_mel
 from speakdigits.errors import PipelineError
-from speakdigits.generation import generate, requested_digits
+from speakdigits.generation import generate, grid_rows, requested_digits, save_mel_grid
 from speakdigits.model import (
     build_encoder_decoder, decode, fit_latent_gaussians, kl_divergence, load_halves, read_latents, read_model_info,
     sample_latents, save_model,
@@ -231,6 +232,27 @@ def test_training_is_deterministic_for_a_seed(trained):
                for a, b in zip(decoder_weights(trained["model"]), decoder_weights(other_model), strict=True))
 
 
+TRAIN_IN_A_NEW_PROCESS = """
+import sys
+from pathlib import Path
+from test_model import run_train
+run_train(Path(sys.argv[1]), "in_another_process", Path(sys.argv[2]), seed=1)
+"""
+
+
+def test_a_training_in_another_process_writes_identical_model_files(trained):
+    """Same data, params and seed in a fresh process: every file of the model, byte for byte."""
+    subprocess.run([sys.executable, "-c", TRAIN_IN_A_NEW_PROCESS, str(trained["root"]), str(trained["normalized"])],
+                   cwd=REPO, check=True, timeout=300,
+                   env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")]),
+                        "TF_CPP_MIN_LOG_LEVEL": "3"})
+    other = trained["root"] / "in_another_process" / "model"
+    files = sorted(p.name for p in trained["model"].iterdir())
+    assert files == sorted(p.name for p in other.iterdir())
+    for name in files:
+        assert (trained["model"] / name).read_bytes() == (other / name).read_bytes(), name
+
+
 def test_diverging_training_raises_and_writes_nothing(trained):
     root = trained["root"] / "diverged"
     with pytest.raises(PipelineError, match=r"^training diverged: .*loss = (nan|inf)") as err:
@@ -308,6 +330,26 @@ def test_generation_is_reproducible_for_a_seed(trained, tmp_path):
     for name in names + ["samples.json"]:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
     assert all((tmp_path / "a" / n).read_bytes() != (tmp_path / "c" / n).read_bytes() for n in names)
+
+
+def test_mel_grid_stays_the_same_size_however_many_clips(tmp_path):
+    """generate.per_digit at its maximum (1000) once made a 251 MB picture; the grid shows 10 of each digit."""
+    many = requested_digits(conditional=True, per_digit=1000, n_samples=0)
+    rows = grid_rows(many)
+    assert [len(row) for row in rows] == [10] * 10
+    assert [many[row[0]] for row in rows] == list(range(10)) and rows[3] == list(range(3000, 3010))
+    assert grid_rows([None] * 5000) == [list(range(i, i + 10)) for i in range(0, 100, 10)]
+    assert grid_rows([7, 7, 7]) == [[0, 1, 2]]
+
+    images = np.zeros((len(many), 4, 4), np.float32)
+    images[::7] = -40.0
+    titles = [f"digit {d}" for d in many]
+    save_mel_grid(images, titles, tmp_path / "many.png", rows=rows)
+    few = requested_digits(conditional=True, per_digit=10, n_samples=0)  # the default: 100 clips, all shown
+    save_mel_grid(images[:100], [f"digit {d}" for d in few], tmp_path / "few.png", rows=grid_rows(few))
+    for name in ("many.png", "few.png"):
+        width, height = struct.unpack(">II", (tmp_path / name).read_bytes()[16:24])  # the PNG's IHDR
+        assert (width, height) == (1280, 1200), name
 
 
 def test_fitted_gaussians_are_the_moments_of_each_digits_posteriors():
