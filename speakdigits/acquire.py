@@ -9,6 +9,9 @@ Whatever the source, the result is the format of :mod:`speakdigits.raw`.
 from __future__ import annotations
 
 import ast
+import contextlib
+import fcntl
+import hashlib
 import json
 import multiprocessing
 import os
@@ -165,7 +168,7 @@ def collect(out_dir: Path, source: Path, *, origin: dict) -> int:
     return write_raw(out_dir, clips(), speakers, info)
 
 
-def build_raw(out_dir: Path, *, data: dict, seed: int, cache_dir: Path,
+def build_raw(out_dir: Path, *, data: dict, cache_dir: Path,
               remotes: dict[str, RemoteSource] = REMOTE_SOURCES) -> int:
     """The ``download`` stage: make ``out_dir`` from the ``data`` params.
 
@@ -175,12 +178,11 @@ def build_raw(out_dir: Path, *, data: dict, seed: int, cache_dir: Path,
         The raw data set to write.
     data : dict
         The ``data`` section of params.yaml.
-    seed : int
-        The global seed (used by the synthetic source).
     cache_dir : Path
-        Where downloaded archives are kept (and partial downloads resumed).
+        Where downloaded archives are kept (and partial downloads resumed),
+        shared by every experiment on the machine: see :func:`download_cache`.
     remotes : dict
-        The known remote data sets by name (tests point them at a local server).
+        The known remote data sets by name.
 
     Returns
     -------
@@ -190,14 +192,55 @@ def build_raw(out_dir: Path, *, data: dict, seed: int, cache_dir: Path,
     source = data["source"]
     if source == "synthetic":
         cfg = data["synthetic"]
-        return synthesize(out_dir, speakers=cfg["speakers"], takes=cfg["takes"], noise_db=cfg["noise_db"], seed=seed)
-    if source in remotes:
-        remote = remotes[source]
+        return synthesize(out_dir, speakers=cfg["speakers"], takes=cfg["takes"], noise_db=cfg["noise_db"],
+                          seed=cfg["seed"])
+    remote = remotes.get(source) or url_source(source)
+    if remote is not None:
         archive = Path(cache_dir) / remote.filename
-        digest = download(remote.url, archive, sha256=data["sha256"] or remote.sha256)
+        with _locked(archive):  # queued experiments running side by side fetch it once
+            digest = download(remote.url, archive, sha256=data["sha256"] or remote.sha256)
         return collect(out_dir, archive, origin={"source": source, "url": remote.url, "sha256": digest})
     path = existing_local_source(source, Path.cwd())
     return collect(out_dir, path, origin={"source": str(path.resolve())})
+
+
+def url_source(source: str) -> RemoteSource | None:
+    """An ``http(s)://`` address as a :class:`RemoteSource`, else None.
+
+    The cached file's name keeps the address's last part (so its kind,
+    ``.zip`` or ``.tar.gz``, shows) after a digest of the whole address, so
+    that two addresses never share a cached file.
+    """
+    if not source.startswith(("http://", "https://")):
+        return None
+    name = source.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] or "download"
+    return RemoteSource(url=source, filename=f"{hashlib.sha256(source.encode()).hexdigest()[:12]}-{name}",
+                        sha256=None)
+
+
+def download_cache() -> Path:
+    """Where downloaded archives are kept: one place per machine and user, outside any workspace.
+
+    ``$SPEAKDIGITS_CACHE`` if set, else ``$XDG_CACHE_HOME/speakdigits``, else
+    ``~/.cache/speakdigits``; archives go in its ``downloads/``. Every clone,
+    experiment and queued run (each in its own copy of the repository) reads
+    the same archives, so each is fetched once.
+    """
+    root = os.environ.get("SPEAKDIGITS_CACHE") or Path(
+        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "speakdigits"
+    return Path(root).expanduser() / "downloads"
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` + ``.lock`` (released when the process dies, too)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def existing_local_source(source: str, cwd: Path) -> Path:

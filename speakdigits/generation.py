@@ -77,16 +77,18 @@ def grid_rows(digits: list[int | None]) -> list[list[int]]:
 def save_mel_grid(images_db: np.ndarray, titles: list[str], path: Path, *, rows: list[list[int]]) -> None:
     """One PNG with the generated log-mel images ``rows`` picks (indices), each titled (e.g. by its digit)."""
     columns = max(len(row) for row in rows)
-    fig, axes = plt.subplots(len(rows), columns, figsize=(1.6 * columns, 1.5 * len(rows)), squeeze=False)
+    fig, axes = plt.subplots(len(rows), columns, figsize=(1.6 * columns, 1.5 * len(rows)), squeeze=False,
+                             layout="constrained")
     low, high = float(np.min(images_db)), float(np.max(images_db))
     for ax in axes.ravel():
         ax.axis("off")
+    shown = None
     for ax_row, row in zip(axes, rows):
         for ax, index in zip(ax_row, row):
-            ax.imshow(images_db[index], origin="lower", aspect="auto", vmin=low, vmax=high, cmap="magma")
+            shown = ax.imshow(images_db[index], origin="lower", aspect="auto", vmin=low, vmax=high, cmap="magma")
             ax.set_title(titles[index], fontsize=8)
-    fig.suptitle("Generated log-mel spectrograms (dB)", fontsize=10)
-    fig.tight_layout()
+    fig.colorbar(shown, ax=axes, shrink=0.5, aspect=30, label="dB (one scale for every image)")
+    fig.suptitle("Generated log-mel spectrograms: time →, mel band ↑ (low frequencies at the bottom)", fontsize=10)
     fig.savefig(path, dpi=80, metadata={"Software": None})
     plt.close(fig)
 

@@ -109,6 +109,7 @@ SCHEMA: dict[str, Any] = {
             "speakers": Rule("int", 3, 1000),
             "takes": Rule("int", 1, 500),
             "noise_db": Rule("float", -120, 0),
+            "seed": Rule("int", 0, 2**31 - 1),
         },
     },
     "mel": {

@@ -84,7 +84,9 @@ def train(normalized_dir: Path, model_dir: Path, live_dir: Path, *, latent_dim: 
         digit: see :func:`speakdigits.model.fit_latent_gaussians`).
     live_dir : Path
         DVCLive's folder (per-epoch losses, final and test metrics), written
-        atomically.
+        as training goes, so that ``dvc plots show`` and the DVC tools for VS
+        Code and Studio show the curves live; after a failure it holds the
+        curves up to the failure (the model is never half-written).
     latent_dim : int
         Size of z.
     vae, train : dict
@@ -120,8 +122,8 @@ def train(normalized_dir: Path, model_dir: Path, live_dir: Path, *, latent_dim: 
 
     has_val = len(splits["val"]["x"]) > 0
     guard = StopOnNonFinite()
-    with atomic_dir(model_dir) as model_tmp, atomic_dir(live_dir) as live_tmp:
-        live = Live(dir=str(live_tmp), dvcyaml=False, save_dvc_exp=False, report=None)
+    with atomic_dir(model_dir) as model_tmp:
+        live = Live(dir=str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None)  # clears the previous run
         callbacks = [
             guard,
             keras.callbacks.EarlyStopping(monitor="val_loss" if has_val else "loss", patience=train["patience"],

@@ -1,9 +1,9 @@
 """DVC stage ``classify``: digit, gender and age-bracket classifiers in data/classifiers,
 test accuracies in metrics/classify.json, confusion matrices in metrics/classify/."""
 
+import argparse
 from pathlib import Path
 
-from speakdigits.classifier import classify
 from speakdigits.files import atomic_dir, write_json
 from speakdigits.params import load_params
 from stages.common import CLASSIFIERS_DIR, NORMALIZED_DIR, entry_point
@@ -12,8 +12,10 @@ METRICS = Path("metrics/classify.json")
 CONFUSION_DIR = Path("metrics/classify")
 
 
-@entry_point
-def main() -> None:
+@entry_point(tensorflow=True)
+def main(args: argparse.Namespace) -> None:
+    from speakdigits.classifier import classify
+
     params = load_params()
     settings = params["classify"]
     metrics, confusion = classify(NORMALIZED_DIR, CLASSIFIERS_DIR, epochs=settings["epochs"],

@@ -1,8 +1,10 @@
-"""What every stage entry point shares: one-line errors and the params file."""
+"""What every stage entry point shares: its command line, one-line errors, the paths."""
 
 from __future__ import annotations
 
+import argparse
 import functools
+import os
 import sys
 from pathlib import Path
 from typing import Callable
@@ -13,31 +15,86 @@ from speakdigits.errors import PipelineError
 # declares the same paths as deps and outs.
 PARAMS_CHECKED = Path("data/params_checked.txt")  # every other stage depends on it: see stages/check_params.py
 RAW_DIR = Path("data/raw")
-DOWNLOAD_CACHE_DIR = Path(".cache/downloads")  # not a DVC output: kept so downloads resume
 FEATURES_DIR = Path("data/features")
 NORMALIZED_DIR = Path("data/normalized")
 MODEL_DIR = Path("data/model")
 GENERATED_DIR = Path("data/generated")
 CLASSIFIERS_DIR = Path("data/classifiers")
 LISTEN_DIR = Path("data/listen")
+PLOTS_TEMPLATE = Path("data/plots_template.html")  # .dvc/config's plots.html_template
 
 
-def entry_point(main: Callable[[], None]) -> Callable[[], None]:
-    """Run ``main``; a PipelineError becomes ``error: <message>`` on stderr and exit status 1."""
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow and Keras with their start-up log lines silenced.
 
-    @functools.wraps(main)
-    def run() -> None:
-        try:
-            main()
-        except PipelineError as err:
-            print(f"error: {err}", file=sys.stderr)
-            sys.exit(1)
-        except OSError as err:  # a read-only or full disk, a folder where a file should be: name it, no traceback
-            where = f"{err.filename}: " if err.filename else ""
-            print(f"error: {where}{err.strerror or err}; nothing was written", file=sys.stderr)
-            sys.exit(1)
-        except KeyboardInterrupt:
-            print("error: interrupted; nothing was written", file=sys.stderr)
-            sys.exit(130)
+    TensorFlow's C++ side prints lines that look like errors and hide the
+    stage's own output: ``E0000 ... failed call to cuInit`` (no GPU) while it
+    loads and first looks for devices, and ``NodeDef mentions attribute
+    use_unbounded_threadpool`` the first time Keras builds an input pipeline
+    (TensorFlow 2.21's Python and C++ halves disagree on that op; harmless).
+    Each comes once per process, some before TensorFlow's log settings apply,
+    so the process's stderr is pointed at /dev/null while TensorFlow is
+    imported and those first steps are taken on a throwaway model. A failure
+    there still raises a Python exception, reported as usual; later C++ errors
+    still show (``TF_CPP_MIN_LOG_LEVEL`` 2 hides only info and warnings).
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import keras
+        import numpy as np
+        import tensorflow as tf
 
-    return run
+        tf.config.list_physical_devices()
+        keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)]).predict(np.zeros((1, 1)), verbose=0)
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def entry_point(*, tensorflow: bool = False,
+                arguments: Callable[[argparse.ArgumentParser], None] | None = None
+                ) -> Callable[[Callable[[argparse.Namespace], None]], Callable[..., None]]:
+    """Make ``main(args)`` a stage's command.
+
+    The command line is parsed first, so ``--help`` answers at once, naming
+    the command the user types (``python -m stages.train``) and showing the
+    module's docstring; ``arguments`` adds a stage's own options. A stage that
+    uses TensorFlow (``tensorflow=True``) imports its library code inside
+    ``main``, after :func:`import_tensorflow_quietly`. A PipelineError or
+    OSError becomes ``error: <message>`` on stderr and exit status 1.
+    """
+
+    def wrap(main: Callable[[argparse.Namespace], None]) -> Callable[..., None]:
+        @functools.wraps(main)
+        def run(argv: list[str] | None = None) -> None:
+            module = sys.modules[main.__module__]
+            spec = getattr(module, "__spec__", None)
+            parser = argparse.ArgumentParser(prog=f"python -m {spec.name if spec else main.__module__}",
+                                             description=module.__doc__,
+                                             formatter_class=argparse.RawDescriptionHelpFormatter)
+            if arguments is not None:
+                arguments(parser)
+            args = parser.parse_args(argv)
+            try:
+                if tensorflow:
+                    import_tensorflow_quietly()
+                main(args)
+            except PipelineError as err:
+                print(f"error: {err}", file=sys.stderr)
+                sys.exit(1)
+            except OSError as err:  # a read-only or full disk, a folder where a file should be: name it
+                where = f"{err.filename}: " if err.filename else ""
+                print(f"error: {where}{err.strerror or err}; nothing was written", file=sys.stderr)
+                sys.exit(1)
+            except KeyboardInterrupt:
+                print("error: interrupted; nothing was written", file=sys.stderr)
+                sys.exit(130)
+
+        return run
+
+    return wrap

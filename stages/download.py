@@ -1,14 +1,16 @@
 """DVC stage ``download``: raw clips into data/raw (see speakdigits.raw)."""
 
+import argparse
+
+from speakdigits.acquire import build_raw, download_cache
 from speakdigits.params import load_params
-from speakdigits.acquire import build_raw
-from stages.common import DOWNLOAD_CACHE_DIR, RAW_DIR, entry_point
+from stages.common import RAW_DIR, entry_point
 
 
-@entry_point
-def main() -> None:
+@entry_point()
+def main(args: argparse.Namespace) -> None:
     params = load_params()
-    count = build_raw(RAW_DIR, data=params["data"], seed=params["seed"], cache_dir=DOWNLOAD_CACHE_DIR)
+    count = build_raw(RAW_DIR, data=params["data"], cache_dir=download_cache())
     print(f"download: {count} clips in {RAW_DIR}")
 
 

@@ -1,24 +1,48 @@
 """DVC stage ``evaluate``: the generated voices judged by the digit classifier, in
 metrics/evaluate.json, and the listening page data/listen/index.html."""
 
+import argparse
+import math
 from pathlib import Path
 
-from speakdigits.evaluation import evaluate
-from speakdigits.files import write_json
+from speakdigits.files import read_stage_json, write_json
 from speakdigits.params import load_params
 from stages.common import CLASSIFIERS_DIR, GENERATED_DIR, LISTEN_DIR, MODEL_DIR, NORMALIZED_DIR, RAW_DIR, entry_point
 
 METRICS = Path("metrics/evaluate.json")
+SUMMARY = Path("metrics/summary.json")
+TRAIN_METRICS = Path("metrics/train/metrics.json")
 
 
-@entry_point
-def main() -> None:
+def summary(metrics: dict, train_metrics: dict) -> dict[str, float]:
+    """The headline numbers, flat and short-named, for ``dvc exp show`` (see README, "Metrics").
+
+    A number that cannot be had (no clip judged, no held-out judge, no novelty
+    yardstick) is left out rather than written as NaN.
+    """
+    values = {
+        "accuracy": metrics["generated"].get("accuracy"),
+        "inception": metrics["generated"].get("inception_score"),
+        "frechet": metrics["generated"].get("frechet_distance"),
+        "judge": metrics["judge"].get("accuracy"),
+        "novelty": metrics["novelty"].get("ratio"),
+        "test_mse": train_metrics.get("test", {}).get("mse"),
+    }
+    return {key: float(f"{value:.4g}") for key, value in values.items()
+            if value is not None and math.isfinite(value)}
+
+
+@entry_point(tensorflow=True)
+def main(args: argparse.Namespace) -> None:
+    from speakdigits.evaluation import evaluate
+
     params = load_params()
     metrics = evaluate(generated_dir=GENERATED_DIR, classifier_dir=CLASSIFIERS_DIR, normalized_dir=NORMALIZED_DIR,
                        model_dir=MODEL_DIR, raw_dir=RAW_DIR, listen_dir=LISTEN_DIR, mel=params["mel"],
                        generate=params["generate"], reference_clips=params["evaluate"]["reference_clips"],
                        trusted_judge_accuracy=params["evaluate"]["trusted_judge_accuracy"], seed=params["seed"])
     write_json(METRICS, metrics)
+    write_json(SUMMARY, summary(metrics, read_stage_json(TRAIN_METRICS, "train")))
     gen, real, ceiling, judge = metrics["generated"], metrics["real"], metrics["vocoder_ceiling"], metrics["judge"]
     print(f"evaluate: the judge: accuracy {judge['accuracy']:.3f} on real takes it never heard "
           f"({'trusted' if judge['reliable'] else 'below ' + format(judge['trusted_accuracy'], '.3f')})")

@@ -14,26 +14,24 @@ from pathlib import Path
 
 from speakdigits.errors import PipelineError
 from speakdigits.files import check_user_folder
-from speakdigits.generation import generate, output_names, requested_digits
-from speakdigits.model import read_model_info
 from speakdigits.params import load_params
 from stages.common import GENERATED_DIR, MODEL_DIR, NORMALIZED_DIR, entry_point
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--digit", type=int, choices=range(10), metavar="0-9",
                         help="digit to say (conditional model); default: the pipeline's set of every digit")
     parser.add_argument("--count", type=int, default=None, help="how many clips (default: generate.per_digit)")
     parser.add_argument("--out", type=Path, default=None,
                         help=f"folder to add the clips to; nothing there is overwritten (default: replace {GENERATED_DIR})")
     parser.add_argument("--seed", type=int, default=None, help="seed (default: params.yaml's seed)")
-    return parser.parse_args(argv)
 
 
-@entry_point
-def main() -> None:
-    args = parse_args()
+@entry_point(tensorflow=True, arguments=arguments)
+def main(args: argparse.Namespace) -> None:
+    from speakdigits.generation import generate, output_names, requested_digits
+    from speakdigits.model import read_model_info
+
     params = load_params()
     gen = params["generate"]
     conditional = read_model_info(MODEL_DIR)["conditional"]

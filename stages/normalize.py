@@ -1,5 +1,6 @@
 """DVC stage ``normalize``: speaker-disjoint splits scaled to [0, 1] in data/normalized."""
 
+import argparse
 from pathlib import Path
 
 from speakdigits.files import write_json
@@ -10,8 +11,8 @@ from stages.common import FEATURES_DIR, NORMALIZED_DIR, entry_point
 METRICS = Path("metrics/data.json")
 
 
-@entry_point
-def main() -> None:
+@entry_point()
+def main(args: argparse.Namespace) -> None:
     params = load_params()
     split = params["split"]
     summary = normalize(FEATURES_DIR, NORMALIZED_DIR, val_fraction=split["val_fraction"],

@@ -1,16 +1,18 @@
 """DVC stage ``train``: the VAE in data/model, its curves and test metrics in metrics/train."""
 
+import argparse
 from pathlib import Path
 
 from speakdigits.params import load_params
-from speakdigits.training import train
 from stages.common import MODEL_DIR, NORMALIZED_DIR, entry_point
 
 LIVE_DIR = Path("metrics/train")
 
 
-@entry_point
-def main() -> None:
+@entry_point(tensorflow=True)
+def main(args: argparse.Namespace) -> None:
+    from speakdigits.training import train
+
     params = load_params()
     metrics = train(NORMALIZED_DIR, MODEL_DIR, LIVE_DIR, latent_dim=params["latent_dim"], vae=params["vae"],
                     train=params["train"], seed=params["seed"])

@@ -14,7 +14,9 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -43,6 +45,15 @@ def merge(base: dict, changes: dict) -> dict:
     return out
 
 
+# The machine-wide download cache (speakdigits.acquire.download_cache) of every stage the tests run:
+# one for this test session, so that nothing lands in the user's ~/.cache.
+DOWNLOAD_CACHE = Path(tempfile.mkdtemp(prefix="speakdigits-test-cache-"))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(DOWNLOAD_CACHE, ignore_errors=True)
+
+
 def tool_env() -> dict[str, str]:
     """Environment for subprocesses: this interpreter's tools first, no telemetry."""
     env = dict(os.environ)
@@ -52,15 +63,17 @@ def tool_env() -> dict[str, str]:
         "DVC_NO_UPDATER": "1",
         "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
         "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com",
-        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "SPEAKDIGITS_CACHE": str(DOWNLOAD_CACHE),
         "no_proxy": "*",
     })
     return env
 
 
-def run(args: list[str], cwd: Path, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run a command, capture its output, and fail with that output if it fails."""
-    result = subprocess.run(args, cwd=cwd, env=tool_env(), capture_output=True, text=True, timeout=timeout)
+def run(args: list[str], cwd: Path, check: bool = True, timeout: float = 600,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run a command (``env``: extra variables), capture its output, and fail with that output if it fails."""
+    result = subprocess.run(args, cwd=cwd, env={**tool_env(), **(env or {})}, capture_output=True, text=True,
+                            timeout=timeout)
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(args)} exited {result.returncode}\n{result.stdout}\n{result.stderr}")
     return result
@@ -144,6 +157,7 @@ class FileServer:
     requests: list[tuple[str, str | None]] = field(default_factory=list)
     drops_left: int = 0  # this many GETs get full headers, half the body, close
     ignore_range: bool = False  # answer 200 with the whole file to Range
+    slow: float = 0.0  # seconds each full body takes to send
     send_etag: bool = True  # identify the file's version (If-Range is honoured either way)
     if_ranges: list[str | None] = field(default_factory=list)  # If-Range header of every GET
 
@@ -195,7 +209,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_RDWR)
             self.close_connection = True
             return
-        self.wfile.write(body)
+        for start in range(0, len(body), max(1, len(body) // 10)):  # in tenths, spread over state.slow seconds
+            self.wfile.write(body[start:start + max(1, len(body) // 10)])
+            time.sleep(state.slow / 10)
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
         pass  # keep pytest output clean
@@ -221,3 +237,28 @@ def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         httpd.shutdown()
         httpd.server_close()
         thread.join(timeout=5)
+
+
+# --------------------------------------------------------------------------
+# A real headless browser (Debian's chromium), for the pages the project makes
+# --------------------------------------------------------------------------
+
+NO_BROWSER = ("chromium is not installed (neither 'chromium' nor 'chromium-browser' is on PATH; on Debian "
+              "`apt-get install chromium`, as .ci/run does), so the page cannot be opened in a browser")
+
+
+def dump_dom(page: Path, profile: Path) -> str:
+    """Open ``page`` in headless chromium, let its scripts run, and return the DOM they leave.
+
+    Skips the calling test when chromium is absent.
+    """
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        pytest.skip(NO_BROWSER)
+    result = subprocess.run(
+        [exe, "--headless", "--disable-gpu", "--no-sandbox", "--no-first-run", "--mute-audio",
+         f"--user-data-dir={profile}", "--virtual-time-budget=20000", "--dump-dom", page.resolve().as_uri()],
+        capture_output=True, text=True, timeout=180,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout

@@ -72,7 +72,7 @@ def data_params(source: str, sha256: str | None = None) -> dict:
 def test_audiomnist_layout_downloaded_and_packed(server, tmp_path):
     audiomnist_zip(server.root / "am.zip")
     remotes = {"audiomnist": RemoteSource(url=server.url("am.zip"), filename="am.zip", sha256=None)}
-    count = build_raw(tmp_path / "raw", data=data_params("audiomnist"), seed=0, cache_dir=tmp_path / "cache",
+    count = build_raw(tmp_path / "raw", data=data_params("audiomnist"), cache_dir=tmp_path / "cache",
                       remotes=remotes)
     assert count == 6
     assert sorted(raw.clip_names(tmp_path / "raw")) == sorted(
@@ -96,7 +96,7 @@ def test_audiomnist_layout_downloaded_and_packed(server, tmp_path):
 def test_fsdd_layout_reads_metadata_py_as_data(server, tmp_path):
     fsdd_tar(server.root / "fsdd.tar.gz")
     remotes = {"fsdd": RemoteSource(url=server.url("fsdd.tar.gz"), filename="fsdd.tar.gz", sha256=None)}
-    assert build_raw(tmp_path / "raw", data=data_params("fsdd"), seed=0, cache_dir=tmp_path / "cache",
+    assert build_raw(tmp_path / "raw", data=data_params("fsdd"), cache_dir=tmp_path / "cache",
                      remotes=remotes) == 8
     speakers = raw.read_speakers(tmp_path / "raw")
     assert {s: v["gender"] for s, v in speakers.items()} == {"george": "male", "lucas": "male"}
@@ -106,10 +106,10 @@ def test_wrong_pinned_digest_keeps_nothing(server, tmp_path):
     audiomnist_zip(server.root / "am.zip")
     remotes = {"audiomnist": RemoteSource(url=server.url("am.zip"), filename="am.zip", sha256=None)}
     with pytest.raises(PipelineError, match="sha256"):
-        build_raw(tmp_path / "raw", data=data_params("audiomnist", sha256="0" * 64), seed=0,
+        build_raw(tmp_path / "raw", data=data_params("audiomnist", sha256="0" * 64),
                   cache_dir=tmp_path / "cache", remotes=remotes)
     assert not (tmp_path / "raw").exists()
-    assert list((tmp_path / "cache").iterdir()) == []
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == ["am.zip.lock"]  # the lock that queued runs share
 
 
 @pytest.mark.parametrize("kind", ["folder", "zip", "tar.gz"])
@@ -126,7 +126,7 @@ def test_local_source_is_read_where_it_is(tmp_path, kind):
             with tarfile.open(source, "w:gz") as tar:
                 tar.add(folder, arcname=".")
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
-    assert build_raw(tmp_path / "raw", data=data_params(str(source)), seed=0, cache_dir=tmp_path / "cache") == 6
+    assert build_raw(tmp_path / "raw", data=data_params(str(source)), cache_dir=tmp_path / "cache") == 6
     after = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if not p.is_relative_to(tmp_path / "raw"))
     assert after == before  # nothing copied or unpacked beside the source
     assert raw.read_speakers(tmp_path / "raw") == AUDIOMNIST_META
@@ -144,7 +144,7 @@ def test_bad_speaker_metadata_is_refused_in_one_line(tmp_path, name, text, expec
     (source / "1_a_0.wav").write_bytes(tone_wav(440, 8000))
     (source / name).write_text(text)
     with pytest.raises(PipelineError) as err:
-        build_raw(tmp_path / "raw", data=data_params(str(source)), seed=0, cache_dir=tmp_path / "cache")
+        build_raw(tmp_path / "raw", data=data_params(str(source)), cache_dir=tmp_path / "cache")
     assert str(err.value).startswith(expected) and "\n" not in str(err.value)
     assert not (tmp_path / "raw").exists()
 
@@ -156,7 +156,7 @@ from pathlib import Path
 from speakdigits.acquire import build_raw
 from speakdigits.features import extract
 out = Path(sys.argv[2])
-build_raw(out / "raw", data={"source": sys.argv[1], "sha256": None}, seed=0, cache_dir=out / "cache")
+build_raw(out / "raw", data={"source": sys.argv[1], "sha256": None}, cache_dir=out / "cache")
 report = extract(out / "raw", out / "features", json.loads(sys.argv[3]), jobs=1)
 # VmHWM, not getrusage's ru_maxrss: that keeps the peak of the process before exec (pytest's, here).
 peak_kb = int(next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:")))
@@ -184,7 +184,7 @@ def test_an_oversized_member_is_reported_and_never_read(tmp_path):
 
 def test_missing_local_source_names_it_and_the_alternatives(tmp_path):
     with pytest.raises(PipelineError) as err:
-        build_raw(tmp_path / "raw", data=data_params(str(tmp_path / "nowhere")), seed=0, cache_dir=tmp_path)
+        build_raw(tmp_path / "raw", data=data_params(str(tmp_path / "nowhere")), cache_dir=tmp_path)
     message = str(err.value)
     assert "nowhere" in message and "synthetic" in message and "\n" not in message
     assert not (tmp_path / "raw").exists()
@@ -195,7 +195,7 @@ def test_source_without_any_wav_is_an_error(tmp_path):
     folder.mkdir()
     (folder / "notes.txt").write_text("no clips here")
     with pytest.raises(PipelineError, match="no .wav files"):
-        build_raw(tmp_path / "raw", data=data_params(str(folder)), seed=0, cache_dir=tmp_path)
+        build_raw(tmp_path / "raw", data=data_params(str(folder)), cache_dir=tmp_path)
     assert not (tmp_path / "raw").exists()
 
 

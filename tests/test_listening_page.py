@@ -10,8 +10,6 @@ and say so (``.ci/run`` installs it).
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -22,9 +20,7 @@ import pytest
 from speakdigits.audio import wav_bytes
 from speakdigits.listening import Clip, render_page, save_mel_png, write_page
 
-NO_BROWSER = ("chromium is not installed (neither 'chromium' nor 'chromium-browser' is on PATH; on Debian "
-              "`apt-get install chromium`, as .ci/run does), so the listening page cannot be opened in a browser")
-
+from conftest import dump_dom
 
 class _Collect(HTMLParser):
     """Every tag with its attributes, in order."""
@@ -43,26 +39,14 @@ def tags(page: str) -> list[tuple[str, dict]]:
     return parser.tags
 
 
-def chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
 def browser_check(page: Path, profile: Path) -> str:
     """Open ``page`` in headless chromium and return what the page's own check wrote into ``data-check``.
 
     Skips the calling test when chromium is absent.
     """
-    exe = chromium()
-    if exe is None:
-        pytest.skip(NO_BROWSER)
-    result = subprocess.run(
-        [exe, "--headless", "--disable-gpu", "--no-sandbox", "--no-first-run", "--mute-audio",
-         f"--user-data-dir={profile}", "--virtual-time-budget=20000", "--dump-dom", page.resolve().as_uri()],
-        capture_output=True, text=True, timeout=180,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    bodies = [attrs for tag, attrs in tags(result.stdout) if tag == "body"]
-    assert bodies, f"chromium returned no page body:\n{result.stdout[:500]}\n{result.stderr[-2000:]}"
+    dom = dump_dom(page, profile)
+    bodies = [attrs for tag, attrs in tags(dom) if tag == "body"]
+    assert bodies, f"chromium returned no page body:\n{dom[:500]}"
     return bodies[0].get("data-check", "")
 
 

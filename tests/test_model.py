@@ -259,8 +259,40 @@ def test_diverging_training_raises_and_writes_nothing(trained):
         run_train(trained["root"], "diverged", trained["normalized"], learning_rate=10.0)
     assert "train.learning_rate (now 10.0)" in str(err.value)
     assert not (root / "model").exists()
-    assert not (root / "live").exists()
-    assert not root.exists() or list(root.iterdir()) == []  # no temporary folders left either
+    assert sorted(p.name for p in root.iterdir()) == ["live"]  # no temporary folders left
+    # The curves up to the divergence stay, to look at; no final or test metrics.
+    assert (root / "live" / "plots" / "metrics" / "train" / "loss.tsv").is_file()
+    assert "test" not in json.loads((root / "live" / "metrics.json").read_text())
+
+
+LIVE_CURVES_WHILE_TRAINING = """
+import sys
+from pathlib import Path
+from test_model import run_train
+run_train(Path(sys.argv[1]), "watched", Path(sys.argv[2]), epochs=200, patience=200)
+"""
+
+
+def test_curves_can_be_read_while_the_model_trains(trained):
+    """DVCLive writes into metrics/train (not a temporary folder), so dvc plots show sees each epoch."""
+    live = trained["root"] / "watched" / "live"
+    proc = subprocess.Popen([sys.executable, "-c", LIVE_CURVES_WHILE_TRAINING, str(trained["root"]),
+                             str(trained["normalized"])], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])})
+    try:
+        deadline = time.monotonic() + 120
+        loss = live / "plots" / "metrics" / "train" / "loss.tsv"
+        while not (loss.is_file() and len(loss.read_text().splitlines()) >= 3):  # a header and two epochs
+            assert proc.poll() is None, "training ended before it could be watched"
+            assert time.monotonic() < deadline, "no curve appeared while training"
+            time.sleep(0.1)
+        assert proc.poll() is None  # still training, 198 epochs to go
+        assert (live / "plots" / "metrics" / "eval" / "loss.tsv").is_file()  # validation, same quantity
+        assert json.loads((live / "metrics.json").read_text())["step"] >= 1
+        assert not (trained["root"] / "watched" / "model").exists()  # the model only once it is done
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def test_integer_learning_rate_is_used_like_a_float(trained):

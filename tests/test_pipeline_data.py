@@ -199,3 +199,35 @@ def test_a_relative_local_source_works_in_the_workspace_and_in_the_queue(repo_co
         run(DVC + ["queue", "stop"], repo_copy, check=False)
     status = run(DVC + ["queue", "status"], repo_copy).stdout
     assert f"{name}" in status and "Success" in status, status
+
+
+def test_queued_experiments_download_a_source_once_and_a_seed_change_remakes_no_data(repo_copy, server):
+    """Two queued experiments side by side (each in its own copy of the repository) over an HTTP source:
+    one GET, thanks to the machine-wide download cache and its lock. Then a seed change reruns
+    normalize (the speaker split), not download or extract."""
+    fsdd_like_folder(server.root / "fsdd")
+    with zipfile.ZipFile(server.root / "fsdd.zip", "w") as archive:
+        for path in sorted((server.root / "fsdd").iterdir()):
+            archive.write(path, f"recordings/{path.name}")
+    url = server.url("fsdd.zip")
+    server.slow = 5.0  # so that the two downloads would overlap
+    # They differ in a data.* key, so that DVC's run cache cannot serve the second download from the first.
+    for noise_db in (-50, -55):
+        run(DVC + ["exp", "run", "--queue", "normalize", "-S", f"data.source={url}",
+                   "-S", f"data.synthetic.noise_db={noise_db}"], repo_copy)
+    run(DVC + ["queue", "start", "--jobs", "2"], repo_copy)
+    try:
+        deadline = time.monotonic() + 300
+        while (status := run(DVC + ["queue", "status"], repo_copy).stdout).count("Success") < 2:
+            assert "Failed" not in status and time.monotonic() < deadline, status
+            time.sleep(2)
+    finally:
+        run(DVC + ["queue", "stop"], repo_copy, check=False)
+    assert [path for path, _ in server.requests] == ["/fsdd.zip"]
+
+    first = run(DVC + ["exp", "run", "normalize", "-S", f"data.source={url}"], repo_copy)
+    assert ran_stages(first.stdout)[0] == "download"  # not yet in this workspace; from the machine's cache
+    assert [path for path, _ in server.requests] == ["/fsdd.zip"]
+    seed = yaml.safe_load((repo_copy / "params.yaml").read_text())["seed"] + 1
+    again = run(DVC + ["exp", "run", "normalize", "-S", f"seed={seed}"], repo_copy)
+    assert ran_stages(again.stdout) == ["normalize"]

@@ -19,7 +19,7 @@ import pytest
 import soundfile as sf
 import yaml
 
-from conftest import DVC, UP_TO_DATE, params_of, ran_stages, reproduced_copy, run
+from conftest import DVC, UP_TO_DATE, dump_dom, params_of, ran_stages, reproduced_copy, run
 
 STAGES = ["download", "extract", "normalize", "train", "generate", "classify", "evaluate"]
 
@@ -32,7 +32,10 @@ def pipeline(tmp_path_factory):
 
 def test_repro_runs_every_stage_and_generates_every_digit(pipeline):
     repo, first = pipeline
-    assert ran_stages(first.stdout) == STAGES
+    assert [stage for stage in ran_stages(first.stdout) if stage != "plots_page"] == STAGES
+    assert "plots_page" in ran_stages(first.stdout)  # not in the chain: it depends on nothing else
+    for noise in ("cuInit", "absl::InitializeLog", "cudart_stub", "use_unbounded_threadpool"):
+        assert noise not in first.stdout + first.stderr  # TensorFlow's start-up lines are silenced
 
     generated = repo / "data" / "generated"
     wavs = [f"{digit}_00.wav" for digit in range(10)]
@@ -52,14 +55,32 @@ def test_repro_runs_every_stage_and_generates_every_digit(pipeline):
     assert set(metrics["test"]) == {"mse", "kl", "elbo"}
     shown = json.loads(run(DVC + ["metrics", "show", "--json"], repo).stdout)
     workspace = shown[""]["data"]
-    assert "error" not in workspace["metrics/train/metrics.json"]
-    assert workspace["metrics/train/metrics.json"]["data"]["test"]["mse"] == pytest.approx(metrics["test"]["mse"])
-    assert "test.mse" in run(DVC + ["metrics", "show"], repo).stdout
+    assert list(workspace) == ["metrics/summary.json"]  # the headline only; the detail is in other files
+    summary = workspace["metrics/summary.json"]["data"]
+    assert set(summary) <= {"accuracy", "inception", "frechet", "judge", "novelty", "test_mse"}
+    assert {"judge", "test_mse", "frechet"} <= set(summary)
+    assert summary["test_mse"] == pytest.approx(metrics["test"]["mse"], rel=1e-3)
+    table = run(DVC + ["metrics", "show"], repo).stdout
+    assert "test_mse" in table and max(len(line) for line in table.splitlines()) <= 120
 
     plots = json.loads(run(DVC + ["plots", "show", "--json"], repo).stdout)
     assert not plots.get("errors")
-    loss_plot = plots["data"]["metrics/train/plots/metrics/train/loss.tsv"]
-    assert [point["step"] for point in loss_plot[0]["content"]["data"]["values"]] == ["0", "1"]
+    loss_plot = plots["data"]["VAE loss (training and validation)"][0]["content"]["data"]["values"]
+    curves = {point["rev"] if "filename" not in point else point["filename"] for point in loss_plot}
+    assert len(curves) == 2  # training and validation, in one plot
+    assert sorted({point["step"] for point in loss_plot}) == ["0", "1"]
+    assert "data/generated/mels.png" in plots["data"]  # the mel grid is a plot too
+
+
+def test_plots_page_works_offline_and_leaves_the_repository_clean(pipeline, tmp_path):
+    repo, _ = pipeline
+    run(DVC + ["plots", "show"], repo)
+    page = repo / "dvc_plots" / "index.html"
+    html = page.read_text()
+    assert "cdn.jsdelivr" not in html and "<script src=" not in html  # Vega inline, from the template
+    assert run(["git", "status", "--porcelain", "dvc_plots"], repo).stdout == ""  # git-ignored
+    dom = dump_dom(page, tmp_path / "profile")  # chromium with no network to reach
+    assert dom.count('class="marks"') >= 4  # the three curves and the confusion matrix, drawn
 
 
 def test_generate_cli_asks_for_one_digit(pipeline, tmp_path):
@@ -120,9 +141,9 @@ def experiments(repo: Path) -> dict[str, dict]:
     for commit in json.loads(run(DVC + ["exp", "show", "--json"], repo).stdout):
         for exp in commit.get("experiments") or []:
             data = exp["revs"][0]["data"]
-            metrics = data.get("metrics", {}).get("metrics/train/metrics.json", {}).get("data", {})
+            metrics = data.get("metrics", {}).get("metrics/summary.json", {}).get("data", {})
             rows[exp["name"]] = {"latent_dim": data["params"]["params.yaml"]["data"]["latent_dim"],
-                                 "mse": metrics.get("test", {}).get("mse")}
+                                 "mse": metrics.get("test_mse")}
     return rows
 
 
@@ -138,8 +159,16 @@ def test_exp_run_with_a_model_param_reruns_train_generate_and_evaluate(pipeline)
     assert params_of(repo)["latent_dim"] == latent
     assert json.loads((repo / "data" / "model" / "model.json").read_text())["latent_dim"] == latent
     mse = json.loads((repo / "metrics" / "train" / "metrics.json").read_text())["test"]["mse"]
-    assert experiments(repo)[name] == {"latent_dim": latent, "mse": pytest.approx(mse)}
+    assert experiments(repo)[name] == {"latent_dim": latent, "mse": pytest.approx(mse, rel=1e-3)}
     assert UP_TO_DATE in run(DVC + ["status"], repo).stdout
+
+    # The README's comparison fits a 120-column terminal: names, the params that differ, the headline metrics.
+    table = run(DVC + ["exp", "show", "--no-pager", "--only-changed", "--drop", "Created|.*/.*"], repo,
+                env={"COLUMNS": "120"}).stdout
+    header = next(line for line in table.splitlines() if "Experiment" in line)
+    for column in ("accuracy", "inception", "frechet", "judge", "test_mse", "latent_dim"):
+        assert f" {column} " in f" {header} ", table
+    assert name in table and "…" not in table and max(len(line) for line in table.splitlines()) <= 120, table
 
 
 def outputs(repo: Path) -> dict[str, bytes]:
@@ -219,7 +248,7 @@ def test_push_clone_pull_round_trip(pipeline, tmp_path):
     assert UP_TO_DATE in run(DVC + ["status"], clone).stdout
     again = run(DVC + ["repro"], clone)
     assert ran_stages(again.stdout) == []
-    for stage in STAGES:
+    for stage in STAGES + ["plots_page"]:
         assert f"Stage '{stage}' didn't change, skipping" in again.stdout
     for path in ("data/model/decoder.keras", "data/generated/3_00.wav", "data/normalized/train/x.npy",
                  "metrics/train/metrics.json"):
