@@ -5,17 +5,17 @@ import argparse
 import math
 from pathlib import Path
 
-from speakdigits.files import read_stage_json, write_json
+from speakdigits.files import write_json
 from speakdigits.params import load_params
 from stages.common import CLASSIFIERS_DIR, GENERATED_DIR, LISTEN_DIR, MODEL_DIR, NORMALIZED_DIR, RAW_DIR, entry_point
 
 METRICS = Path("metrics/evaluate.json")
 SUMMARY = Path("metrics/summary.json")
-TRAIN_METRICS = Path("metrics/train/metrics.json")
 
 
-def summary(metrics: dict, train_metrics: dict) -> dict[str, float]:
-    """The headline numbers, flat and short-named, for ``dvc exp show`` (see README, "Metrics").
+def summary(metrics: dict) -> dict[str, float]:
+    """The headline numbers, flat and short-named, for ``dvc exp show`` (see README, "Metrics");
+    the train stage writes the VAE's own (metrics/vae.json).
 
     A number that cannot be had (no clip judged, no held-out judge, no novelty
     yardstick) is left out rather than written as NaN.
@@ -26,7 +26,6 @@ def summary(metrics: dict, train_metrics: dict) -> dict[str, float]:
         "frechet": metrics["generated"].get("frechet_distance"),
         "judge": metrics["judge"].get("accuracy"),
         "novelty": metrics["novelty"].get("ratio"),
-        "test_mse": train_metrics.get("test", {}).get("mse"),
     }
     return {key: float(f"{value:.4g}") for key, value in values.items()
             if value is not None and math.isfinite(value)}
@@ -42,7 +41,7 @@ def main(args: argparse.Namespace) -> None:
                        generate=params["generate"], reference_clips=params["evaluate"]["reference_clips"],
                        trusted_judge_accuracy=params["evaluate"]["trusted_judge_accuracy"], seed=params["seed"])
     write_json(METRICS, metrics)
-    write_json(SUMMARY, summary(metrics, read_stage_json(TRAIN_METRICS, "train")))
+    write_json(SUMMARY, summary(metrics))
     gen, real, ceiling, judge = metrics["generated"], metrics["real"], metrics["vocoder_ceiling"], metrics["judge"]
     print(f"evaluate: the judge: accuracy {judge['accuracy']:.3f} on real takes it never heard "
           f"({'trusted' if judge['reliable'] else 'below ' + format(judge['trusted_accuracy'], '.3f')})")

@@ -3,10 +3,12 @@
 import argparse
 from pathlib import Path
 
+from speakdigits.files import write_json
 from speakdigits.params import load_params
 from stages.common import MODEL_DIR, NORMALIZED_DIR, entry_point
 
 LIVE_DIR = Path("metrics/train")
+HEADLINE = Path("metrics/vae.json")  # the VAE's headline number, flat, for dvc exp show
 
 
 @entry_point(tensorflow=True)
@@ -16,6 +18,7 @@ def main(args: argparse.Namespace) -> None:
     params = load_params()
     metrics = train(NORMALIZED_DIR, MODEL_DIR, LIVE_DIR, latent_dim=params["latent_dim"], vae=params["vae"],
                     train=params["train"], seed=params["seed"])
+    write_json(HEADLINE, {"test_mse": float(f"{metrics['mse']:.4g}")} if "mse" in metrics else {})
     print("train: test " + ", ".join(f"{key} {value:.5g}" for key, value in metrics.items()))
 
 
