@@ -15,7 +15,6 @@ import hashlib
 import json
 import multiprocessing
 import os
-import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -23,6 +22,7 @@ from typing import Iterator
 from tqdm import tqdm
 
 from speakdigits import audio, espeak, synthetic
+from speakdigits.cores import available_cores, init_worker
 from speakdigits.errors import PipelineError
 from speakdigits.raw import write_raw
 from speakdigits.sources import download, read_archive
@@ -57,11 +57,6 @@ REMOTE_SOURCES = {
 }
 
 
-def _ignore_interrupt() -> None:
-    # Ctrl-C is handled once, by the parent, which removes the half-built output.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
 def _speak_task(task: tuple) -> tuple[str, bytes]:
     speaker, digit, take, seed, noise_db = task
     samples = synthetic.speak_take(speaker, digit, take, seed=seed, noise_db=noise_db)
@@ -72,9 +67,10 @@ def _speak_task(task: tuple) -> tuple[str, bytes]:
 def synthesize(out_dir: Path, *, speakers: int, takes: int, noise_db: float, seed: int, jobs: int | None = None) -> int:
     """Speak a synthetic AudioMNIST into ``out_dir`` (see :mod:`speakdigits.synthetic`).
 
-    Clips are spoken in parallel on ``jobs`` processes (every core by default)
-    and written in a fixed order, so the archive is byte-identical for the same
-    parameters.
+    Clips are spoken in parallel on ``jobs`` processes (by default every core
+    the process may use: :func:`speakdigits.cores.available_cores`) and
+    written in a fixed order, so the archive is byte-identical for the same
+    parameters, whatever the number of processes.
 
     Returns
     -------
@@ -83,9 +79,9 @@ def synthesize(out_dir: Path, *, speakers: int, takes: int, noise_db: float, see
     """
     voices = synthetic.make_speakers(speakers, seed)
     tasks = [(spk, digit, take, seed, noise_db) for spk in voices for digit in range(10) for take in range(takes)]
-    jobs = jobs or os.cpu_count() or 1
+    jobs = jobs or available_cores()
     espeak.sample_rate()  # initialise once here; workers inherit the fresh state
-    with multiprocessing.get_context("fork").Pool(jobs, initializer=_ignore_interrupt) as pool:
+    with multiprocessing.get_context("fork").Pool(jobs, initializer=init_worker) as pool:
         clips = tqdm(pool.imap(_speak_task, tasks, chunksize=16), total=len(tasks), desc="speaking", unit="clip")
         count = write_raw(
             out_dir, clips,

@@ -14,7 +14,6 @@ import multiprocessing
 import os
 import re
 import shutil
-import signal
 import zipfile
 import zlib
 from pathlib import Path
@@ -24,6 +23,7 @@ from tqdm import tqdm
 
 from speakdigits import audio, raw
 from speakdigits.errors import PipelineError
+from speakdigits.cores import available_cores, init_worker
 from speakdigits.files import atomic_dir
 from speakdigits.raw import parse_clip_name
 
@@ -92,8 +92,7 @@ _worker: dict = {}
 
 
 def _init_worker(zip_path: str, mel: dict) -> None:
-    # Ctrl-C is handled once, by the parent, which removes the half-built output.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    init_worker()
     _worker["zip"] = zipfile.ZipFile(zip_path)
     _worker["mel"] = mel
 
@@ -126,7 +125,9 @@ def extract(raw_dir: Path, out_dir: Path, mel: dict, *, jobs: int | None = None)
     mel : dict
         The ``mel`` section of params.yaml.
     jobs : int, optional
-        Worker processes; every core by default.
+        Worker processes; by default every core the process may use
+        (:func:`speakdigits.cores.available_cores`). The output is the same
+        whatever the number.
 
     Returns
     -------
@@ -147,7 +148,7 @@ def extract(raw_dir: Path, out_dir: Path, mel: dict, *, jobs: int | None = None)
     metadata, notes = clean_speaker_metadata(raw.read_speakers(raw_dir), speakers)
     labels = {name: (digit, speaker, take) for name, digit, speaker, take in labelled}
 
-    jobs = jobs or os.cpu_count() or 1
+    jobs = jobs or available_cores()
     # Compile librosa's numba kernels once here, so the forked workers inherit them
     # instead of each spending seconds compiling its own.
     audio.clip_to_mel(audio.wav_bytes(np.sin(np.arange(mel["sample_rate"] // 2, dtype=np.float32) / 5.0),

@@ -23,7 +23,7 @@ from speakdigits.errors import PipelineError  # noqa: E402
 from speakdigits.files import add_files, atomic_dir  # noqa: E402
 from speakdigits.model import decode, load_halves, read_latents, read_model_info, sample_latents  # noqa: E402
 from speakdigits.normalize import denormalize, load_stats  # noqa: E402
-from speakdigits.vocoder import mel_to_audio  # noqa: E402
+from speakdigits.vocoder import mel_to_audio_many  # noqa: E402
 
 SAMPLES_JSON = "samples.json"
 GRID_PNG = "mels.png"
@@ -141,8 +141,9 @@ def generate(model_dir: Path, normalized_dir: Path, out_dir: Path, *, mel: dict,
     images_db = denormalize(np.clip(images, 0.0, 1.0), mel_min, mel_max)
     records = []
     with atomic_dir(out_dir) if replace else add_files(out_dir, output_names(digits)) as tmp:
-        for index, (name, digit, image) in enumerate(zip(clip_names(digits), digits, images_db)):
-            samples = mel_to_audio(image, mel=mel, n_iter=n_iter, momentum=momentum, seed=seed + index)
+        clips = mel_to_audio_many(images_db, mel=mel, n_iter=n_iter, momentum=momentum,
+                                  seeds=[seed + index for index in range(len(digits))])
+        for name, digit, samples in zip(clip_names(digits), digits, clips):
             (tmp / name).write_bytes(wav_bytes(samples, mel["sample_rate"]))
             records.append({"file": name, "digit": digit, "seconds": len(samples) / mel["sample_rate"],
                             "peak": float(np.abs(samples).max())})

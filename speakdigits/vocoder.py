@@ -6,10 +6,13 @@ Uses the same ``mel`` settings as extraction (and the same frame hop, from
 
 from __future__ import annotations
 
+import multiprocessing
+
 import librosa
 import numpy as np
 
 from speakdigits.audio import hop_length
+from speakdigits.cores import available_cores, init_worker
 
 # Peak level of written clips: -1 dBFS leaves headroom against clipping in players.
 PEAK = 10 ** (-1 / 20)
@@ -52,6 +55,29 @@ def mel_to_audio(mel_db: np.ndarray, *, mel: dict, n_iter: int, momentum: float,
         random_state=np.random.default_rng(seed), length=round(mel["duration"] * mel["sample_rate"]),
     )
     return peak_normalize(samples)
+
+
+def _invert(task: tuple) -> np.ndarray:
+    mel_db, mel, n_iter, momentum, seed = task
+    return mel_to_audio(mel_db, mel=mel, n_iter=n_iter, momentum=momentum, seed=seed)
+
+
+def mel_to_audio_many(images_db: np.ndarray, *, mel: dict, n_iter: int, momentum: float, seeds: list[int],
+                      jobs: int | None = None) -> list[np.ndarray]:
+    """:func:`mel_to_audio` of each image (with its own seed), on ``jobs`` processes.
+
+    By default on every core the process may use
+    (:func:`speakdigits.cores.available_cores`), one BLAS thread each. The
+    workers are spawned, not forked: the caller has TensorFlow loaded, whose
+    threads do not survive a fork. Each clip depends on its own seed only, so
+    the result is the same whatever the number of processes.
+    """
+    tasks = [(image, mel, n_iter, momentum, seed) for image, seed in zip(images_db, seeds, strict=True)]
+    jobs = min(jobs or available_cores(), len(tasks))
+    if jobs <= 1:
+        return [_invert(task) for task in tasks]
+    with multiprocessing.get_context("spawn").Pool(jobs, initializer=init_worker) as pool:
+        return pool.map(_invert, tasks, chunksize=max(1, len(tasks) // (4 * jobs)))
 
 
 def peak_normalize(samples: np.ndarray, peak: float = PEAK) -> np.ndarray:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from speakdigits.cores import available_cores
 from speakdigits.errors import PipelineError
 
 # Where each stage reads and writes, relative to the repository root; dvc.yaml
@@ -47,6 +48,10 @@ def import_tensorflow_quietly() -> None:
         import keras  # noqa: F401
         import tensorflow as tf
 
+        # Its thread pools sized to the cores this process is given (affinity, $SPEAKDIGITS_CORES),
+        # not the machine's count.
+        tf.config.threading.set_intra_op_parallelism_threads(available_cores())
+        tf.config.threading.set_inter_op_parallelism_threads(available_cores())
         tf.config.list_physical_devices()
     finally:
         os.dup2(saved, 2)

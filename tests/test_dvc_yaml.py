@@ -183,6 +183,7 @@ def test_closure_of_extract_is_what_it_imports():
     assert local_closure(REPO / "stages" / "extract.py") == inits | {
         "stages/extract.py", "stages/common.py", "speakdigits/features.py", "speakdigits/audio.py",
         "speakdigits/raw.py", "speakdigits/files.py", "speakdigits/params.py", "speakdigits/errors.py",
+        "speakdigits/cores.py",
     }
 
 

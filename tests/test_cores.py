@@ -1,0 +1,64 @@
+"""Cores: the count comes from the process's CPU affinity (capped by $SPEAKDIGITS_CORES), worker
+processes keep their numerical libraries to one thread, and results do not depend on the worker count."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from speakdigits.cores import CORES_ENV, available_cores, init_worker
+from speakdigits.errors import PipelineError
+from speakdigits.vocoder import mel_to_audio_many
+
+from conftest import REPO
+
+COUNT_ON_ONE_CORE = "import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); " \
+                    "from speakdigits.cores import available_cores; print(available_cores())"
+
+
+def test_the_count_is_the_affinity_not_the_machine():
+    env = {k: v for k, v in os.environ.items() if k != CORES_ENV}
+    out = subprocess.run([sys.executable, "-c", COUNT_ON_ONE_CORE], cwd=REPO, env=env, capture_output=True,
+                         text=True, check=True).stdout
+    assert out.strip() == "1"  # however many cores the machine has
+    assert available_cores() == len(os.sched_getaffinity(0)) or CORES_ENV in os.environ
+
+
+def test_the_environment_variable_caps_it(monkeypatch):
+    monkeypatch.setenv(CORES_ENV, "1")
+    assert available_cores() == 1
+    monkeypatch.setenv(CORES_ENV, "999")
+    assert available_cores() == len(os.sched_getaffinity(0))
+    for bad in ("0", "two", "-1"):
+        monkeypatch.setenv(CORES_ENV, bad)
+        with pytest.raises(PipelineError, match=rf"^{CORES_ENV}='{bad}': expected a positive number of cores$"):
+            available_cores()
+
+
+def _blas_threads(_: int) -> list[int]:
+    from threadpoolctl import threadpool_info
+
+    return [pool["num_threads"] for pool in threadpool_info()]
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_worker_processes_use_one_thread_per_library(method):
+    np.ones((64, 64)) @ np.ones((64, 64))  # the parent's BLAS is loaded (and may use every core)
+    with multiprocessing.get_context(method).Pool(2, initializer=init_worker) as pool:
+        for threads in pool.map(_blas_threads, range(2)):
+            assert threads and set(threads) == {1}, threads
+
+
+def test_griffin_lim_gives_the_same_clips_on_any_number_of_processes():
+    mel = {"sample_rate": 8000, "duration": 0.25, "n_mels": 16, "frames": 16, "n_fft": 256, "fmin": 0.0,
+           "fmax": None}
+    images = np.random.default_rng(0).uniform(-60, 0, (5, 16, 16)).astype(np.float32)
+    one = mel_to_audio_many(images, mel=mel, n_iter=4, momentum=0.99, seeds=list(range(5)), jobs=1)
+    two = mel_to_audio_many(images, mel=mel, n_iter=4, momentum=0.99, seeds=list(range(5)), jobs=2)
+    assert len(one) == 5 and all(np.array_equal(a, b) for a, b in zip(one, two, strict=True))
+    assert not np.array_equal(one[0], one[1])  # each its own seed
