@@ -14,6 +14,9 @@ import numpy as np
 from speakdigits.audio import hop_length
 from speakdigits.cores import available_cores, init_worker
 
+#: Fewest clips per worker process before Griffin-Lim is spread over processes.
+CLIPS_PER_PROCESS = 8
+
 # Peak level of written clips: -1 dBFS leaves headroom against clipping in players.
 PEAK = 10 ** (-1 / 20)
 
@@ -73,7 +76,8 @@ def mel_to_audio_many(images_db: np.ndarray, *, mel: dict, n_iter: int, momentum
     the result is the same whatever the number of processes.
     """
     tasks = [(image, mel, n_iter, momentum, seed) for image, seed in zip(images_db, seeds, strict=True)]
-    jobs = min(jobs or available_cores(), len(tasks))
+    # A spawned worker takes about 2 s to start (it imports librosa): worth it from a few clips each.
+    jobs = min(jobs or available_cores(), max(1, len(tasks) // CLIPS_PER_PROCESS))
     if jobs <= 1:
         return [_invert(task) for task in tasks]
     with multiprocessing.get_context("spawn").Pool(jobs, initializer=init_worker) as pool:

@@ -13,7 +13,7 @@ import pytest
 
 from speakdigits.cores import CORES_ENV, available_cores, init_worker
 from speakdigits.errors import PipelineError
-from speakdigits.vocoder import mel_to_audio_many
+from speakdigits.vocoder import CLIPS_PER_PROCESS, mel_to_audio_many
 
 from conftest import REPO
 
@@ -57,8 +57,9 @@ def test_worker_processes_use_one_thread_per_library(method):
 def test_griffin_lim_gives_the_same_clips_on_any_number_of_processes():
     mel = {"sample_rate": 8000, "duration": 0.25, "n_mels": 16, "frames": 16, "n_fft": 256, "fmin": 0.0,
            "fmax": None}
-    images = np.random.default_rng(0).uniform(-60, 0, (5, 16, 16)).astype(np.float32)
-    one = mel_to_audio_many(images, mel=mel, n_iter=4, momentum=0.99, seeds=list(range(5)), jobs=1)
-    two = mel_to_audio_many(images, mel=mel, n_iter=4, momentum=0.99, seeds=list(range(5)), jobs=2)
-    assert len(one) == 5 and all(np.array_equal(a, b) for a, b in zip(one, two, strict=True))
+    count = 2 * CLIPS_PER_PROCESS  # enough for two processes
+    images = np.random.default_rng(0).uniform(-60, 0, (count, 16, 16)).astype(np.float32)
+    one = mel_to_audio_many(images, mel=mel, n_iter=4, momentum=0.99, seeds=list(range(count)), jobs=1)
+    two = mel_to_audio_many(images, mel=mel, n_iter=4, momentum=0.99, seeds=list(range(count)), jobs=2)
+    assert len(one) == count and all(np.array_equal(a, b) for a, b in zip(one, two, strict=True))
     assert not np.array_equal(one[0], one[1])  # each its own seed
