@@ -190,7 +190,7 @@ def build_raw(out_dir: Path, *, data: dict, cache_dir: Path,
         cfg = data["synthetic"]
         return synthesize(out_dir, speakers=cfg["speakers"], takes=cfg["takes"], noise_db=cfg["noise_db"],
                           seed=cfg["seed"])
-    remote = remotes.get(source) or url_source(source)
+    remote = remote_source(source, remotes)
     if remote is not None:
         archive = Path(cache_dir) / remote.filename
         with _locked(archive):  # queued experiments running side by side fetch it once
@@ -198,6 +198,20 @@ def build_raw(out_dir: Path, *, data: dict, cache_dir: Path,
         return collect(out_dir, archive, origin={"source": source, "url": remote.url, "sha256": digest})
     path = existing_local_source(source, Path.cwd())
     return collect(out_dir, path, origin={"source": str(path.resolve())})
+
+
+def remote_source(source: str, remotes: dict[str, RemoteSource] = REMOTE_SOURCES) -> RemoteSource | None:
+    """What ``data.source`` downloads: a known data set by name, or an http(s) address; None otherwise."""
+    return remotes.get(source) or url_source(source)
+
+
+def check_source(source: str, cwd: Path) -> None:
+    """Refuse, in one line, a ``data.source`` that names a local folder or archive that is not there.
+
+    Cheap: no download and no reading; the check_params stage runs it.
+    """
+    if source != "synthetic" and remote_source(source) is None:
+        existing_local_source(source, cwd)
 
 
 def url_source(source: str) -> RemoteSource | None:

@@ -12,8 +12,8 @@ it never makes another stage rerun.
 import argparse
 from pathlib import Path
 
-from speakdigits.acquire import REMOTE_SOURCES, existing_local_source, url_source
-from speakdigits.params import DATA_SOURCES, load_params
+from speakdigits.acquire import check_source
+from speakdigits.params import load_params
 from stages.common import PARAMS_CHECKED, entry_point
 
 CHECKED = "params.yaml: every key known, every value allowed, the data source there\n"
@@ -22,9 +22,7 @@ CHECKED = "params.yaml: every key known, every value allowed, the data source th
 @entry_point()
 def main(args: argparse.Namespace) -> None:
     params = load_params()
-    source = params["data"]["source"]
-    if source not in DATA_SOURCES and source not in REMOTE_SOURCES and url_source(source) is None:
-        existing_local_source(source, Path.cwd())
+    check_source(params["data"]["source"], Path.cwd())
     PARAMS_CHECKED.parent.mkdir(parents=True, exist_ok=True)
     PARAMS_CHECKED.write_text(CHECKED, encoding="utf-8")
     print(f"check_params: params.yaml is valid ({PARAMS_CHECKED})")
