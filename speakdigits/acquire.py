@@ -57,11 +57,12 @@ REMOTE_SOURCES = {
 }
 
 
-def _speak_task(task: tuple) -> tuple[str, bytes]:
-    speaker, digit, take, seed, noise_db = task
-    samples = synthetic.speak_take(speaker, digit, take, seed=seed, noise_db=noise_db)
-    name = f"{speaker.speaker_id}/{digit}_{speaker.speaker_id}_{take}.wav"
-    return name, audio.wav_bytes(samples, espeak.sample_rate())
+def _speak_speaker(task: tuple) -> list[tuple[str, bytes]]:
+    speaker, takes, seed, noise_db = task
+    pairs = [(digit, take) for digit in range(10) for take in range(takes)]
+    clips = synthetic.speak_takes(speaker, pairs, seed=seed, noise_db=noise_db)
+    return [(f"{speaker.speaker_id}/{digit}_{speaker.speaker_id}_{take}.wav", audio.wav_bytes(samples, espeak.sample_rate()))
+            for (digit, take), samples in zip(pairs, clips)]
 
 
 def synthesize(out_dir: Path, *, speakers: int, takes: int, noise_db: float, seed: int, jobs: int | None = None) -> int:
@@ -78,11 +79,13 @@ def synthesize(out_dir: Path, *, speakers: int, takes: int, noise_db: float, see
         Number of clips.
     """
     voices = synthetic.make_speakers(speakers, seed)
-    tasks = [(spk, digit, take, seed, noise_db) for spk in voices for digit in range(10) for take in range(takes)]
     jobs = jobs or available_cores()
     espeak.sample_rate()  # initialise once here; workers inherit the fresh state
     with multiprocessing.get_context("fork").Pool(jobs, initializer=init_worker) as pool:
-        clips = tqdm(pool.imap(_speak_task, tasks, chunksize=16), total=len(tasks), desc="speaking", unit="clip")
+        # One task per speaker: all its takes are spoken as one eSpeak sequence, always the same one.
+        spoken = pool.imap(_speak_speaker, [(spk, takes, seed, noise_db) for spk in voices])
+        clips = (clip for speaker_clips in tqdm(spoken, total=len(voices), desc="speaking", unit="speaker")
+                 for clip in speaker_clips)
         count = write_raw(
             out_dir, clips,
             speakers={spk.speaker_id: synthetic.speaker_metadata(spk) for spk in voices},

@@ -91,47 +91,65 @@ def make_speakers(n_speakers: int, seed: int) -> list[Speaker]:
     return speakers
 
 
-def speak_take(speaker: Speaker, digit: int, take: int, *, seed: int, noise_db: float, duration: float = 1.0) -> np.ndarray:
-    """One recording of ``speaker`` saying ``digit``.
+def speak_takes(speaker: Speaker, takes: list[tuple[int, int]], *, seed: int, noise_db: float,
+                duration: float = 1.0) -> list[np.ndarray]:
+    """Recordings of ``speaker`` saying each ``(digit, take)``, in order.
+
+    The takes are spoken as one eSpeak NG sequence (see
+    :func:`speakdigits.espeak.speak_sequence`): the same list gives the same
+    samples, and the pipeline always asks for a speaker's takes in the same
+    list (every digit, every take), whatever the number of processes.
 
     Parameters
     ----------
     speaker : Speaker
         Who speaks.
-    digit : int
-        0-9.
-    take : int
-        Take number; each take differs in pitch, rate, lead-in, gain and noise.
+    takes : list of (int, int)
+        Digit (0-9) and take number of each recording; each take differs in
+        pitch, rate, lead-in, gain and noise.
     seed : int
         The dataset seed.
     noise_db : float
         Level of the background noise in dB relative to full scale.
     duration : float
-        Nominal clip length in seconds; the clip is at least this long, longer
+        Nominal clip length in seconds; a clip is at least this long, longer
         when the voice speaks slowly (as in real recordings).
 
     Returns
     -------
-    numpy.ndarray
-        int16 samples at :func:`speakdigits.espeak.sample_rate`.
+    list of numpy.ndarray
+        int16 samples at :func:`speakdigits.espeak.sample_rate`, one array per take.
     """
-    rng = np.random.default_rng([seed, 2, int(speaker.speaker_id), digit, take])
-    pitch = int(np.clip(speaker.pitch + rng.integers(-6, 7), 0, 100))
-    rate = int(round(speaker.rate * rng.uniform(0.9, 1.1)))
-    speech = espeak.speak(
-        DIGIT_WORDS[digit], voice=speaker.voice, rate=rate, pitch=pitch,
-        pitch_range=int(rng.integers(30, 71)), seed=int(rng.integers(1, 2**31 - 1)),
-    ).astype(np.float64) / 32768.0
+    rngs, utterances = [], []
+    for digit, take in takes:
+        rng = np.random.default_rng([seed, 2, int(speaker.speaker_id), digit, take])
+        pitch = int(np.clip(speaker.pitch + rng.integers(-6, 7), 0, 100))
+        rate = int(round(speaker.rate * rng.uniform(0.9, 1.1)))
+        utterances.append(espeak.Utterance(
+            DIGIT_WORDS[digit], voice=speaker.voice, rate=rate, pitch=pitch,
+            pitch_range=int(rng.integers(30, 71)), seed=int(rng.integers(1, 2**31 - 1)),
+        ))
+        rngs.append(rng)
     sr = espeak.sample_rate()
-    lead_in = int(rng.uniform(0.02, 0.2) * sr)
-    length = max(int(duration * sr), lead_in + len(speech) + int(0.02 * sr))
-    clip = np.zeros(length)
-    peak = np.abs(speech).max() if len(speech) else 0.0
-    if peak > 0:
-        gain_db = rng.uniform(-12.0, -1.0)
-        clip[lead_in:lead_in + len(speech)] = speech / peak * 10 ** (gain_db / 20)
-    clip += rng.normal(0.0, 10 ** (noise_db / 20), size=length)
-    return (np.clip(clip, -1.0, 32767 / 32768) * 32768).astype(np.int16)
+    clips = []
+    for rng, spoken in zip(rngs, espeak.speak_sequence(utterances)):
+        speech = spoken.astype(np.float64) / 32768.0
+        lead_in = int(rng.uniform(0.02, 0.2) * sr)
+        length = max(int(duration * sr), lead_in + len(speech) + int(0.02 * sr))
+        clip = np.zeros(length)
+        peak = np.abs(speech).max() if len(speech) else 0.0
+        if peak > 0:
+            gain_db = rng.uniform(-12.0, -1.0)
+            clip[lead_in:lead_in + len(speech)] = speech / peak * 10 ** (gain_db / 20)
+        clip += rng.normal(0.0, 10 ** (noise_db / 20), size=length)
+        clips.append((np.clip(clip, -1.0, 32767 / 32768) * 32768).astype(np.int16))
+    return clips
+
+
+def speak_take(speaker: Speaker, digit: int, take: int, *, seed: int, noise_db: float,
+               duration: float = 1.0) -> np.ndarray:
+    """One recording of ``speaker`` saying ``digit``, spoken alone (see :func:`speak_takes`)."""
+    return speak_takes(speaker, [(digit, take)], seed=seed, noise_db=noise_db, duration=duration)[0]
 
 
 def speaker_metadata(speaker: Speaker) -> dict:

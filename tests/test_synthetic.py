@@ -113,6 +113,18 @@ def test_espeak_output_does_not_depend_on_what_was_spoken_before():
     assert np.array_equal(espeak.speak("seven", **args), alone)
 
 
+def test_a_sequence_spoken_again_gives_identical_samples_for_each_utterance():
+    sequence = [espeak.Utterance("seven", "en-us+f3", 150, 50, 50, 7), espeak.Utterance("two", "en+m3", 180, 30, 40, 8),
+                espeak.Utterance("seven", "en-us+f3", 150, 50, 50, 7)]
+    first = espeak.speak_sequence(sequence)
+    espeak.speak("a long sentence that changes the synthesiser state", voice="en+m3", rate=200, pitch=20, seed=1)
+    again = espeak.speak_sequence(sequence)
+    assert len(first) == 3 and all(len(samples) > 1000 for samples in first)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    # The sequence starts from the fresh state, so its first utterance is the one spoken alone.
+    assert np.array_equal(first[0], espeak.speak("seven", voice="en-us+f3", rate=150, pitch=50, seed=7))
+
+
 _HASH_SNIPPET = """
 import hashlib, sys
 from speakdigits import espeak, synthetic
