@@ -47,7 +47,8 @@ class StopOnNonFinite(keras.callbacks.Callback):
             self._check(logs, "end of epoch")
 
 
-def _dataset(split: dict, batch_size: int, *, shuffle_seed: int | None) -> tf.data.Dataset:
+def batches(split: dict, batch_size: int, *, shuffle_seed: int | None) -> tf.data.Dataset:
+    """A split as batches of ``(images, one-hot digits)``, reshuffled every epoch when ``shuffle_seed`` is given."""
     data = tf.data.Dataset.from_tensor_slices((split["x"][..., None].astype(np.float32), one_hot(split["digit"])))
     if shuffle_seed is not None:
         data = data.shuffle(len(split["x"]), seed=shuffle_seed, reshuffle_each_iteration=True)
@@ -66,7 +67,7 @@ def test_metrics(vae: VAE, test: dict, *, batch_size: int) -> dict:
     inputs = [mu, one_hot(test["digit"])] if vae.conditional else mu
     x_hat = vae.decoder.predict(inputs, batch_size=batch_size, verbose=0)
     mse = float(np.mean(keras.ops.convert_to_numpy(reconstruction_mse(test["x"][..., None], x_hat))))
-    scores = vae.evaluate(_dataset(test, batch_size, shuffle_seed=None), return_dict=True, verbose=0)
+    scores = vae.evaluate(batches(test, batch_size, shuffle_seed=None), return_dict=True, verbose=0)
     return {"mse": mse, "kl": float(scores["kl"]), "elbo": -float(scores["loss"])}
 
 
@@ -131,8 +132,8 @@ def train(normalized_dir: Path, model_dir: Path, live_dir: Path, *, latent_dim: 
             DVCLiveCallback(live=live),
         ]
         model.fit(
-            _dataset(splits["train"], train["batch_size"], shuffle_seed=seed),
-            validation_data=_dataset(splits["val"], train["batch_size"], shuffle_seed=None) if has_val else None,
+            batches(splits["train"], train["batch_size"], shuffle_seed=seed),
+            validation_data=batches(splits["val"], train["batch_size"], shuffle_seed=None) if has_val else None,
             epochs=train["epochs"], callbacks=callbacks, shuffle=False, verbose=2,
         )
         if guard.failure is not None:

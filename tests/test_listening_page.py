@@ -15,7 +15,6 @@ from pathlib import Path
 
 import matplotlib.image
 import numpy as np
-import pytest
 
 from speakdigits.audio import wav_bytes
 from speakdigits.listening import Clip, render_page, save_mel_png, write_page

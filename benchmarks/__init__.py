@@ -1,0 +1,1 @@
+"""Benchmarks: ``python -m benchmarks`` runs the original approach beside this project (see __main__)."""

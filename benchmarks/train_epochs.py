@@ -1,0 +1,64 @@
+"""Time this project's VAE training, epoch by epoch.
+
+``python -m benchmarks.train_epochs NORMALIZED_DIR ARCH EPOCHS CLIPS [--jit]``, run
+in a folder whose params.yaml gives the network: the model, loss, optimiser
+and input pipeline of :func:`speakdigits.training.train` (without DVCLive,
+early stopping or saving), on the first CLIPS clips of the training split. Prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from stages.common import import_tensorflow_quietly
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.train_epochs")
+    parser.add_argument("normalized_dir", type=Path)
+    parser.add_argument("arch", choices=("conv", "seed"))
+    parser.add_argument("epochs", type=int)
+    parser.add_argument("clips", type=int)
+    parser.add_argument("--jit", action="store_true", help="compile the training step with XLA")
+    args = parser.parse_args()
+    import_tensorflow_quietly()
+    import keras
+    import tensorflow as tf
+
+    from speakdigits.model import VAE, build_encoder_decoder
+    from speakdigits.normalize import load_split
+    from speakdigits.params import load_params
+    from speakdigits.runtime import make_deterministic
+    from speakdigits.training import batches
+
+    params = load_params()
+    make_deterministic(params["seed"])
+    split = {key: value[: args.clips] for key, value in load_split(args.normalized_dir, "train").items()}
+    vae = params["vae"]
+    encoder, decoder = build_encoder_decoder(
+        tuple(split["x"].shape[1:]), latent_dim=params["latent_dim"], arch=args.arch,
+        conditional=vae["conditional"], filters=vae["filters"], dense=vae["dense"],
+    )
+    model = VAE(encoder, decoder, conditional=vae["conditional"],
+                reconstruction_weight=params["train"]["reconstruction_weight"], seed=params["seed"])
+    model.compile(optimizer=keras.optimizers.Adam(params["train"]["learning_rate"]), jit_compile=args.jit)
+    seconds = []
+
+    class EpochTimer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            seconds.append(time.perf_counter() - self.start)
+
+    model.fit(batches(split, params["train"]["batch_size"], shuffle_seed=params["seed"]),
+              epochs=args.epochs, callbacks=[EpochTimer()], verbose=0)
+    print(json.dumps({"clips": len(split["x"]), "epoch_seconds": seconds,
+                      "device": "GPU" if tf.config.list_physical_devices("GPU") else "CPU"}))
+
+
+if __name__ == "__main__":
+    main()
