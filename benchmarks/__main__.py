@@ -12,7 +12,7 @@ Runs, one after another on this machine, each job in its own process:
   (:mod:`benchmarks.original`) against this project's ``download`` (packing
   the folder) and ``extract`` stages, at the original's 50 x 50 mel;
 * training epochs of the original network and loss against this project's
-  for ``vae.arch`` seed and conv (and conv compiled with XLA).
+  for ``vae.arch`` seed and conv.
 
 It prints a table of wall time, CPU time (the process and its workers),
 peak memory (the largest single process) and the ratio original / this
@@ -200,11 +200,11 @@ def main() -> None:
         theirs_rate, theirs_first, _ = clips_per_second(original)
         row(f"train: the original network and loop, {clips} clips", original, None,
             note=f"{theirs_rate:.0f} clips/s; first epoch {theirs_first:.0f} s")
-        for arch, extra in (("seed", []), ("conv", []), ("conv", ["--jit"])):
-            ours = measured([sys.executable, "-m", "benchmarks.train_epochs", "data/normalized", arch, epochs, clips,
-                             *extra], train_folder)
+        for arch in ("seed", "conv"):
+            ours = measured([sys.executable, "-m", "benchmarks.train_epochs", "data/normalized", arch, epochs, clips],
+                            train_folder)
             rate, first, device = clips_per_second(ours)
-            row(f"train: vae.arch {arch}{' compiled with XLA' if extra else ''}, {clips} clips", None, ours,
+            row(f"train: vae.arch {arch}, {clips} clips", None, ours,
                 f"{rate / theirs_rate:.2f}x", f"{rate:.0f} clips/s on {device}; first epoch {first:.0f} s")
 
     print()

@@ -1,6 +1,6 @@
 """Time this project's VAE training, epoch by epoch.
 
-``python -m benchmarks.train_epochs NORMALIZED_DIR ARCH EPOCHS CLIPS [--jit]``, run
+``python -m benchmarks.train_epochs NORMALIZED_DIR ARCH EPOCHS CLIPS``, run
 in a folder whose params.yaml gives the network: the model, loss, optimiser
 and input pipeline of :func:`speakdigits.training.train` (without DVCLive,
 early stopping or saving), on the first CLIPS clips of the training split. Prints one JSON line.
@@ -22,7 +22,6 @@ def main() -> None:
     parser.add_argument("arch", choices=("conv", "seed"))
     parser.add_argument("epochs", type=int)
     parser.add_argument("clips", type=int)
-    parser.add_argument("--jit", action="store_true", help="compile the training step with XLA")
     args = parser.parse_args()
     import_tensorflow_quietly()
     import keras
@@ -44,7 +43,7 @@ def main() -> None:
     )
     model = VAE(encoder, decoder, conditional=vae["conditional"],
                 reconstruction_weight=params["train"]["reconstruction_weight"], seed=params["seed"])
-    model.compile(optimizer=keras.optimizers.Adam(params["train"]["learning_rate"]), jit_compile=args.jit)
+    model.compile(optimizer=keras.optimizers.Adam(params["train"]["learning_rate"]))
     seconds = []
 
     class EpochTimer(keras.callbacks.Callback):

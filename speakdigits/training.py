@@ -52,7 +52,9 @@ def batches(split: dict, batch_size: int, *, shuffle_seed: int | None) -> tf.dat
     data = tf.data.Dataset.from_tensor_slices((split["x"][..., None].astype(np.float32), one_hot(split["digit"])))
     if shuffle_seed is not None:
         data = data.shuffle(len(split["x"]), seed=shuffle_seed, reshuffle_each_iteration=True)
-    return data.batch(batch_size)
+    # Batches are cut from tensors in TensorFlow's own threads, the next one while a step runs
+    # (no Python per batch; on 2 CPU cores the step itself is the bottleneck either way).
+    return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 def test_metrics(vae: VAE, test: dict, *, batch_size: int) -> dict:
@@ -119,6 +121,8 @@ def train(normalized_dir: Path, model_dir: Path, live_dir: Path, *, latent_dim: 
     )
     model = VAE(encoder, decoder, conditional=vae["conditional"],
                 reconstruction_weight=train["reconstruction_weight"], seed=seed)
+    # Not compiled by XLA: Keras turns XLA off whenever TensorFlow's op determinism is on, which
+    # the same weights from the same seed need (see speakdigits.runtime.make_deterministic).
     model.compile(optimizer=keras.optimizers.Adam(train["learning_rate"]))
 
     has_val = len(splits["val"]["x"]) > 0
