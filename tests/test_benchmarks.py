@@ -1,0 +1,65 @@
+"""The benchmark's own parts (``python -m benchmarks``): correctness only, no timings.
+
+The whole benchmark takes minutes; these check what its figures rest on: the
+original loop makes the notebook's 50 x 50 images, a measured job's peak
+memory and CPU time are those of the process that ran, and the fastest of
+the repeated runs is the one kept.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import soundfile as sf
+
+from benchmarks.__main__ import Measured, fastest, measured, scratch
+from benchmarks.original import extract as original_extract
+
+from conftest import REPO
+
+
+def test_the_original_loop_makes_50_by_50_log_mels_of_every_wav_below_a_folder(tmp_path):
+    rng = np.random.default_rng(0)
+    for index, (sr, seconds) in enumerate([(48000, 0.6), (8000, 1.3), (22050, 1.0)]):
+        folder = tmp_path / f"speaker{index}"
+        folder.mkdir()
+        sf.write(folder / f"{index}_s{index}_0.wav", 0.3 * rng.standard_normal(int(sr * seconds)), sr)
+    mels = original_extract(tmp_path)
+    assert mels.shape == (3, 50, 50) and mels.dtype == np.float32
+    assert np.all(np.isfinite(mels)) and mels.max() > -20  # loud noise, in dB
+
+
+def test_a_measured_job_reports_its_own_peak_memory_and_cpu_time(tmp_path):
+    # 300 MB touched, then a second of arithmetic.
+    code = ("import numpy as np, time\nblock = np.ones(300 * 2**20 // 8)\nstart = time.process_time()\n"
+            "while time.process_time() - start < 1.0: block[:1000] += 1\nprint('done')")
+    result = measured([sys.executable, "-c", code], tmp_path)
+    assert result.stdout.strip() == "done"
+    assert 300 <= result.peak_mb < 600
+    assert result.cpu >= 1.0 and result.wall >= result.cpu * 0.5
+
+
+def test_the_fastest_of_the_runs_taking_turns_is_kept():
+    order = []
+    walls = {"a": iter([3.0, 1.0, 2.0]), "b": iter([5.0, 6.0, 4.0])}
+
+    def job(name):
+        def run():
+            order.append(name)
+            return Measured(next(walls[name]), 0.0, 0.0, "")
+        return run
+
+    best = fastest({"a": job("a"), "b": job("b")}, repeat=3)
+    assert order == ["a", "b"] * 3
+    assert best["a"].wall == 1.0 and best["b"].wall == 4.0
+
+
+def test_scratch_folders_get_the_repositorys_params_with_overrides(tmp_path):
+    import yaml
+
+    folder = scratch(tmp_path, "run", {"mel.n_mels": 50, "data.source": "/somewhere"})
+    params = yaml.safe_load((folder / "params.yaml").read_text())
+    original = yaml.safe_load((REPO / "params.yaml").read_text())
+    assert params["mel"]["n_mels"] == 50 and params["data"]["source"] == "/somewhere"
+    assert params["mel"]["frames"] == original["mel"]["frames"] and params["vae"] == original["vae"]
