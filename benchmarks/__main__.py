@@ -63,7 +63,12 @@ class Measured:
 
 def measured(command: list[str], cwd: Path, env: dict | None = None) -> Measured:
     """Run ``command`` in ``cwd``: wall clock, CPU time of it and its workers, and the peak RSS of its
-    largest process (``wait4``'s rusage covers the process and the descendants it waited for)."""
+    largest process (``wait4``'s rusage covers the process and the descendants it waited for).
+
+    The peak also counts the launching process's own resident memory, which the
+    child shares between the spawn and its exec: launch from a small process (as
+    ``python -m benchmarks`` is: about 60 MB), not from one holding large data.
+    """
     start = time.perf_counter()
     process = subprocess.Popen(command, cwd=cwd, env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)

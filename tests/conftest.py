@@ -7,6 +7,7 @@ configuration that runs in seconds on 2 cores.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import re
@@ -18,11 +19,15 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from html.parser import HTMLParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import yaml
+
+from speakdigits.errors import PipelineError
+from speakdigits.params import load_params
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -48,6 +53,21 @@ def merge(base: dict, changes: dict) -> dict:
 # The machine-wide download cache (speakdigits.acquire.download_cache) of every stage the tests run:
 # one for this test session, so that nothing lands in the user's ~/.cache.
 DOWNLOAD_CACHE = Path(tempfile.mkdtemp(prefix="speakdigits-test-cache-"))
+
+
+# The end-to-end tests: real `dvc repro`, `dvc exp run` and queue runs, real TensorFlow
+# training, a real browser. `pytest -m "not e2e"` leaves them out for a quick check while
+# editing; the README's test command, plain `pytest`, runs everything.
+E2E_MODULES = frozenset({
+    "test_pipeline_data", "test_pipeline_model", "test_pipeline_judge", "test_model", "test_classifier",
+    "test_judge", "test_listening_page",
+})
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.module.__name__ in E2E_MODULES:
+            item.add_marker(pytest.mark.e2e)
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -264,3 +284,75 @@ def dump_dom(page: Path, profile: Path) -> str:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout
+
+
+class _Collect(HTMLParser):
+    """Every tag with its attributes, in order."""
+
+    def __init__(self):
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+
+def tags(page: str) -> list[tuple[str, dict]]:
+    parser = _Collect()
+    parser.feed(page)
+    return parser.tags
+
+
+def browser_check(page: Path, profile: Path) -> str:
+    """Open ``page`` in headless chromium and return what the page's own check wrote into ``data-check``.
+
+    Skips the calling test when chromium is absent.
+    """
+    dom = dump_dom(page, profile)
+    bodies = [attrs for tag, attrs in tags(dom) if tag == "body"]
+    assert bodies, f"chromium returned no page body:\n{dom[:500]}"
+    return bodies[0].get("data-check", "")
+
+
+# --------------------------------------------------------------------------
+# params.yaml variants, and the one-line message load_params gives for them
+# --------------------------------------------------------------------------
+
+BASE = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+
+
+def write_params(tmp_path: Path, params: object) -> Path:
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def with_value(dotted: str, value: object) -> dict:
+    """A deep copy of the repo's params with ``dotted`` set to ``value``."""
+    params = copy.deepcopy(BASE)
+    *parents, last = dotted.split(".")
+    node = params
+    for key in parents:
+        node = node[key]
+    node[last] = value
+    return params
+
+
+def without(dotted: str) -> dict:
+    params = copy.deepcopy(BASE)
+    *parents, last = dotted.split(".")
+    node = params
+    for key in parents:
+        node = node[key]
+    del node[last]
+    return params
+
+
+def rejection(tmp_path: Path, params: object) -> str:
+    """The one-line message load_params gives for ``params``."""
+    path = write_params(tmp_path, params)
+    with pytest.raises(PipelineError) as info:
+        load_params(path)
+    message = str(info.value)
+    assert "\n" not in message, f"message spans several lines: {message!r}"
+    return message

@@ -21,7 +21,8 @@ from speakdigits.acquire import RemoteSource, build_raw, local_source
 from speakdigits.errors import PipelineError
 from speakdigits.features import extract
 
-REPO = Path(__file__).resolve().parent.parent
+from conftest import REPO
+
 MEL = yaml.safe_load((REPO / "params.yaml").read_text())["mel"] | {"n_mels": 16, "frames": 16}
 
 # AudioMNIST's real metadata is messy: an age as a string, an impossible age, a missing speaker.

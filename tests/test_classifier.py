@@ -22,7 +22,7 @@ from speakdigits.errors import PipelineError
 from speakdigits.judge import Judge
 from speakdigits.normalize import fit_min_max, scale
 
-from test_params import rejection, with_value, without
+from conftest import rejection, with_value, without
 
 # Small and quick: 8 kHz, 32 x 32 mels.
 MEL = {"sample_rate": 8000, "duration": 1.0, "n_mels": 32, "frames": 32, "n_fft": 512, "fmin": 0.0,

@@ -12,7 +12,7 @@ import pytest
 from speakdigits.errors import PipelineError
 from speakdigits.files import add_files, atomic_dir
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import REPO
 
 # A process that starts building data/features and then hangs, as a stage would mid-way.
 HANGS_IN_ATOMIC_DIR = """

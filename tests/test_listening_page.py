@@ -10,7 +10,6 @@ and say so (``.ci/run`` installs it).
 from __future__ import annotations
 
 import re
-from html.parser import HTMLParser
 from pathlib import Path
 
 import matplotlib.image
@@ -19,35 +18,7 @@ import numpy as np
 from speakdigits.audio import wav_bytes
 from speakdigits.listening import Clip, render_page, save_mel_png, write_page
 
-from conftest import dump_dom
-
-class _Collect(HTMLParser):
-    """Every tag with its attributes, in order."""
-
-    def __init__(self):
-        super().__init__()
-        self.tags: list[tuple[str, dict]] = []
-
-    def handle_starttag(self, tag, attrs):
-        self.tags.append((tag, dict(attrs)))
-
-
-def tags(page: str) -> list[tuple[str, dict]]:
-    parser = _Collect()
-    parser.feed(page)
-    return parser.tags
-
-
-def browser_check(page: Path, profile: Path) -> str:
-    """Open ``page`` in headless chromium and return what the page's own check wrote into ``data-check``.
-
-    Skips the calling test when chromium is absent.
-    """
-    dom = dump_dom(page, profile)
-    bodies = [attrs for tag, attrs in tags(dom) if tag == "body"]
-    assert bodies, f"chromium returned no page body:\n{dom[:500]}"
-    return bodies[0].get("data-check", "")
-
+from conftest import browser_check, tags
 
 def tone(seconds: float, rate: int, freq: float) -> bytes:
     t = np.arange(int(seconds * rate)) / rate

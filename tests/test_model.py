@@ -32,7 +32,7 @@ from speakdigits.params import load_params
 from speakdigits.training import train
 from speakdigits.vocoder import mel_to_audio
 
-REPO = Path(__file__).resolve().parent.parent
+from conftest import REPO
 
 SHAPE = (16, 16)
 LATENT = 4

@@ -11,7 +11,6 @@ import copy
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import yaml
@@ -19,47 +18,7 @@ import yaml
 from speakdigits.errors import PipelineError
 from speakdigits.params import load_params
 
-from conftest import REPO, tool_env
-
-BASE = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
-
-
-def write_params(tmp_path: Path, params: object) -> Path:
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
-    return path
-
-
-def with_value(dotted: str, value: object) -> dict:
-    """A deep copy of the repo's params with ``dotted`` set to ``value``."""
-    params = copy.deepcopy(BASE)
-    *parents, last = dotted.split(".")
-    node = params
-    for key in parents:
-        node = node[key]
-    node[last] = value
-    return params
-
-
-def without(dotted: str) -> dict:
-    params = copy.deepcopy(BASE)
-    *parents, last = dotted.split(".")
-    node = params
-    for key in parents:
-        node = node[key]
-    del node[last]
-    return params
-
-
-def rejection(tmp_path: Path, params: object) -> str:
-    """The one-line message load_params gives for ``params``."""
-    path = write_params(tmp_path, params)
-    with pytest.raises(PipelineError) as info:
-        load_params(path)
-    message = str(info.value)
-    assert "\n" not in message, f"message spans several lines: {message!r}"
-    return message
-
+from conftest import BASE, REPO, rejection, tool_env, with_value, without, write_params
 
 # ----------------------------------------------------------------- accepted
 

@@ -23,9 +23,8 @@ import yaml
 
 from speakdigits.raw import write_raw
 
-from conftest import TINY_PARAMS, ran_stages, run, tool_env
+from conftest import DVC, TINY_PARAMS, ran_stages, run, tool_env
 
-DVC = [sys.executable, "-m", "dvc"]
 
 
 def sha256(path: Path) -> str:

@@ -16,7 +16,7 @@ import pytest
 import soundfile as sf
 
 from conftest import DVC, UP_TO_DATE, params_of, ran_stages, reproduced_copy, run
-from test_listening_page import browser_check, tags
+from conftest import browser_check, tags
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
