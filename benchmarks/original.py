@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
+
+from benchmarks.epochs import epoch_timer
 
 N_MELS = 50
 SAMPLE_RATE = 22050  # librosa.load's default
@@ -96,18 +97,8 @@ def train(features: Path, epochs: int, clips: int) -> dict:
     scaled = ((mels - low) / np.maximum(high - low, 1e-9))[..., None].astype(np.float32)
     x_train = scaled[: int(0.75 * len(scaled))][:clips]
     model = build_vae()
-    seconds = []
-
-    import keras
-
-    class EpochTimer(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            seconds.append(time.perf_counter() - self.start)
-
-    model.fit(x_train, batch_size=BATCH_SIZE, epochs=epochs, callbacks=[EpochTimer()], verbose=0)
+    timer, seconds = epoch_timer()
+    model.fit(x_train, batch_size=BATCH_SIZE, epochs=epochs, callbacks=[timer], verbose=0)
     return {"clips": len(x_train), "epoch_seconds": seconds}
 
 

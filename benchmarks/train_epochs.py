@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
+from benchmarks.epochs import epoch_timer
 from stages.common import import_tensorflow_quietly
 
 
@@ -44,17 +44,9 @@ def main() -> None:
     model = VAE(encoder, decoder, conditional=vae["conditional"],
                 reconstruction_weight=params["train"]["reconstruction_weight"], seed=params["seed"])
     model.compile(optimizer=keras.optimizers.Adam(params["train"]["learning_rate"]))
-    seconds = []
-
-    class EpochTimer(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            seconds.append(time.perf_counter() - self.start)
-
+    timer, seconds = epoch_timer()
     model.fit(batches(split, params["train"]["batch_size"], shuffle_seed=params["seed"]),
-              epochs=args.epochs, callbacks=[EpochTimer()], verbose=0)
+              epochs=args.epochs, callbacks=[timer], verbose=0)
     print(json.dumps({"clips": len(split["x"]), "epoch_seconds": seconds,
                       "device": "GPU" if tf.config.list_physical_devices("GPU") else "CPU"}))
 
