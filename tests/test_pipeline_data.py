@@ -135,9 +135,12 @@ def test_interrupted_extract_keeps_the_previous_output(repo_copy):
     params["mel"].update(sample_rate=96000, duration=10.0, n_mels=128, frames=1024, n_fft=8192, trim_db=None)
     (repo_copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
-    # Its own session, so that SIGINT reaches the workers too, as Ctrl-C in a terminal does.
+    # Its own session, so that SIGINT reaches the workers too, as Ctrl-C in a terminal does; and
+    # SIGINT's default action restored, as in a terminal: a shell started without job control
+    # (`bash .ci/run &`) passes SIGINT on ignored, and Python keeps it ignored.
     proc = subprocess.Popen([sys.executable, "-m", "stages.extract"], cwd=repo_copy, env=tool_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 60
         pattern = str(repo_copy / "data" / ".features.*.tmp" / "rows.bin")
