@@ -24,26 +24,18 @@ def main() -> None:
     parser.add_argument("clips", type=int)
     args = parser.parse_args()
     import_tensorflow_quietly()
-    import keras
     import tensorflow as tf
 
-    from speakdigits.model import VAE, build_encoder_decoder
     from speakdigits.normalize import load_split
     from speakdigits.params import load_params
     from speakdigits.runtime import make_deterministic
-    from speakdigits.training import batches
+    from speakdigits.training import batches, compiled_vae
 
     params = load_params()
     make_deterministic(params["seed"])
     split = {key: value[: args.clips] for key, value in load_split(args.normalized_dir, "train").items()}
-    vae = params["vae"]
-    encoder, decoder = build_encoder_decoder(
-        tuple(split["x"].shape[1:]), latent_dim=params["latent_dim"], arch=args.arch,
-        conditional=vae["conditional"], filters=vae["filters"], dense=vae["dense"],
-    )
-    model = VAE(encoder, decoder, conditional=vae["conditional"],
-                reconstruction_weight=params["train"]["reconstruction_weight"], seed=params["seed"])
-    model.compile(optimizer=keras.optimizers.Adam(params["train"]["learning_rate"]))
+    model = compiled_vae(tuple(split["x"].shape[1:]), latent_dim=params["latent_dim"],
+                         vae={**params["vae"], "arch": args.arch}, train=params["train"], seed=params["seed"])
     timer, seconds = epoch_timer()
     model.fit(batches(split, params["train"]["batch_size"], shuffle_seed=params["seed"]),
               epochs=args.epochs, callbacks=[timer], verbose=0)

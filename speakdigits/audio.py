@@ -236,20 +236,25 @@ def hann_window(n_fft: int) -> np.ndarray:
     return window
 
 
+# Slaney's mel scale (librosa's default): linear below 1 kHz, logarithmic above.
+_MEL_LINEAR_HZ = 200.0 / 3        # Hz per mel below the break
+_MEL_BREAK_HZ = 1000.0
+_MEL_BREAK = (_MEL_BREAK_HZ - 0.0) / _MEL_LINEAR_HZ
+_MEL_LOG_STEP = np.log(6.4) / 27.0  # log(Hz) per mel above the break
+
+
 def _hz_to_mel(hz: float) -> np.floating:
-    # Slaney's mel scale (librosa's default): linear to 1 kHz, logarithmic above.
     hz = np.asanyarray(hz)
-    mels = (hz - 0.0) / (200.0 / 3)
-    if hz >= 1000.0:
-        mels = (1000.0 - 0.0) / (200.0 / 3) + np.log(hz / 1000.0) / (np.log(6.4) / 27.0)
+    mels = (hz - 0.0) / _MEL_LINEAR_HZ
+    if hz >= _MEL_BREAK_HZ:
+        mels = _MEL_BREAK + np.log(hz / _MEL_BREAK_HZ) / _MEL_LOG_STEP
     return mels
 
 
 def _mel_to_hz(mels: np.ndarray) -> np.ndarray:
-    freqs = 0.0 + (200.0 / 3) * mels
-    min_log_mel, logstep = (1000.0 - 0.0) / (200.0 / 3), np.log(6.4) / 27.0
-    log_t = mels >= min_log_mel
-    freqs[log_t] = 1000.0 * np.exp(logstep * (mels[log_t] - min_log_mel))
+    freqs = 0.0 + _MEL_LINEAR_HZ * mels
+    above = mels >= _MEL_BREAK
+    freqs[above] = _MEL_BREAK_HZ * np.exp(_MEL_LOG_STEP * (mels[above] - _MEL_BREAK))
     return freqs
 
 

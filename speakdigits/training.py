@@ -57,6 +57,22 @@ def batches(split: dict, batch_size: int, *, shuffle_seed: int | None) -> tf.dat
     return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
+def compiled_vae(shape: tuple[int, int], *, latent_dim: int, vae: dict, train: dict, seed: int) -> VAE:
+    """The VAE of the ``vae`` params, with the loss and optimiser of the ``train`` params, ready to fit."""
+    # No tf.distribute strategy: Keras runs on the one GPU it finds, or on the CPU,
+    # where a OneDeviceStrategy made every step three times slower (measured on 2 cores).
+    encoder, decoder = build_encoder_decoder(
+        shape, latent_dim=latent_dim, arch=vae["arch"], conditional=vae["conditional"],
+        filters=vae["filters"], dense=vae["dense"],
+    )
+    model = VAE(encoder, decoder, conditional=vae["conditional"],
+                reconstruction_weight=train["reconstruction_weight"], seed=seed)
+    # Not compiled by XLA: Keras turns XLA off whenever TensorFlow's op determinism is on, which
+    # the same weights from the same seed need (see speakdigits.runtime.make_deterministic).
+    model.compile(optimizer=keras.optimizers.Adam(train["learning_rate"]))
+    return model
+
+
 def test_metrics(vae: VAE, test: dict, *, batch_size: int) -> dict:
     """Reconstruction MSE (z = μ), KL and ELBO of the model on the test split.
 
@@ -113,17 +129,8 @@ def train(normalized_dir: Path, model_dir: Path, live_dir: Path, *, latent_dim: 
     if len(splits["train"]["x"]) == 0:
         raise PipelineError(f"{normalized_dir}/train: no training clips")
     shape = tuple(splits["train"]["x"].shape[1:])
-    # No tf.distribute strategy: Keras runs on the one GPU it finds, or on the CPU,
-    # where a OneDeviceStrategy made every step three times slower (measured on 2 cores).
-    encoder, decoder = build_encoder_decoder(
-        shape, latent_dim=latent_dim, arch=vae["arch"], conditional=vae["conditional"],
-        filters=vae["filters"], dense=vae["dense"],
-    )
-    model = VAE(encoder, decoder, conditional=vae["conditional"],
-                reconstruction_weight=train["reconstruction_weight"], seed=seed)
-    # Not compiled by XLA: Keras turns XLA off whenever TensorFlow's op determinism is on, which
-    # the same weights from the same seed need (see speakdigits.runtime.make_deterministic).
-    model.compile(optimizer=keras.optimizers.Adam(train["learning_rate"]))
+    model = compiled_vae(shape, latent_dim=latent_dim, vae=vae, train=train, seed=seed)
+    encoder, decoder = model.encoder, model.decoder
 
     has_val = len(splits["val"]["x"]) > 0
     guard = StopOnNonFinite()
