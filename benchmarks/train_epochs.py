@@ -26,7 +26,7 @@ def main() -> None:
     import_tensorflow_quietly()
     import tensorflow as tf
 
-    from speakdigits.normalize import load_split
+    from speakdigits.formats.normalized import load_split
     from speakdigits.params import load_params
     from speakdigits.runtime import make_deterministic
     from speakdigits.training import batches, compiled_vae

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from speakdigits import audio, espeak, synthetic
 from speakdigits.cores import available_cores, init_worker
 from speakdigits.errors import PipelineError
-from speakdigits.raw import write_raw
+from speakdigits.formats.raw import write_raw
 from speakdigits.sources import download, read_archive
 
 # Metadata files recognised inside a source, by base name.

@@ -7,7 +7,7 @@ validation speakers and are measured on the test speakers. The digit
 classifier is the judge of the generated voices (:mod:`speakdigits.judge`),
 and a judge must be right before it grades anything: it hears every speaker,
 with the lowest-numbered takes of each speaker and digit held out to test it
-(:func:`speakdigits.normalize.take_split`, as FSDD's own split does). With
+(:func:`take_split`, as FSDD's own split does). With
 four or five training speakers, a speaker-disjoint digit classifier is wrong
 one time in three on real recordings; one that has heard each speaker is
 right on nearly every unheard take. Its penultimate layer, ``embedding``, is
@@ -21,17 +21,16 @@ metadata has neither). Otherwise :func:`task_availability` says why not.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import keras
 import numpy as np
 from keras import layers
 
-from speakdigits.errors import PipelineError
-from speakdigits.files import atomic_dir, read_stage_json
-from speakdigits.normalize import SPLITS, load_split, take_split
-from speakdigits.runtime import make_deterministic, save_keras
+from speakdigits.files import atomic_dir
+from speakdigits.formats.classifiers import EMBEDDING, save_classifiers
+from speakdigits.formats.normalized import SPLITS, load_split
+from speakdigits.runtime import make_deterministic
 
 TASKS = ("digit", "gender", "age")
 GENDERS = ("female", "male")
@@ -42,8 +41,6 @@ CLASSES = {
     "gender": GENDERS,
     "age": tuple(f"{low}-{high}" for low, high in AGE_BRACKETS),
 }
-CLASSIFIERS_JSON = "classifiers.json"
-EMBEDDING = "embedding"
 
 
 def age_bracket(age: int) -> int:
@@ -60,7 +57,7 @@ def task_labels(split: dict[str, np.ndarray], task: str) -> np.ndarray:
     Parameters
     ----------
     split : dict
-        A split as read by :func:`speakdigits.normalize.load_split`.
+        A split as read by :func:`speakdigits.formats.normalized.load_split`.
     task : {'digit', 'gender', 'age'}
         Which label.
 
@@ -78,6 +75,44 @@ def task_labels(split: dict[str, np.ndarray], task: str) -> np.ndarray:
     raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
 
 
+def take_split(speakers: np.ndarray, digits: np.ndarray, takes: np.ndarray, *, fraction: float) -> np.ndarray:
+    """Deal every speaker's takes of every digit into train, validation and test, by take number.
+
+    The split of the digit judge, which needs to hear every speaker: within
+    each (speaker, digit) group, the lowest-numbered ``fraction`` of the takes
+    test it, the next ``fraction`` stop its training early, the rest train it
+    (FSDD's own split holds out takes 0-4 of 50 in the same way). A group of
+    two takes gives one to test and one to train; a single take trains.
+
+    Parameters
+    ----------
+    speakers, digits, takes : numpy.ndarray
+        One entry per clip.
+    fraction : float
+        Share of each group's takes held out for test, and again for validation
+        (at least one each when the group is large enough).
+
+    Returns
+    -------
+    numpy.ndarray
+        One of ``'train'``, ``'val'``, ``'test'`` per clip.
+    """
+    roles = np.full(len(takes), "train", dtype="<U5")
+    groups: dict[tuple[str, int], list[int]] = {}
+    for index, key in enumerate(zip(np.asarray(speakers).tolist(), np.asarray(digits).tolist())):
+        groups.setdefault(key, []).append(index)
+    for members in groups.values():
+        ordered = sorted(members, key=lambda i: (int(takes[i]), i))
+        wanted = max(1, round(fraction * len(ordered)))
+        n_test = min(wanted, len(ordered) - 1)  # at least one take always trains
+        n_val = min(wanted, len(ordered) - 1 - n_test)
+        for i in ordered[:n_test]:
+            roles[i] = "test"
+        for i in ordered[n_test:n_test + n_val]:
+            roles[i] = "val"
+    return roles
+
+
 def judge_splits(splits: dict[str, dict], *, holdout_takes: float) -> dict[str, dict]:
     """The digit judge's splits: every speaker's clips, dealt by take (:func:`take_split`).
 
@@ -85,7 +120,7 @@ def judge_splits(splits: dict[str, dict], *, holdout_takes: float) -> dict[str, 
     ----------
     splits : dict
         The speaker-disjoint ``train``, ``val`` and ``test`` splits of
-        :func:`speakdigits.normalize.load_split`.
+        :func:`speakdigits.formats.normalized.load_split`.
     holdout_takes : float
         ``classify.holdout_takes``: share of each speaker's takes of each digit
         held out to test the judge, and again to stop its training early.
@@ -180,7 +215,7 @@ def train_task(splits: dict[str, dict], task: str, *, epochs: int, batch_size: i
     ----------
     splits : dict
         ``{"train": ..., "val": ..., "test": ...}`` as read by
-        :func:`speakdigits.normalize.load_split`; the task must be available
+        :func:`speakdigits.formats.normalized.load_split`; the task must be available
         (:func:`task_availability`).
     task : {'digit', 'gender', 'age'}
         Which label.
@@ -236,41 +271,6 @@ def predict_probs(model: keras.Model, images: np.ndarray, *, batch_size: int = 2
     return np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float64)
 
 
-def save_classifiers(out_dir: Path, models: dict[str, keras.Model], shape: tuple[int, int], *,
-                     test_accuracy: dict[str, float], holdout_takes: float) -> None:
-    """Write ``<task>.keras`` for each trained task and ``classifiers.json``: the input shape, the digit
-    judge's ``holdout_takes`` and, per task, its classes and ``test_accuracy`` (what the judge's verdicts
-    are worth)."""
-    info = {"shape": list(shape), "holdout_takes": holdout_takes, "tasks": {}}
-    for task, model in models.items():
-        save_keras(model, Path(out_dir) / f"{task}.keras")
-        info["tasks"][task] = {"file": f"{task}.keras", "classes": list(CLASSES[task]),
-                               "test_accuracy": test_accuracy[task]}
-    (Path(out_dir) / CLASSIFIERS_JSON).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-
-
-def read_classifiers_info(classifier_dir: Path) -> dict:
-    """The ``classifiers.json`` written by :func:`save_classifiers`."""
-    return read_stage_json(Path(classifier_dir) / CLASSIFIERS_JSON, "classify")
-
-
-def load_classifier(classifier_dir: Path, task: str) -> tuple[keras.Model, list[str]]:
-    """Load one saved classifier (``.keras``, safe mode) and its class names.
-
-    Raises
-    ------
-    PipelineError
-        When the classify stage has not run, or did not train ``task``
-        (see ``metrics/classify.json`` for why).
-    """
-    info = read_classifiers_info(classifier_dir)
-    if task not in info["tasks"]:
-        raise PipelineError(f"{classifier_dir}: no {task} classifier was trained (metrics/classify.json says why)")
-    model = keras.saving.load_model(Path(classifier_dir) / info["tasks"][task]["file"], safe_mode=True,
-                                    compile=False)
-    return model, info["tasks"][task]["classes"]
-
-
 def classify(normalized_dir: Path, out_dir: Path, *, epochs: int, batch_size: int, learning_rate: float,
              patience: int, holdout_takes: float, seed: int) -> tuple[dict, dict[str, list[dict]]]:
     """Train every available task and write the models.
@@ -314,5 +314,5 @@ def classify(normalized_dir: Path, out_dir: Path, *, epochs: int, batch_size: in
         metrics[task] = {"available": True, "held_out": held_out, **report}
     with atomic_dir(out_dir) as tmp:
         save_classifiers(tmp, models, tuple(splits["train"]["x"].shape[1:]), holdout_takes=holdout_takes,
-                         test_accuracy={task: metrics[task]["test_accuracy"] for task in models})
+                         classes=CLASSES, test_accuracy={task: metrics[task]["test_accuracy"] for task in models})
     return metrics, confusion

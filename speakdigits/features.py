@@ -8,12 +8,9 @@ the reason, in ``report.json``.
 
 from __future__ import annotations
 
-import csv
-import json
 import multiprocessing
 import os
 import re
-import shutil
 import zipfile
 import zlib
 from pathlib import Path
@@ -21,16 +18,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from speakdigits import audio, raw
-from speakdigits.errors import PipelineError
+from speakdigits import audio
 from speakdigits.cores import available_cores, init_worker
+from speakdigits.errors import PipelineError
 from speakdigits.files import atomic_dir
-from speakdigits.raw import parse_clip_name
-
-MELS_NPY = "mels.npy"
-CLIPS_CSV = "clips.csv"
-REPORT_JSON = "report.json"
-CLIP_COLUMNS = ("file", "digit", "speaker", "take", "gender", "age")
+from speakdigits.formats import raw
+from speakdigits.formats.features import write_features
+from speakdigits.formats.raw import parse_clip_name
 
 # Ages outside this range are recording mistakes, not speakers.
 PLAUSIBLE_AGES = (3, 110)
@@ -185,12 +179,6 @@ def extract(raw_dir: Path, out_dir: Path, mel: dict, *, jobs: int | None = None)
                 f"{raw_dir}: none of the {len(names)} clips is usable (see the reasons: "
                 f"{'; '.join(sorted({s['reason'] for s in skipped}))[:300]})"
             )
-        _write_npy(tmp / "rows.bin", tmp / MELS_NPY, shape=(len(rows), mel["n_mels"], mel["frames"]))
-        os.remove(tmp / "rows.bin")
-        with open(tmp / CLIPS_CSV, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(CLIP_COLUMNS)
-            writer.writerows([(*row[:5], "" if row[5] is None else row[5]) for row in rows])
         report = {
             "clips_found": len(names) + len(left_out),
             "clips_used": len(rows),
@@ -199,7 +187,9 @@ def extract(raw_dir: Path, out_dir: Path, mel: dict, *, jobs: int | None = None)
             "metadata_notes": notes,
             "shape": [mel["n_mels"], mel["frames"]],
         }
-        (tmp / REPORT_JSON).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        write_features(tmp, rows_path=tmp / "rows.bin", shape=(len(rows), mel["n_mels"], mel["frames"]),
+                       clips=rows, report=report)
+        os.remove(tmp / "rows.bin")
     return report
 
 
@@ -228,36 +218,3 @@ def _unambiguous(names: list[str], checksums: dict[str, tuple[int, int]], skippe
             skipped.extend({"file": name, "reason": f"{len(group)} different files share this digit, speaker and "
                             f"take ({', '.join(sorted(group))}); none is used"} for name in group)
     return kept
-
-
-def _write_npy(rows_path: Path, path: Path, *, shape: tuple[int, ...]) -> None:
-    """Make a float32 ``.npy`` file of ``shape`` from raw little-endian rows, copied in chunks."""
-    with open(path, "wb") as out, open(rows_path, "rb") as rows:
-        np.lib.format.write_array_header_1_0(out, {"descr": "<f4", "fortran_order": False, "shape": shape})
-        shutil.copyfileobj(rows, out, length=16 << 20)
-
-
-def read_features(features_dir: Path) -> tuple[np.ndarray, list[dict]]:
-    """Open the extract stage's output.
-
-    Returns
-    -------
-    mels : numpy.ndarray
-        Memory-mapped float32 array, clips x n_mels x frames.
-    clips : list of dict
-        One row of ``clips.csv`` per clip (digit and take as int, age as int
-        or None).
-    """
-    features_dir = Path(features_dir)
-    try:
-        mels = np.load(features_dir / MELS_NPY, mmap_mode="r", allow_pickle=False)
-        with open(features_dir / CLIPS_CSV, newline="", encoding="utf-8") as handle:
-            clips = list(csv.DictReader(handle))
-    except FileNotFoundError as err:
-        raise PipelineError(f"{err.filename}: not found; run the extract stage first") from None
-    for clip in clips:
-        clip["digit"], clip["take"] = int(clip["digit"]), int(clip["take"])
-        clip["age"] = int(clip["age"]) if clip["age"] else None
-    if len(clips) != len(mels):
-        raise PipelineError(f"{features_dir}: {len(mels)} mel images but {len(clips)} rows in {CLIPS_CSV}")
-    return mels, clips

@@ -139,19 +139,3 @@ def write_json(path: str | Path, data: Any) -> None:
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     os.replace(tmp, path)
 
-
-def read_stage_json(path: str | Path, stage: str) -> Any:
-    """Read a JSON file that the DVC stage ``stage`` writes.
-
-    Raises
-    ------
-    PipelineError
-        When it is missing (naming the stage to run) or not valid JSON.
-    """
-    path = Path(path)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PipelineError(f"{path}: not found; run the {stage} stage first (dvc repro {stage})") from None
-    except json.JSONDecodeError as err:
-        raise PipelineError(f"{path}: not valid JSON ({err}); rerun the {stage} stage (dvc repro -f {stage})") from None

@@ -12,25 +12,21 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # files only, no display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from speakdigits.audio import wav_bytes
+from speakdigits.errors import PipelineError
+from speakdigits.files import add_files, atomic_dir
+from speakdigits.formats.generated import GRID_PNG, MELS_NPY, SAMPLES_JSON, clip_names, output_names
+from speakdigits.formats.model import load_vae, read_latents, read_model_info
+from speakdigits.formats.normalized import denormalize, load_stats
+from speakdigits.model import sample_latents
+from speakdigits.vocoder import mel_to_audio_many
 
-from speakdigits.audio import wav_bytes  # noqa: E402
-from speakdigits.errors import PipelineError  # noqa: E402
-from speakdigits.files import add_files, atomic_dir  # noqa: E402
-from speakdigits.model import decode, load_halves, read_latents, read_model_info, sample_latents  # noqa: E402
-from speakdigits.normalize import denormalize, load_stats  # noqa: E402
-from speakdigits.vocoder import mel_to_audio_many  # noqa: E402
-
-SAMPLES_JSON = "samples.json"
-GRID_PNG = "mels.png"
-#: The decoder's images of the clips, normalised to [0, 1] (clips x n_mels x frames), in ``samples.json`` order.
-MELS_NPY = "mels.npy"
 SAMPLINGS = ("fitted", "prior")
-#: The mel grid shows at most this many clips of each digit (rows of up to 10 for an unconditional model), so its size stays bounded whatever the count.
+#: The mel grid shows at most this many clips of each digit (rows of up to 10 for an unconditional model),
+#: so its size stays bounded whatever the count.
 GRID_PER_DIGIT = 10
 GRID_UNCONDITIONAL = 100
 
@@ -40,24 +36,6 @@ def requested_digits(*, conditional: bool, per_digit: int, n_samples: int) -> li
     if conditional:
         return [digit for digit in range(10) for _ in range(per_digit)]
     return [None] * n_samples
-
-
-def clip_names(digits: list[int | None]) -> list[str]:
-    """File names: the digit first (``7_02.wav``) when it was asked for, else ``sample_005.wav``."""
-    names, counts = [], {}
-    for digit in digits:
-        if digit is None:
-            names.append(f"sample_{len(names):03d}.wav")
-        else:
-            counts[digit] = counts.get(digit, 0)
-            names.append(f"{digit}_{counts[digit]:02d}.wav")
-            counts[digit] += 1
-    return names
-
-
-def output_names(digits: list[int | None]) -> list[str]:
-    """Every file :func:`generate` writes for these clips."""
-    return clip_names(digits) + [GRID_PNG, MELS_NPY, SAMPLES_JSON]
 
 
 def grid_rows(digits: list[int | None]) -> list[list[int]]:
@@ -77,8 +55,9 @@ def grid_rows(digits: list[int | None]) -> list[list[int]]:
 def save_mel_grid(images_db: np.ndarray, titles: list[str], path: Path, *, rows: list[list[int]]) -> None:
     """One PNG with the generated log-mel images ``rows`` picks (indices), each titled (e.g. by its digit)."""
     columns = max(len(row) for row in rows)
-    fig, axes = plt.subplots(len(rows), columns, figsize=(1.6 * columns, 1.5 * len(rows)), squeeze=False,
-                             layout="constrained")
+    # A Figure of its own, not pyplot's: no backend and no global figure list, so nothing to close.
+    fig = Figure(figsize=(1.6 * columns, 1.5 * len(rows)), layout="constrained")
+    axes = fig.subplots(len(rows), columns, squeeze=False)
     low, high = float(np.min(images_db)), float(np.max(images_db))
     for ax in axes.ravel():
         ax.axis("off")
@@ -90,7 +69,6 @@ def save_mel_grid(images_db: np.ndarray, titles: list[str], path: Path, *, rows:
     fig.colorbar(shown, ax=axes, shrink=0.5, aspect=30, label="dB (one scale for every image)")
     fig.suptitle("Generated log-mel spectrograms: time →, mel band ↑ (low frequencies at the bottom)", fontsize=10)
     fig.savefig(path, dpi=80, metadata={"Software": None})
-    plt.close(fig)
 
 
 def generate(model_dir: Path, normalized_dir: Path, out_dir: Path, *, mel: dict, digits: list[int | None],
@@ -106,7 +84,7 @@ def generate(model_dir: Path, normalized_dir: Path, out_dir: Path, *, mel: dict,
         The stage's own output (``replace=True``): built beside it and moved
         onto it. A user's folder (``replace=False``): the files are added to
         it, and it is refused if it already holds any of them
-        (:func:`speakdigits.files.add_files`).
+        (:func:`speakdigits.files.add_files`). The files: :mod:`speakdigits.formats.generated`.
     mel : dict
         The ``mel`` section of params.yaml (for inversion).
     digits : list of int or None
@@ -127,17 +105,17 @@ def generate(model_dir: Path, normalized_dir: Path, out_dir: Path, *, mel: dict,
         One record per clip: ``file``, ``digit`` (or None), ``seconds``, ``peak``.
     """
     info = read_model_info(model_dir)
-    _, decoder = load_halves(model_dir)
+    vae = load_vae(model_dir)
     mel_min, mel_max = load_stats(normalized_dir)
-    if any(d is not None for d in digits) and not info["conditional"]:
+    if any(d is not None for d in digits) and not vae.conditional:
         raise PipelineError(f"{model_dir}: the model is unconditional; it cannot be asked for a digit")
     if sampling not in SAMPLINGS:
         raise PipelineError(f"generate.sampling = {sampling!r}; expected one of {', '.join(SAMPLINGS)}")
     latents = read_latents(model_dir) if sampling == "fitted" else None
-    z = sample_latents(latents, digits if info["conditional"] else [None] * len(digits),
+    z = sample_latents(latents, digits if vae.conditional else [None] * len(digits),
                        latent_dim=info["latent_dim"], temperature=temperature, rng=np.random.default_rng([seed, 4]))
     labels = np.array([0 if d is None else d for d in digits])
-    images = decode(decoder, z, labels if info["conditional"] else None, conditional=info["conditional"])
+    images = vae.decode(z, labels if vae.conditional else None)
     images_db = denormalize(np.clip(images, 0.0, 1.0), mel_min, mel_max)
     records = []
     with atomic_dir(out_dir) if replace else add_files(out_dir, output_names(digits)) as tmp:

@@ -17,8 +17,8 @@ import numpy as np
 import scipy.linalg
 
 from speakdigits.audio import BadClip, clip_to_mel
-from speakdigits.classifier import EMBEDDING, load_classifier
-from speakdigits.normalize import scale
+from speakdigits.formats.classifiers import EMBEDDING, load_classifier
+from speakdigits.formats.normalized import scale
 
 # Added to both covariances of the Fréchet distance: with fewer clips than
 # embedding dimensions the covariances are singular, and their product's square
@@ -116,7 +116,7 @@ class Judge:
     mel : dict
         The ``mel`` section of params.yaml, to turn audio into images.
     mel_min, mel_max : numpy.ndarray
-        The training statistics of :func:`speakdigits.normalize.load_stats`.
+        The training statistics of :func:`speakdigits.formats.normalized.load_stats`.
     """
 
     def __init__(self, model: keras.Model, classes: list[str], *, mel: dict, mel_min: np.ndarray,

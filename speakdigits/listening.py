@@ -1,5 +1,10 @@
 """The listening page: one self-contained HTML file beside the clips it plays.
 
+The evaluate stage judges the clips (:mod:`speakdigits.evaluation`); this
+module lays out what it found: :func:`write_listening_page` writes every clip,
+its mel image, ``verdicts.json`` and ``index.html`` (:func:`render_page`), with
+the metrics in a table at the top (:func:`headline`).
+
 Opened from the file system, offline: every link is relative, and there is no
 external script, style sheet or font. A small inline script checks, once the
 page has loaded, that every ``<audio>`` element could read its file's metadata
@@ -11,16 +16,68 @@ test the page (``ok: N audio, M img`` or ``fail: ...``).
 from __future__ import annotations
 
 import html
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
+import matplotlib.image
+import numpy as np
 
-matplotlib.use("Agg")  # files only, no display
-import matplotlib.image  # noqa: E402
-import numpy as np  # noqa: E402
-
+DIR = Path("data/listen")
 INDEX_HTML = "index.html"
+VERDICTS_JSON = "verdicts.json"
+# Where the page's files go, relative to it.
+GENERATED_SUBDIR = "generated"
+REFERENCE_SUBDIR = "reference"
+
+PAGE_TITLE = "Spoken digits: generated voices, judged"
+PAGE_INTRO = [
+    "Every clip below was judged by the digit classifier of the classify stage, from its audio: the wav file "
+    "is turned into a log-mel image exactly as the training clips were. The image above each player is that "
+    "mel; the caption gives the judge's verdict and its confidence (✓ when it is the digit asked for).",
+    "For scale: DiffWave (ICLR 2021) reached 91.2 % accuracy and inception score 6.63 on class-conditional "
+    "spoken digits, where real test clips scored 98.76 % and 8.47; the original student VAE was about 80 % "
+    "recognisable by ear on 20 samples.",
+]
+REFERENCE_HEADER = ["digit", "real test clip never heard by the judge, as recorded",
+                    "vocoder ceiling: mel → Griffin-Lim → audio", "VAE reconstruction (z = μ) → Griffin-Lim"]
+PAGE_NOTES = ["The vocoder ceiling is what a perfect mel generator would sound like with this pipeline's "
+              "Griffin-Lim settings; generated clips cannot be judged better than it, except by chance.",
+              "verdicts.json beside this page lists every clip's verdict and confidence."]
+
+
+@dataclass(frozen=True)
+class Heard:
+    """One clip the judge heard, as the evaluate stage hands it to the page.
+
+    Parameters
+    ----------
+    name : str
+        File stem on the page (``<name>.wav``, ``<name>.png``).
+    title : str
+        Short label shown above it.
+    wav : bytes
+        The clip.
+    mel_db : numpy.ndarray or None
+        Its log-mel image as the judge saw it (None: it could not be judged).
+    expected : int or None
+        The class it should be (the digit asked for, the real label).
+    verdict : int or None
+        The judge's class, None when it could not judge the clip.
+    confidence : float or None
+        The judge's probability of its verdict.
+    problem : str or None
+        Why it could not be judged.
+    """
+
+    name: str
+    title: str
+    wav: bytes
+    mel_db: np.ndarray | None
+    expected: int | None
+    verdict: int | None
+    confidence: float | None
+    problem: str | None
 
 
 @dataclass(frozen=True)
@@ -198,3 +255,98 @@ def write_page(out_dir: Path, **content) -> Path:
     path = Path(out_dir) / INDEX_HTML
     path.write_text(render_page(**content), encoding="utf-8")
     return path
+
+
+def percent(value: float | None) -> str:
+    """``'97.5 %'``, or ``'–'`` for a missing or NaN value."""
+    return "–" if value is None or value != value else f"{100 * value:.1f} %"
+
+
+def number(value: float | None, digits: int = 3) -> str:
+    """``value`` to ``digits`` significant digits, or ``'–'`` for a missing or NaN value."""
+    return "–" if value is None or value != value else f"{value:.{digits}g}"
+
+
+def headline(metrics: dict) -> list[tuple[str, str]]:
+    """The page's metric table, from the evaluate stage's metrics: ``(name, formatted value)`` rows."""
+    gen, real, ceiling, vae = (metrics[k] for k in ("generated", "real", "vocoder_ceiling", "vae"))
+    judge, novel = metrics["judge"], metrics["novelty"]
+    rows = [("The judge itself: accuracy on real takes it never heard (every speaker)",
+             percent(judge["accuracy"]) + (" — trusted" if judge["reliable"] else
+                                           f" — UNRELIABLE (needs {percent(judge['trusted_accuracy'])})"))]
+    if gen["conditional"]:
+        rows.append(("Generated: share that says the digit asked for", percent(gen.get("accuracy"))))
+    rows += [
+        ("Generated: inception score (10 at most)", number(gen.get("inception_score"))),
+        ("Generated: mean judge confidence", percent(gen.get("mean_confidence"))),
+        ("Generated: Fréchet distance to real test clips (judge embeddings)",
+         number(gen.get("frechet_distance")) + f" (as many real clips of other speakers: "
+                                               f"{number(real.get('frechet_distance'))})"),
+        ("Generated: judge's verdicts, digit: count",
+         ", ".join(f"{d}: {n}" for d, n in gen.get("class_histogram", {}).items()) or "–"),
+        (f"Real test-speaker clips the judge never heard ({real['clips']}): judge accuracy",
+         percent(real.get("accuracy"))),
+        ("Real test-speaker clips the judge never heard: inception score", number(real.get("inception_score"))),
+        (f"Vocoder ceiling ({ceiling['clips']} test clips, mel → Griffin-Lim → audio): judge accuracy",
+         percent(ceiling.get("accuracy")) + f" (same clips as recorded: {percent(ceiling.get('real_accuracy_same_clips'))})"),
+        ("VAE on test clips: reconstruction MSE (z = μ, normalised mels)", number(vae.get("reconstruction_mse"))),
+        ("VAE on test clips: judge accuracy on the reconstructed mels", percent(vae.get("judge_accuracy_mel"))),
+        ("VAE reconstructions re-synthesised (reference clips): judge accuracy",
+         percent(vae.get("judge_accuracy_resynthesised"))),
+        ("Novelty: median distance to the nearest training mel, generated / reconstructed unheard speakers",
+         f"{number(novel.get('generated_nearest_train'))} / {number(novel.get('unheard_nearest_train'))} "
+         f"(ratio {number(novel.get('ratio'))}; 1 or more: as new as an unheard speaker, near 0: replays)"),
+        ("Novelty: generated clips nearer the training set than 99 % of unheard speakers' are (copies)",
+         percent(novel.get("copies"))),
+    ]
+    return rows
+
+
+def write_listening_page(out_dir: Path, *, metrics: dict, classes: list[str], mel_range: tuple[float, float],
+                         generated: list[Heard], references: list[tuple[int, list[Heard]]]) -> None:
+    """The listening page and its files in ``out_dir``: wavs, mel PNGs, ``verdicts.json``, ``index.html``.
+
+    Parameters
+    ----------
+    metrics : dict
+        The evaluate stage's metrics (:func:`headline`; ``judge.warning`` if any).
+    classes : list of str
+        The judge's class names, which ``expected`` and ``verdict`` index.
+    mel_range : (float, float)
+        dB at the two ends of every mel image's colour scale.
+    generated : list of Heard
+        The generated clips, in order.
+    references : list of (int, list of Heard)
+        One row per reference clip: its digit, then the clip as recorded, its
+        vocoder ceiling and its VAE reconstruction.
+    """
+    verdict_log = []
+
+    def place(subdir: str, heard: Heard) -> Clip:
+        folder = Path(out_dir) / subdir
+        folder.mkdir(exist_ok=True)
+        (folder / f"{heard.name}.wav").write_bytes(heard.wav)
+        image = None
+        if heard.mel_db is not None:
+            save_mel_png(folder / f"{heard.name}.png", heard.mel_db, low=mel_range[0], high=mel_range[1])
+            image = f"{subdir}/{heard.name}.png"
+        verdict_log.append({"file": f"{subdir}/{heard.name}.wav", "expected": heard.expected,
+                            "verdict": heard.verdict, "confidence": heard.confidence, "problem": heard.problem})
+        return Clip(audio=f"{subdir}/{heard.name}.wav", image=image, title=heard.title,
+                    verdict=None if heard.verdict is None else classes[heard.verdict], confidence=heard.confidence,
+                    expected=None if heard.expected is None else classes[heard.expected],
+                    note=None if heard.verdict is not None else f"not judged: {heard.problem}")
+
+    clips = [place(GENERATED_SUBDIR, heard) for heard in generated]
+    if metrics["generated"]["conditional"]:
+        rows = [(str(d), [c for c, h in zip(clips, generated) if h.expected == d])
+                for d in sorted({h.expected for h in generated})]
+    else:  # nothing was asked for: group by what the judge heard
+        rows = [(f"heard {name}", [c for c in clips if c.verdict == name]) for name in classes]
+        rows = [row for row in rows if row[1]] + ([("not judged", [c for c in clips if c.verdict is None])]
+                                                  if any(c.verdict is None for c in clips) else [])
+    reference_rows = [(str(digit), [place(REFERENCE_SUBDIR, heard) for heard in row]) for digit, row in references]
+    write_page(out_dir, title=PAGE_TITLE, headline=headline(metrics), intro=PAGE_INTRO,
+               warning=metrics["judge"].get("warning"), generated=rows, references=reference_rows,
+               reference_header=REFERENCE_HEADER, notes=PAGE_NOTES)
+    (Path(out_dir) / VERDICTS_JSON).write_text(json.dumps(verdict_log, indent=2) + "\n", encoding="utf-8")

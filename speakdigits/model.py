@@ -18,15 +18,16 @@ flattened features, and to the decoder, next to ``z``; generation can then ask
 for any digit.
 
 The encoder and decoder are plain functional models made of built-in layers,
-saved as two ``.keras`` files that load in Keras safe mode; the :class:`VAE`
-subclass only adds the training step (sampling, loss, metric trackers).
+saved as two ``.keras`` files that load in Keras safe mode
+(:mod:`speakdigits.formats.model`); the :class:`VAE` subclass only adds the
+training step (sampling, loss, metric trackers), and :class:`TrainedVAE` is
+what the later stages call: encode, decode, reconstruct.
 """
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
+from dataclasses import dataclass
 
 import keras
 import numpy as np
@@ -34,12 +35,8 @@ import tensorflow as tf
 from keras import layers
 
 from speakdigits.errors import PipelineError
-from speakdigits.files import read_stage_json
-from speakdigits.runtime import save_keras
 
 N_DIGITS = 10
-MODEL_JSON = "model.json"
-LATENTS_JSON = "latents.json"
 #: ``latents.json``'s key for an unconditional model's one Gaussian.
 ALL_DIGITS = "all"
 SEED_SHAPE = (50, 50)
@@ -58,7 +55,7 @@ def reconstruction_mse(x, x_hat):
     return keras.ops.mean(keras.ops.square(x - x_hat), axis=(1, 2, 3))
 
 
-def _seed_encoder(image, label, latent_dim: int):
+def _seed_encoder(image, label):
     h = layers.Conv2D(40, 3, activation="relu", name="conv1")(image)
     h = layers.AveragePooling2D(2, name="pool1")(h)
     h = layers.Conv2D(25, 3, activation="relu", name="conv2")(h)
@@ -71,7 +68,7 @@ def _seed_encoder(image, label, latent_dim: int):
     return h
 
 
-def _seed_decoder(z, latent_dim: int):
+def _seed_decoder(z):
     h = layers.Dense(60, activation="relu", name="dense60")(z)
     h = layers.Dense(800, activation="relu", name="dense800")(h)
     h = layers.Dense(11 * 11 * 25, activation="relu", name="dense3025")(h)
@@ -150,7 +147,7 @@ def build_encoder_decoder(shape: tuple[int, int], *, latent_dim: int, arch: str,
     image = keras.Input((*shape, 1), name="image")
     enc_label = keras.Input((N_DIGITS,), name="digit") if conditional else None
     if arch == "seed":
-        h = _seed_encoder(image, enc_label, latent_dim)
+        h = _seed_encoder(image, enc_label)
     else:
         h = _conv_encoder(image, enc_label, shape, filters, dense)
     mu = layers.Dense(latent_dim, name="mu")(h)
@@ -160,7 +157,7 @@ def build_encoder_decoder(shape: tuple[int, int], *, latent_dim: int, arch: str,
     z = keras.Input((latent_dim,), name="z")
     dec_label = keras.Input((N_DIGITS,), name="digit") if conditional else None
     h = layers.Concatenate(name="z_with_digit")([z, dec_label]) if conditional else z
-    out = _seed_decoder(h, latent_dim) if arch == "seed" else _conv_decoder(h, shape, filters, dense)
+    out = _seed_decoder(h) if arch == "seed" else _conv_decoder(h, shape, filters, dense)
     decoder = keras.Model([z, dec_label] if conditional else z, out, name="decoder")
     return encoder, decoder
 
@@ -186,6 +183,10 @@ class VAE(keras.Model):
         self.kl_tracker = keras.metrics.Mean(name="kl")
         # Both halves are built functional models, so the wrapper has all its weights.
         self.built = True
+
+    def trained(self) -> TrainedVAE:
+        """The two halves as the later stages use them."""
+        return TrainedVAE(self.encoder, self.decoder, self.conditional)
 
     @property
     def metrics(self):
@@ -232,28 +233,38 @@ def one_hot(digits: np.ndarray) -> np.ndarray:
     return np.eye(N_DIGITS, dtype=np.float32)[np.asarray(digits, dtype=np.int64)]
 
 
-def encode(encoder: keras.Model, images: np.ndarray, digits: np.ndarray, *, conditional: bool,
-           batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """``(mu, log_var)`` of images (n x n_mels x frames, in [0, 1])."""
-    x = np.asarray(images, dtype=np.float32)[..., None]
-    inputs = [x, one_hot(digits)] if conditional else x
-    mu, log_var = encoder.predict(inputs, batch_size=batch_size, verbose=0)
-    return mu, log_var
+@dataclass(frozen=True)
+class TrainedVAE:
+    """A trained VAE, as training leaves it and the later stages load it
+    (:func:`speakdigits.formats.model.load_vae`): its two halves and whether they also take the digit.
 
+    Images are ``n x n_mels x frames`` in [0, 1]; digits one int per image (ignored by an
+    unconditional model, which may be given None).
+    """
 
-def decode(decoder: keras.Model, z: np.ndarray, digits: np.ndarray | None, *, conditional: bool,
-           batch_size: int = 256) -> np.ndarray:
-    """Images (n x n_mels x frames, in [0, 1] for ``conv``) decoded from ``z``."""
-    z = np.asarray(z, dtype=np.float32)
-    inputs = [z, one_hot(digits)] if conditional else z
-    return decoder.predict(inputs, batch_size=batch_size, verbose=0)[..., 0]
+    encoder: keras.Model
+    decoder: keras.Model
+    conditional: bool
 
+    def _inputs(self, first: np.ndarray, digits: np.ndarray | None):
+        return [first, one_hot(digits)] if self.conditional else first
 
-def reconstruct(encoder: keras.Model, decoder: keras.Model, images: np.ndarray, digits: np.ndarray, *,
-                conditional: bool, batch_size: int = 256) -> np.ndarray:
-    """The decoder's image of each input's posterior mean (z = μ), clipped to [0, 1] as generation clips."""
-    mu, _ = encode(encoder, images, digits, conditional=conditional, batch_size=batch_size)
-    return np.clip(decode(decoder, mu, digits, conditional=conditional, batch_size=batch_size), 0.0, 1.0)
+    def encode(self, images: np.ndarray, digits: np.ndarray | None, *,
+               batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+        """``(mu, log_var)`` of each image's posterior q(z|x)."""
+        x = np.asarray(images, dtype=np.float32)[..., None]
+        mu, log_var = self.encoder.predict(self._inputs(x, digits), batch_size=batch_size, verbose=0)
+        return mu, log_var
+
+    def decode(self, z: np.ndarray, digits: np.ndarray | None, *, batch_size: int = 256) -> np.ndarray:
+        """The decoder's images of ``z`` (in [0, 1] for ``conv``; ``seed``'s ReLU output is not bounded)."""
+        z = np.asarray(z, dtype=np.float32)
+        return self.decoder.predict(self._inputs(z, digits), batch_size=batch_size, verbose=0)[..., 0]
+
+    def reconstruct(self, images: np.ndarray, digits: np.ndarray | None, *, batch_size: int = 256) -> np.ndarray:
+        """The decoder's image of each input's posterior mean (z = μ), clipped to [0, 1] as generation clips."""
+        mu, _ = self.encode(images, digits, batch_size=batch_size)
+        return np.clip(self.decode(mu, digits, batch_size=batch_size), 0.0, 1.0)
 
 
 def fit_latent_gaussians(mu: np.ndarray, log_var: np.ndarray, digits: np.ndarray | None) -> dict:
@@ -319,7 +330,7 @@ def sample_latents(latents: dict | None, digits: list[int | None], *, latent_dim
     z = np.empty_like(eps)
     for group in sorted({ALL_DIGITS if d is None else str(d) for d in digits}):
         if group not in latents:
-            raise PipelineError(f"{LATENTS_JSON}: no training clip of digit {group}, so there is no region of "
+            raise PipelineError(f"the fitted latents hold no training clip of digit {group}, so there is no region of "
                                 "latent space to draw it from; use generate.sampling=prior")
         rows = [i for i, d in enumerate(digits) if (ALL_DIGITS if d is None else str(d)) == group]
         cov = np.asarray(latents[group]["cov"], dtype=np.float64)
@@ -327,34 +338,3 @@ def sample_latents(latents: dict | None, digits: list[int | None], *, latent_dim
         factor = np.linalg.cholesky(cov + 1e-9 * np.eye(latent_dim))
         z[rows] = np.asarray(latents[group]["mean"]) + temperature * eps[rows] @ factor.T
     return z
-
-
-def save_model(model_dir: Path, encoder: keras.Model, decoder: keras.Model, latents: dict, info: dict) -> None:
-    """Write ``encoder.keras``, ``decoder.keras``, ``latents.json`` (:func:`fit_latent_gaussians`)
-    and ``model.json`` (how they were built)."""
-    save_keras(encoder, Path(model_dir) / "encoder.keras")
-    save_keras(decoder, Path(model_dir) / "decoder.keras")
-    (Path(model_dir) / LATENTS_JSON).write_text(json.dumps(latents) + "\n", encoding="utf-8")
-    (Path(model_dir) / MODEL_JSON).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-
-
-def read_latents(model_dir: Path) -> dict:
-    """The per-digit latent Gaussians saved by the train stage (:func:`fit_latent_gaussians`)."""
-    return read_stage_json(Path(model_dir) / LATENTS_JSON, "train")
-
-
-def read_model_info(model_dir: Path) -> dict:
-    """How the saved model was built: ``arch``, ``conditional``, ``latent_dim``, ``shape``."""
-    return read_stage_json(Path(model_dir) / MODEL_JSON, "train")
-
-
-def load_halves(model_dir) -> tuple[keras.Model, keras.Model]:
-    """Load the saved encoder and decoder (``.keras``, safe mode)."""
-    model_dir = Path(model_dir)
-    halves = []
-    for name in ("encoder", "decoder"):
-        path = model_dir / f"{name}.keras"
-        if not path.exists():
-            raise PipelineError(f"{path}: not found; run the train stage first (dvc repro train)")
-        halves.append(keras.saving.load_model(path, safe_mode=True, compile=False))
-    return halves[0], halves[1]

@@ -2,24 +2,21 @@
 
 The original notebook fitted min/max on all the data, test set included; here
 the statistics come from the training speakers only, and are saved so that
-generated spectrograms can be mapped back to dB (:func:`denormalize`).
+generated spectrograms can be mapped back to dB
+(:func:`speakdigits.formats.normalized.denormalize`). What it
+writes, and how to read it back: :mod:`speakdigits.formats.normalized`.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from speakdigits.errors import PipelineError
-from speakdigits.features import read_features
-from speakdigits.files import atomic_dir, read_stage_json
-
-SPLITS = ("train", "val", "test")
-STATS_JSON = "stats.json"
-LABELS = ("digit", "speaker", "take", "gender", "age")
-SPLIT_JSON = "split.json"
+from speakdigits.files import atomic_dir
+from speakdigits.formats.features import read_features
+from speakdigits.formats.normalized import SPLITS, scale, write_split, write_stats
 
 
 def split_speakers(speakers: list[str], *, val_fraction: float, test_fraction: float, seed: int) -> dict[str, list[str]]:
@@ -61,44 +58,6 @@ def split_speakers(speakers: list[str], *, val_fraction: float, test_fraction: f
     }
 
 
-def take_split(speakers: np.ndarray, digits: np.ndarray, takes: np.ndarray, *, fraction: float) -> np.ndarray:
-    """Deal every speaker's takes of every digit into train, validation and test, by take number.
-
-    The split of the digit judge, which needs to hear every speaker: within
-    each (speaker, digit) group, the lowest-numbered ``fraction`` of the takes
-    test it, the next ``fraction`` stop its training early, the rest train it
-    (FSDD's own split holds out takes 0-4 of 50 in the same way). A group of
-    two takes gives one to test and one to train; a single take trains.
-
-    Parameters
-    ----------
-    speakers, digits, takes : numpy.ndarray
-        One entry per clip.
-    fraction : float
-        Share of each group's takes held out for test, and again for validation
-        (at least one each when the group is large enough).
-
-    Returns
-    -------
-    numpy.ndarray
-        One of ``'train'``, ``'val'``, ``'test'`` per clip.
-    """
-    roles = np.full(len(takes), "train", dtype="<U5")
-    groups: dict[tuple[str, int], list[int]] = {}
-    for index, key in enumerate(zip(np.asarray(speakers).tolist(), np.asarray(digits).tolist())):
-        groups.setdefault(key, []).append(index)
-    for members in groups.values():
-        ordered = sorted(members, key=lambda i: (int(takes[i]), i))
-        wanted = max(1, round(fraction * len(ordered)))
-        n_test = min(wanted, len(ordered) - 1)  # at least one take always trains
-        n_val = min(wanted, len(ordered) - 1 - n_test)
-        for i in ordered[:n_test]:
-            roles[i] = "test"
-        for i in ordered[n_test:n_test + n_val]:
-            roles[i] = "val"
-    return roles
-
-
 def fit_min_max(mels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-mel-bin minimum and maximum over clips and frames.
 
@@ -115,26 +74,9 @@ def fit_min_max(mels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mels.min(axis=(0, 2)).astype(np.float32), mels.max(axis=(0, 2)).astype(np.float32)
 
 
-def scale(mels: np.ndarray, mel_min: np.ndarray, mel_max: np.ndarray) -> np.ndarray:
-    """Map dB values into [0, 1] with the training statistics (clipping outside values)."""
-    span = np.maximum(mel_max - mel_min, 1e-6)[None, :, None]
-    return np.clip((np.asarray(mels, dtype=np.float32) - mel_min[None, :, None]) / span, 0.0, 1.0).astype(np.float32)
-
-
-def denormalize(images: np.ndarray, mel_min: np.ndarray, mel_max: np.ndarray) -> np.ndarray:
-    """Undo :func:`scale`: images in [0, 1] back to dB."""
-    span = np.maximum(mel_max - mel_min, 1e-6)[None, :, None]
-    return (np.asarray(images, dtype=np.float32) * span + mel_min[None, :, None]).astype(np.float32)
-
-
 def normalize(features_dir: Path, out_dir: Path, *, val_fraction: float, test_fraction: float, seed: int) -> dict:
-    """Split the extracted features by speaker, scale them, write each split as a folder of arrays.
-
-    Each split is a folder of ``.npy`` files (plain arrays, byte-identical from
-    run to run): ``x`` (float32 clips x n_mels x frames in [0, 1]), ``digit``
-    (int), ``speaker`` (str), ``gender`` (str) and ``age`` (int, -1 when
-    unknown) and ``take`` (int, from the file name). ``stats.json`` holds ``mel_min`` and ``mel_max`` (dB per mel bin,
-    from the training split); ``split.json`` lists the speakers of each split.
+    """Split the extracted features by speaker, scale them, write each split as a folder of arrays
+    (:mod:`speakdigits.formats.normalized`).
 
     Returns
     -------
@@ -159,26 +101,8 @@ def normalize(features_dir: Path, out_dir: Path, *, val_fraction: float, test_fr
                 "gender": np.array([r["gender"] for r in rows], dtype=str),
                 "age": np.array([-1 if r["age"] is None else r["age"] for r in rows], dtype=np.int64),
             }
-            (tmp / name).mkdir()
-            for key, array in arrays.items():
-                np.save(tmp / name / f"{key}.npy", array, allow_pickle=False)
+            write_split(tmp, name, arrays)
             summary["clips"][name] = int(len(index))
-        stats = {"mel_min": mel_min.tolist(), "mel_max": mel_max.tolist()}
-        (tmp / STATS_JSON).write_text(json.dumps(stats) + "\n", encoding="utf-8")
-        (tmp / SPLIT_JSON).write_text(json.dumps(split, indent=2) + "\n", encoding="utf-8")
+        write_stats(tmp, mel_min=mel_min, mel_max=mel_max, speakers=split)
     return summary
 
-
-def load_split(normalized_dir: Path, name: str) -> dict[str, np.ndarray]:
-    """Read one split written by :func:`normalize`: ``x`` and the labels."""
-    folder = Path(normalized_dir) / name
-    try:
-        return {key: np.load(folder / f"{key}.npy", allow_pickle=False) for key in ("x", *LABELS)}
-    except FileNotFoundError as err:
-        raise PipelineError(f"{err.filename}: not found; run the normalize stage first") from None
-
-
-def load_stats(normalized_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    """The training split's per-bin ``(mel_min, mel_max)`` in dB."""
-    stats = read_stage_json(Path(normalized_dir) / STATS_JSON, "normalize")
-    return np.array(stats["mel_min"], dtype=np.float32), np.array(stats["mel_max"], dtype=np.float32)

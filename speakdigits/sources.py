@@ -342,7 +342,7 @@ def read_archive(
     keep : callable
         Called with each regular file's relative POSIX path (as stored in the
         archive, or relative to the folder); True keeps the file.  E.g.
-        ``lambda p: speakdigits.raw.parse_clip_name(p) is not None``.
+        ``lambda p: speakdigits.formats.raw.parse_clip_name(p) is not None``.
     max_bytes : int, optional
         A kept file larger than this (uncompressed) is not read: it is
         yielded with ``None`` for its contents, so memory stays bounded

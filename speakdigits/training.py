@@ -13,10 +13,9 @@ from dvclive.keras import DVCLiveCallback
 
 from speakdigits.errors import PipelineError
 from speakdigits.files import atomic_dir
-from speakdigits.model import (
-    VAE, build_encoder_decoder, encode, fit_latent_gaussians, one_hot, reconstruction_mse, save_model,
-)
-from speakdigits.normalize import load_split
+from speakdigits.formats.model import save_vae
+from speakdigits.formats.normalized import load_split
+from speakdigits.model import VAE, build_encoder_decoder, fit_latent_gaussians, one_hot, reconstruction_mse
 from speakdigits.runtime import make_deterministic
 
 
@@ -81,9 +80,9 @@ def test_metrics(vae: VAE, test: dict, *, batch_size: int) -> dict:
     """
     if len(test["x"]) == 0:
         return {}
-    mu, _ = encode(vae.encoder, test["x"], test["digit"], conditional=vae.conditional, batch_size=batch_size)
-    inputs = [mu, one_hot(test["digit"])] if vae.conditional else mu
-    x_hat = vae.decoder.predict(inputs, batch_size=batch_size, verbose=0)
+    trained = vae.trained()
+    mu, _ = trained.encode(test["x"], test["digit"], batch_size=batch_size)
+    x_hat = trained.decode(mu, test["digit"], batch_size=batch_size)[..., None]  # unclipped: the loss's own MSE
     mse = float(np.mean(keras.ops.convert_to_numpy(reconstruction_mse(test["x"][..., None], x_hat))))
     scores = vae.evaluate(batches(test, batch_size, shuffle_seed=None), return_dict=True, verbose=0)
     return {"mse": mse, "kl": float(scores["kl"]), "elbo": -float(scores["loss"])}
@@ -130,7 +129,6 @@ def train(normalized_dir: Path, model_dir: Path, live_dir: Path, *, latent_dim: 
         raise PipelineError(f"{normalized_dir}/train: no training clips")
     shape = tuple(splits["train"]["x"].shape[1:])
     model = compiled_vae(shape, latent_dim=latent_dim, vae=vae, train=train, seed=seed)
-    encoder, decoder = model.encoder, model.decoder
 
     has_val = len(splits["val"]["x"]) > 0
     guard = StopOnNonFinite()
@@ -156,10 +154,10 @@ def train(normalized_dir: Path, model_dir: Path, live_dir: Path, *, latent_dim: 
         for key, value in metrics.items():
             live.log_metric(f"test/{key}", value, plot=False)
         live.end()
-        mu, log_var = encode(encoder, splits["train"]["x"], splits["train"]["digit"], conditional=vae["conditional"],
-                             batch_size=train["batch_size"])
+        trained = model.trained()
+        mu, log_var = trained.encode(splits["train"]["x"], splits["train"]["digit"], batch_size=train["batch_size"])
         latents = fit_latent_gaussians(mu, log_var, splits["train"]["digit"] if vae["conditional"] else None)
-        save_model(model_tmp, encoder, decoder, latents, {
+        save_vae(model_tmp, trained, latents, {
             "arch": vae["arch"], "conditional": vae["conditional"], "latent_dim": latent_dim, "shape": list(shape),
             "epochs_run": len(model.history.epoch) if model.history else 0,
         })

@@ -14,9 +14,16 @@ from pathlib import Path
 
 from speakdigits.acquire import check_source
 from speakdigits.params import load_params
-from stages.common import PARAMS_CHECKED, entry_point
+from stages.common import EVERY_PARAM, Stage, entry_point
 
+PARAMS_CHECKED = Path("data/params_checked.txt")
 CHECKED = "params.yaml: every key known, every value allowed, the data source there\n"
+DVC_STAGE = Stage(
+    params=EVERY_PARAM, outs=(PARAMS_CHECKED,), checked_params=False,
+    note="First whenever params.yaml changes: it tracks every key (a misspelt one too) and every stage "
+         "depends on its output, so a bad value stops the run here, before DVC removes any stage's previous "
+         "outputs. A good params.yaml gives the same output bytes, so this stage alone never reruns another.",
+)
 
 
 @entry_point()

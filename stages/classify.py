@@ -5,11 +5,16 @@ import argparse
 from pathlib import Path
 
 from speakdigits.files import atomic_dir, write_json
+from speakdigits.formats import classifiers, normalized
 from speakdigits.params import load_params
-from stages.common import CLASSIFIERS_DIR, NORMALIZED_DIR, entry_point
+from stages.common import Stage, entry_point
 
 METRICS = Path("metrics/classify.json")
-CONFUSION_DIR = Path("metrics/classify")
+CONFUSION_DIR = Path("metrics/classify")  # one confusion_<task>.json per trained task
+DVC_STAGE = Stage(deps=(normalized.DIR,), params=("seed", "classify"), outs=(classifiers.DIR,),
+                  metrics=(METRICS, CONFUSION_DIR),
+                  note="Depends on the normalised data and its own params only: experiments on the VAE "
+                       "(latent_dim, vae.*, train.*, generate.*) never retrain the judges.")
 
 
 @entry_point(tensorflow=True)
@@ -18,7 +23,7 @@ def main(args: argparse.Namespace) -> None:
 
     params = load_params()
     settings = params["classify"]
-    metrics, confusion = classify(NORMALIZED_DIR, CLASSIFIERS_DIR, epochs=settings["epochs"],
+    metrics, confusion = classify(normalized.DIR, classifiers.DIR, epochs=settings["epochs"],
                                   batch_size=settings["batch_size"], learning_rate=settings["learning_rate"],
                                   patience=settings["patience"], holdout_takes=settings["holdout_takes"],
                                   seed=params["seed"])

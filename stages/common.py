@@ -1,4 +1,4 @@
-"""What every stage entry point shares: its command line, one-line errors, the paths."""
+"""What every stage entry point shares: its dvc.yaml entry, its command line, one-line errors."""
 
 from __future__ import annotations
 
@@ -6,23 +6,49 @@ import argparse
 import functools
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from speakdigits.cores import available_cores
 from speakdigits.errors import PipelineError
 
-# Where each stage reads and writes, relative to the repository root; dvc.yaml
-# declares the same paths as deps and outs.
-PARAMS_CHECKED = Path("data/params_checked.txt")  # every other stage depends on it: see stages/check_params.py
-RAW_DIR = Path("data/raw")
-FEATURES_DIR = Path("data/features")
-NORMALIZED_DIR = Path("data/normalized")
-MODEL_DIR = Path("data/model")
-GENERATED_DIR = Path("data/generated")
-CLASSIFIERS_DIR = Path("data/classifiers")
-LISTEN_DIR = Path("data/listen")
-PLOTS_TEMPLATE = Path("data/plots_template.html")  # .dvc/config's plots.html_template
+#: ``Stage.params`` of a stage that tracks every key of params.yaml, an unknown one included.
+EVERY_PARAM = ("params.yaml:",)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A stage's entry in dvc.yaml, declared beside the code that runs it.
+
+    ``python -m stages.dvc_yaml`` writes dvc.yaml from these declarations and
+    from each stage's import closure (its code dependencies), so every path is
+    written once, here and in :mod:`speakdigits.formats`, and no list of code
+    is kept by hand.
+
+    Parameters
+    ----------
+    deps : tuple of Path
+        The data it reads (other stages' outputs).
+    params : tuple of str
+        The params.yaml keys it reads (:data:`EVERY_PARAM`: the whole file).
+    outs : tuple of Path
+        What it writes, kept in DVC's cache.
+    metrics : tuple of Path
+        What it writes for ``dvc metrics``/``dvc plots``, kept in git (``cache: false``).
+    checked_params : bool
+        Whether it depends on the check_params stage's output, so that a bad
+        params.yaml stops the run before DVC removes this stage's outputs.
+    note : str
+        A comment above its entry in dvc.yaml.
+    """
+
+    deps: tuple[Path, ...] = ()
+    params: tuple[str, ...] = ()
+    outs: tuple[Path, ...] = ()
+    metrics: tuple[Path, ...] = ()
+    checked_params: bool = True
+    note: str = ""
 
 
 def import_tensorflow_quietly() -> None:

@@ -5,12 +5,16 @@ import argparse
 import math
 from pathlib import Path
 
+from speakdigits import listening
 from speakdigits.files import write_json
+from speakdigits.formats import classifiers, generated, model, normalized, raw
 from speakdigits.params import load_params
-from stages.common import CLASSIFIERS_DIR, GENERATED_DIR, LISTEN_DIR, MODEL_DIR, NORMALIZED_DIR, RAW_DIR, entry_point
+from stages.common import Stage, entry_point
 
 METRICS = Path("metrics/evaluate.json")
 SUMMARY = Path("metrics/summary.json")
+DVC_STAGE = Stage(deps=(generated.DIR, classifiers.DIR, model.DIR, normalized.DIR, raw.DIR),
+                  params=("seed", "mel", "generate", "evaluate"), outs=(listening.DIR,), metrics=(METRICS, SUMMARY))
 
 
 def summary(metrics: dict) -> dict[str, float]:
@@ -36,8 +40,8 @@ def main(args: argparse.Namespace) -> None:
     from speakdigits.evaluation import evaluate
 
     params = load_params()
-    metrics = evaluate(generated_dir=GENERATED_DIR, classifier_dir=CLASSIFIERS_DIR, normalized_dir=NORMALIZED_DIR,
-                       model_dir=MODEL_DIR, raw_dir=RAW_DIR, listen_dir=LISTEN_DIR, mel=params["mel"],
+    metrics = evaluate(generated_dir=generated.DIR, classifier_dir=classifiers.DIR, normalized_dir=normalized.DIR,
+                       model_dir=model.DIR, raw_dir=raw.DIR, listen_dir=listening.DIR, mel=params["mel"],
                        generate=params["generate"], reference_clips=params["evaluate"]["reference_clips"],
                        trusted_judge_accuracy=params["evaluate"]["trusted_judge_accuracy"], seed=params["seed"])
     write_json(METRICS, metrics)
@@ -57,7 +61,7 @@ def main(args: argparse.Namespace) -> None:
               f"the VAE's reconstructions of unheard speakers; copies {novel['copies']:.3f}")
     print(f"evaluate: judge accuracy on the test speakers' unheard takes {real.get('accuracy', float('nan')):.3f}, "
           f"vocoder ceiling {ceiling.get('accuracy', float('nan')):.3f} ({ceiling['clips']} clips)")
-    print(f"evaluate: listening page {(LISTEN_DIR / 'index.html').resolve()}")
+    print(f"evaluate: listening page {(listening.DIR / listening.INDEX_HTML).resolve()}")
 
 
 if __name__ == "__main__":

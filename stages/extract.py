@@ -3,16 +3,19 @@
 import argparse
 
 from speakdigits.features import extract
+from speakdigits.formats import features, raw
 from speakdigits.params import load_params
-from stages.common import FEATURES_DIR, RAW_DIR, entry_point
+from stages.common import Stage, entry_point
+
+DVC_STAGE = Stage(deps=(raw.DIR,), params=("mel",), outs=(features.DIR,))
 
 
 @entry_point()
 def main(args: argparse.Namespace) -> None:
     params = load_params()
-    report = extract(RAW_DIR, FEATURES_DIR, params["mel"])
+    report = extract(raw.DIR, features.DIR, params["mel"])
     print(f"extract: {report['clips_used']} of {report['clips_found']} clips from {report['speakers']} speakers, "
-          f"{len(report['skipped'])} skipped (see {FEATURES_DIR}/report.json)")
+          f"{len(report['skipped'])} skipped (see {features.DIR / features.REPORT_JSON})")
     for note in report["metadata_notes"]:
         print(f"extract: metadata: {note}")
 

@@ -14,8 +14,11 @@ from pathlib import Path
 
 from speakdigits.errors import PipelineError
 from speakdigits.files import check_user_folder
+from speakdigits.formats import generated, model, normalized
 from speakdigits.params import load_params
-from stages.common import GENERATED_DIR, MODEL_DIR, NORMALIZED_DIR, entry_point
+from stages.common import Stage, entry_point
+
+DVC_STAGE = Stage(deps=(model.DIR, normalized.DIR), params=("seed", "mel", "generate"), outs=(generated.DIR,))
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,18 +26,17 @@ def arguments(parser: argparse.ArgumentParser) -> None:
                         help="digit to say (conditional model); default: the pipeline's set of every digit")
     parser.add_argument("--count", type=int, default=None, help="how many clips (default: generate.per_digit)")
     parser.add_argument("--out", type=Path, default=None,
-                        help=f"folder to add the clips to; nothing there is overwritten (default: replace {GENERATED_DIR})")
+                        help=f"folder to add the clips to; nothing there is overwritten (default: replace {generated.DIR})")
     parser.add_argument("--seed", type=int, default=None, help="seed (default: params.yaml's seed)")
 
 
 @entry_point(tensorflow=True, arguments=arguments)
 def main(args: argparse.Namespace) -> None:
-    from speakdigits.generation import generate, output_names, requested_digits
-    from speakdigits.model import read_model_info
+    from speakdigits.generation import generate, requested_digits
 
     params = load_params()
     gen = params["generate"]
-    conditional = read_model_info(MODEL_DIR)["conditional"]
+    conditional = model.read_model_info(model.DIR)["conditional"]
     if args.count is not None and args.count < 1:
         raise PipelineError(f"--count {args.count}: expected a positive number of clips")
     if args.digit is not None:
@@ -47,9 +49,9 @@ def main(args: argparse.Namespace) -> None:
     else:
         digits = requested_digits(conditional=conditional, per_digit=gen["per_digit"], n_samples=gen["n_samples"])
     if args.out is not None:
-        check_user_folder(args.out, output_names(digits))  # before any work
-    out = args.out or GENERATED_DIR
-    records = generate(MODEL_DIR, NORMALIZED_DIR, out, mel=params["mel"], digits=digits,
+        check_user_folder(args.out, generated.output_names(digits))  # before any work
+    out = args.out or generated.DIR
+    records = generate(model.DIR, normalized.DIR, out, mel=params["mel"], digits=digits,
                        sampling=gen["sampling"], temperature=gen["temperature"], n_iter=gen["griffin_lim_iters"],
                        momentum=gen["griffin_lim_momentum"], seed=params["seed"] if args.seed is None else args.seed,
                        replace=args.out is None)

@@ -4,18 +4,20 @@ import argparse
 from pathlib import Path
 
 from speakdigits.files import write_json
+from speakdigits.formats import features, normalized
 from speakdigits.normalize import normalize
 from speakdigits.params import load_params
-from stages.common import FEATURES_DIR, NORMALIZED_DIR, entry_point
+from stages.common import Stage, entry_point
 
 METRICS = Path("metrics/data.json")
+DVC_STAGE = Stage(deps=(features.DIR,), params=("seed", "split"), outs=(normalized.DIR,), metrics=(METRICS,))
 
 
 @entry_point()
 def main(args: argparse.Namespace) -> None:
     params = load_params()
     split = params["split"]
-    summary = normalize(FEATURES_DIR, NORMALIZED_DIR, val_fraction=split["val_fraction"],
+    summary = normalize(features.DIR, normalized.DIR, val_fraction=split["val_fraction"],
                         test_fraction=split["test_fraction"], seed=params["seed"])
     write_json(METRICS, summary)
     print(f"normalize: clips {summary['clips']}, speakers {summary['speakers']}")

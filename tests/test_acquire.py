@@ -16,7 +16,7 @@ import pytest
 import soundfile as sf
 import yaml
 
-from speakdigits import raw
+from speakdigits.formats import raw
 from speakdigits.acquire import RemoteSource, build_raw, local_source
 from speakdigits.errors import PipelineError
 from speakdigits.features import extract

@@ -15,12 +15,14 @@ import pytest
 from speakdigits import espeak, synthetic
 from speakdigits.audio import clip_to_mel, wav_bytes
 from speakdigits.classifier import (
-    AGE_BRACKETS, CLASSES, CLASSIFIERS_JSON, age_bracket, build_classifier, classify, judge_splits, load_classifier,
-    read_classifiers_info, save_classifiers, task_availability, task_labels, train_task,
+    AGE_BRACKETS, CLASSES, age_bracket, build_classifier, classify, judge_splits, task_availability, task_labels,
+    train_task,
 )
+from speakdigits.formats.classifiers import CLASSIFIERS_JSON, load_classifier, read_classifiers_info, save_classifiers
 from speakdigits.errors import PipelineError
 from speakdigits.judge import Judge
-from speakdigits.normalize import fit_min_max, scale
+from speakdigits.formats.normalized import scale
+from speakdigits.normalize import fit_min_max
 
 from conftest import rejection, with_value, without
 
@@ -151,7 +153,7 @@ def trained(tmp_path_factory):
     model, report = train_task({"train": train, "val": empty, "test": train}, "digit", epochs=40, batch_size=16,
                                learning_rate=0.001, patience=5, seed=SEED)
     out = tmp_path_factory.mktemp("classifiers")
-    save_classifiers(out, {"digit": model}, (32, 32), test_accuracy={"digit": report["test_accuracy"]},
+    save_classifiers(out, {"digit": model}, (32, 32), classes=CLASSES, test_accuracy={"digit": report["test_accuracy"]},
                      holdout_takes=0.1)
     return {"model": model, "report": report, "dir": out, "mel_min": mel_min, "mel_max": mel_max,
             "unseen": synthetic_clips(speakers[4], 2)}

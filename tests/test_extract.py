@@ -1,6 +1,6 @@
 """Tests for the extract stage's library code (speakdigits.features, with
 speakdigits.audio underneath): real wav files of every awkward kind packed
-with speakdigits.raw.write_raw, real worker processes, real memory-mapped
+with speakdigits.formats.raw.write_raw, real worker processes, real memory-mapped
 output; and the tolerant reading of messy speaker metadata."""
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ import yaml
 
 from speakdigits import audio, espeak, synthetic
 from speakdigits.errors import PipelineError
-from speakdigits.features import CLIP_COLUMNS, clean_speaker_metadata, extract, read_features
-from speakdigits.raw import write_raw
+from speakdigits.features import clean_speaker_metadata, extract
+from speakdigits.formats.features import CLIP_COLUMNS, read_features
+from speakdigits.formats.raw import write_raw
 
 from conftest import REPO, TINY_PARAMS
 

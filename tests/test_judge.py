@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from speakdigits.evaluation import (
-    _judged_summary, _verdicts, digits_in_turn, headline, judge_reliability, reference_candidates, unheard,
+    _judged_summary, _verdicts, digits_evenly, digits_in_turn, judge_reliability, reference_candidates, unheard,
 )
+from speakdigits.listening import headline
 from speakdigits.judge import accuracy, class_histogram, frechet_distance, inception_score, mean_confidence, summary
 from speakdigits.novelty import nearest_distances, novelty
 
@@ -236,6 +237,14 @@ def test_digits_take_turns_whatever_their_counts():
     order = digits_in_turn(digits, seed=3)
     assert sorted(order.tolist()) == list(range(6))
     assert digits[order].tolist() == [1, 2, 5, 2, 5, 5]
+
+
+def test_an_even_subset_covers_every_digit_in_ascending_order():
+    digits = np.array([5, 5, 5, 1, 2, 2, 1])
+    pick = digits_evenly(digits, 3, seed=3)
+    assert pick.tolist() == sorted(pick.tolist())
+    assert sorted(digits[pick].tolist()) == [1, 2, 5]
+    assert len(digits_evenly(digits, 100, seed=3)) == len(digits)
 
 
 def test_summary_of_no_clips_is_just_the_count():

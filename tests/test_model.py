@@ -24,10 +24,8 @@ from PIL import Image
 from speakdigits.audio import log_mel
 from speakdigits.errors import PipelineError
 from speakdigits.generation import generate, grid_rows, requested_digits, save_mel_grid
-from speakdigits.model import (
-    build_encoder_decoder, decode, fit_latent_gaussians, kl_divergence, load_halves, read_latents, read_model_info,
-    sample_latents, save_model,
-)
+from speakdigits.formats.model import load_vae, read_latents, read_model_info, save_vae
+from speakdigits.model import TrainedVAE, build_encoder_decoder, fit_latent_gaussians, kl_divergence, sample_latents
 from speakdigits.params import load_params
 from speakdigits.training import train
 from speakdigits.vocoder import mel_to_audio
@@ -92,7 +90,7 @@ def test_conv_arch_keeps_any_shape_and_outputs_unit_range(shape, conditional):
     mu, log_var = encoder.predict([images, digits] if conditional else images, verbose=0)
     assert mu.shape == log_var.shape == (3, 5)
     z = np.random.default_rng(1).normal(0, 3, (3, 5)).astype(np.float32)
-    out = decode(decoder, z, np.array([1, 5, 9]) if conditional else None, conditional=conditional)
+    out = TrainedVAE(encoder, decoder, conditional).decode(z, np.array([1, 5, 9]) if conditional else None)
     assert out.shape == (3, *shape)
     assert np.all(np.isfinite(out)) and out.min() >= 0 and out.max() <= 1
 
@@ -102,10 +100,12 @@ def test_save_and_load_round_trip_gives_identical_predictions(tmp_path):
                                              filters=[8, 16], dense=16)
     info = {"arch": "conv", "conditional": True, "latent_dim": 3, "shape": [20, 12]}
     latents = {"4": {"clips": 1, "mean": [0.5, 0.0, -1.0], "cov": np.eye(3).tolist()}}
-    save_model(tmp_path, encoder, decoder, latents, info)
+    save_vae(tmp_path, TrainedVAE(encoder, decoder, True), latents, info)
     assert read_model_info(tmp_path) == info
     assert read_latents(tmp_path) == latents
-    loaded_encoder, loaded_decoder = load_halves(tmp_path)  # safe mode
+    loaded = load_vae(tmp_path)  # safe mode
+    assert loaded.conditional
+    loaded_encoder, loaded_decoder = loaded.encoder, loaded.decoder
     rng = np.random.default_rng(2)
     images = rng.uniform(0, 1, (4, 20, 12, 1)).astype(np.float32)
     digits = keras.utils.to_categorical([0, 3, 6, 9], 10)
@@ -118,8 +118,9 @@ def test_save_and_load_round_trip_gives_identical_predictions(tmp_path):
 def test_missing_model_files_are_pipeline_errors(tmp_path):
     with pytest.raises(PipelineError, match="run the train stage"):
         read_model_info(tmp_path)
-    with pytest.raises(PipelineError, match="encoder.keras"):
-        load_halves(tmp_path)
+    (tmp_path / "model.json").write_text('{"conditional": true}')
+    with pytest.raises(PipelineError, match="encoder.keras: not found; run the train stage"):
+        load_vae(tmp_path)
     with pytest.raises(PipelineError, match="latents.json: not found; run the train stage"):
         read_latents(tmp_path)
 
@@ -215,7 +216,7 @@ def test_train_writes_model_and_dvclive_metrics(trained):
 
 
 def decoder_weights(model_dir: Path) -> list[np.ndarray]:
-    return load_halves(model_dir)[1].get_weights()
+    return load_vae(model_dir).decoder.get_weights()
 
 
 def test_training_is_deterministic_for_a_seed(trained):
@@ -431,8 +432,8 @@ def unconditional_model(tmp_path):
     model_dir = tmp_path / "uncond_model"
     model_dir.mkdir()
     latents = fit_latent_gaussians(np.zeros((3, LATENT)), np.zeros((3, LATENT)), None)
-    save_model(model_dir, encoder, decoder, latents,
-               {"arch": "conv", "conditional": False, "latent_dim": LATENT, "shape": list(SHAPE)})
+    save_vae(model_dir, TrainedVAE(encoder, decoder, False), latents,
+             {"arch": "conv", "conditional": False, "latent_dim": LATENT, "shape": list(SHAPE)})
     return model_dir
 
 
@@ -489,23 +490,24 @@ def test_saved_model_files_are_byte_identical_for_identical_models(tmp_path):
                                              filters=[4], dense=8)
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
-        save_model(tmp_path / name, encoder, decoder, {}, {"latent_dim": 2})
+        save_vae(tmp_path / name, TrainedVAE(encoder, decoder, True), {}, {"conditional": True, "latent_dim": 2})
         time.sleep(1.1)  # the second save happens at a later second on the clock
     for name in ("encoder.keras", "decoder.keras", "latents.json", "model.json"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["decoder.keras", "encoder.keras", "latents.json",
                                                                   "model.json"]
-    reloaded, _ = load_halves(tmp_path / "a")
+    reloaded = load_vae(tmp_path / "a").encoder
     assert len(reloaded.get_weights()) == len(encoder.get_weights())
 
 
 SAVE_IN_A_NEW_PROCESS = """
 import sys
 import keras
-from speakdigits.model import build_encoder_decoder, save_model
+from speakdigits.formats.model import save_vae
+from speakdigits.model import TrainedVAE, build_encoder_decoder
 keras.utils.set_random_seed(0)
 encoder, decoder = build_encoder_decoder((16, 16), latent_dim=2, arch="conv", conditional=True, filters=[4], dense=8)
-save_model(sys.argv[1], encoder, decoder, {}, {"latent_dim": 2})
+save_vae(sys.argv[1], TrainedVAE(encoder, decoder, True), {}, {"conditional": True, "latent_dim": 2})
 """
 
 
@@ -518,5 +520,5 @@ def test_identical_models_saved_by_two_processes_are_identical_files(tmp_path):
                        env={**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=300)
     for name in ("encoder.keras", "decoder.keras"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
-    reloaded, _ = load_halves(tmp_path / "b")  # the renumbered file still loads in safe mode
+    reloaded = load_vae(tmp_path / "b").encoder  # the renumbered file still loads in safe mode
     assert len(reloaded.get_weights()) > 0

@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 
 from speakdigits.errors import PipelineError
-from speakdigits.features import CLIP_COLUMNS, read_features
-from speakdigits.normalize import SPLITS, denormalize, load_split, load_stats, normalize, scale, take_split
+from speakdigits.formats.features import CLIP_COLUMNS, read_features
+from speakdigits.classifier import take_split
+from speakdigits.formats.normalized import SPLITS, denormalize, load_split, load_stats, scale
+from speakdigits.normalize import normalize
 
 N_MELS, FRAMES = 12, 10
 

@@ -21,7 +21,7 @@ import numpy as np
 import soundfile as sf
 import yaml
 
-from speakdigits.raw import write_raw
+from speakdigits.formats.raw import write_raw
 
 from conftest import DVC, TINY_PARAMS, ran_stages, run, tool_env
 

@@ -18,7 +18,7 @@ import pytest
 import soundfile as sf
 
 from speakdigits.errors import PipelineError
-from speakdigits.raw import CLIP_NAME, parse_clip_name
+from speakdigits.formats.raw import CLIP_NAME, parse_clip_name
 from speakdigits.sources import download, read_archive
 from tests.conftest import FileServer
 

@@ -19,7 +19,7 @@ import pytest
 import soundfile as sf
 
 from speakdigits import acquire, espeak, synthetic
-from speakdigits.raw import AUDIO_ZIP, SOURCE_JSON, SPEAKERS_JSON
+from speakdigits.formats.raw import AUDIO_ZIP, SOURCE_JSON, SPEAKERS_JSON
 
 from conftest import REPO, tool_env
 

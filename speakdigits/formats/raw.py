@@ -18,7 +18,10 @@ from typing import Iterable, Iterator
 
 from speakdigits.errors import PipelineError
 from speakdigits.files import atomic_dir
+from speakdigits.formats import missing
 
+DIR = Path("data/raw")
+STAGE = "download"
 AUDIO_ZIP = "audio.zip"
 SPEAKERS_JSON = "speakers.json"
 SOURCE_JSON = "source.json"
@@ -93,8 +96,11 @@ def clip_names(raw_dir: Path) -> list[str]:
     try:
         with zipfile.ZipFile(path) as archive:
             return archive.namelist()
-    except (FileNotFoundError, zipfile.BadZipFile) as err:
-        raise PipelineError(f"{path}: cannot read the raw clips ({err}); run the download stage first") from None
+    except FileNotFoundError:
+        raise missing(path, STAGE) from None
+    except zipfile.BadZipFile as err:
+        raise PipelineError(f"{path}: cannot read the raw clips ({err}); rerun the {STAGE} stage "
+                            f"(dvc repro -f {STAGE})") from None
 
 
 def skipped_at_download(raw_dir: Path) -> list[dict]:
