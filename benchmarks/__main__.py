@@ -16,8 +16,9 @@ Runs, one after another on this machine, each job in its own process:
 
 Each job runs ``--repeat`` times, taking turns with the others, and its
 fastest run counts. It prints a table of wall time, CPU time (the process and
-its workers), peak memory (the largest single process) and the ratio. Nothing in the repository is touched: every job works in a folder
-under ``--work`` (kept, so that the prepared data is made once).
+its workers), peak memory (the largest single process) and the ratio. Nothing
+in the repository is touched: every job works in a folder under ``--work``
+(kept, so that the prepared data is made once).
 """
 
 from __future__ import annotations
@@ -34,10 +35,10 @@ import sys
 import threading
 import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Callable
 
 import soundfile
 import soxr
@@ -70,8 +71,13 @@ def measured(command: list[str], cwd: Path, env: dict | None = None) -> Measured
     ``python -m benchmarks`` is: about 60 MB), not from one holding large data.
     """
     start = time.perf_counter()
-    process = subprocess.Popen(command, cwd=cwd, env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        command,
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     # Read both pipes to the end before waiting, so a chatty job never blocks on a full pipe.
     with process.stdout, process.stderr:
         stderr_chunks: list[bytes] = []
@@ -83,8 +89,10 @@ def measured(command: list[str], cwd: Path, env: dict | None = None) -> Measured
     process.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - start
     if process.returncode != 0:
-        raise SystemExit(f"benchmark job failed ({' '.join(map(str, command))}):\n"
-                         f"{b''.join(stderr_chunks).decode(errors='replace')[-2000:]}")
+        raise SystemExit(
+            f"benchmark job failed ({' '.join(map(str, command))}):\n"
+            f"{b''.join(stderr_chunks).decode(errors='replace')[-2000:]}"
+        )
     # ru_maxrss is in KiB on Linux: the largest of the process and its waited-for descendants.
     return Measured(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, stdout.decode())
 
@@ -104,8 +112,9 @@ def scratch(work: Path, name: str, overrides: dict) -> Path:
     return folder
 
 
-def fastest(jobs: dict[str, Callable[[], Measured]], repeat: int,
-            key: Callable[[Measured], float] = lambda m: m.wall) -> dict[str, Measured]:
+def fastest(
+    jobs: dict[str, Callable[[], Measured]], repeat: int, key: Callable[[Measured], float] = lambda m: m.wall
+) -> dict[str, Measured]:
     """Run every job ``repeat`` times, taking turns, and keep each one's fastest run.
 
     The same machine is not equally fast from one minute to the next (twofold
@@ -151,8 +160,9 @@ def audiomnist_shaped(raw_dir: Path, folder: Path) -> Path:
     with zipfile.ZipFile(raw_dir / "audio.zip") as archive:
         names = [name for name in archive.namelist() if name.endswith(".wav")]
     print(f"preparing {len(names)} clips at {AUDIOMNIST_RATE} Hz in {folder} (once)", flush=True)
-    with get_context("fork").Pool(available_cores(), initializer=_open_archive,
-                                  initargs=(str(raw_dir / "audio.zip"),)) as pool:
+    with get_context("fork").Pool(
+        available_cores(), initializer=_open_archive, initargs=(str(raw_dir / "audio.zip"),)
+    ) as pool:
         pool.map(_to_48k, [(name, str(building)) for name in names], chunksize=64)
     shutil.copyfile(raw_dir / "speakers.json", building / "audioMNIST_meta.txt")
     building.rename(folder)
@@ -167,17 +177,34 @@ def clips_per_second(result: Measured) -> tuple[float, float, str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--work", type=Path, default=Path.home() / ".cache" / "speakdigits" / "benchmarks",
-                        help="folder for the jobs' data (default: %(default)s)")
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--work",
+        type=Path,
+        default=Path.home() / ".cache" / "speakdigits" / "benchmarks",
+        help="folder for the jobs' data (default: %(default)s)",
+    )
     parser.add_argument("--fsdd", type=Path, help="a folder of the Free Spoken Digit Dataset's recordings")
-    parser.add_argument("--epochs", type=int, default=2,
-                        help="training epochs per network; the last one is timed (default: %(default)s)")
-    parser.add_argument("--train-clips", type=int, default=6400,
-                        help="training clips per epoch (default: %(default)s, 100 batches of 64)")
-    parser.add_argument("--repeat", type=int, default=2,
-                        help="runs of each job, taking turns; the fastest counts (default: %(default)s)")
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=2,
+        help="training epochs per network; the last one is timed (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--train-clips",
+        type=int,
+        default=6400,
+        help="training clips per epoch (default: %(default)s, 100 batches of 64)",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=2,
+        help="runs of each job, taking turns; the fastest counts (default: %(default)s)",
+    )
     parser.add_argument("--skip", default="", help="comma-separated parts to leave out: synthetic, extract, train")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
@@ -189,16 +216,30 @@ def main() -> None:
         if original and ours and ratio == "-":
             ratio = f"{original.wall / ours.wall:.1f}x"
         rows.append((what, original, ours, ratio, note))
-        print(f"measured: {what}: " + ", ".join(f"{who} {m.wall:.1f} s wall, {m.cpu:.1f} s CPU, {m.peak_mb:.0f} MB"
-                                               for who, m in (("original", original), ("ours", ours)) if m)
-              + (f"; {note}" if note else ""), flush=True)
+        print(
+            f"measured: {what}: "
+            + ", ".join(
+                f"{who} {m.wall:.1f} s wall, {m.cpu:.1f} s CPU, {m.peak_mb:.0f} MB"
+                for who, m in (("original", original), ("ours", ours))
+                if m
+            )
+            + (f"; {note}" if note else ""),
+            flush=True,
+        )
 
     synthetic = scratch(work, "synthetic-60x50", {"data.synthetic.speakers": 60, "data.synthetic.takes": 50})
     if "synthetic" not in skip or not (synthetic / "data" / "raw" / "audio.zip").exists():
-        row("synthesize 30,000 clips (stage download)", None, stage("download", synthetic),
-            note="the original downloaded AudioMNIST")
-    sets = {"AudioMNIST-shaped, 30,000 clips at 48 kHz": audiomnist_shaped(synthetic / "data" / "raw",
-                                                                               work / "audiomnist-shaped")}
+        row(
+            "synthesize 30,000 clips (stage download)",
+            None,
+            stage("download", synthetic),
+            note="the original downloaded AudioMNIST",
+        )
+    sets = {
+        "AudioMNIST-shaped, 30,000 clips at 48 kHz": audiomnist_shaped(
+            synthetic / "data" / "raw", work / "audiomnist-shaped"
+        )
+    }
     if args.fsdd:
         recordings = args.fsdd.resolve() / "recordings"
         sets["FSDD, 3,000 clips at 8 kHz"] = recordings if recordings.is_dir() else args.fsdd.resolve()
@@ -206,17 +247,31 @@ def main() -> None:
     train_folder = None
     for label, folder in sets.items():
         name = "audiomnist" if label.startswith("Audio") else "fsdd"
-        ours_dir = scratch(work, f"{name}-50x50", {"data.source": str(folder),
-                                                  **{f"mel.{k}": v for k, v in MEL_50.items()}})
+        ours_dir = scratch(
+            work, f"{name}-50x50", {"data.source": str(folder), **{f"mel.{k}": v for k, v in MEL_50.items()}}
+        )
         train_folder = train_folder or ours_dir
         if "extract" in skip and (ours_dir / "data" / "features").is_dir():
             continue
-        best = fastest({
-            "original": lambda: measured([sys.executable, "-m", "benchmarks.original", "extract", str(folder),
-                                          str(work / f"{name}-original-mels.npy")], work),
-            "pack": lambda: stage("download", ours_dir),
-            "extract": lambda: stage("extract", ours_dir),
-        }, args.repeat)
+        best = fastest(
+            {
+                "original": functools.partial(
+                    measured,
+                    [
+                        sys.executable,
+                        "-m",
+                        "benchmarks.original",
+                        "extract",
+                        str(folder),
+                        str(work / f"{name}-original-mels.npy"),
+                    ],
+                    work,
+                ),
+                "pack": functools.partial(stage, "download", ours_dir),
+                "extract": functools.partial(stage, "extract", ours_dir),
+            },
+            args.repeat,
+        )
         original, pack, ours = best["original"], best["pack"], best["extract"]
         row(f"{label}: pack the folder (stage download)", None, pack, note="the original read the files directly")
         row(f"{label}: extract (whole stage vs whole loop)", original, ours)
@@ -224,31 +279,59 @@ def main() -> None:
     if "train" not in skip and train_folder is not None:
         stage("normalize", train_folder)
         epochs, clips = str(args.epochs), str(args.train_clips)
-        jobs = {"original": lambda: measured([sys.executable, "-m", "benchmarks.original", "train",
-                                              str(work / "audiomnist-original-mels.npy"), epochs, clips], work)}
+        jobs = {
+            "original": lambda: measured(
+                [
+                    sys.executable,
+                    "-m",
+                    "benchmarks.original",
+                    "train",
+                    str(work / "audiomnist-original-mels.npy"),
+                    epochs,
+                    clips,
+                ],
+                work,
+            )
+        }
         for arch in ("seed", "conv"):
-            jobs[arch] = functools.partial(measured, [sys.executable, "-m", "benchmarks.train_epochs",
-                                                      "data/normalized", arch, epochs, clips], train_folder)
+            jobs[arch] = functools.partial(
+                measured,
+                [sys.executable, "-m", "benchmarks.train_epochs", "data/normalized", arch, epochs, clips],
+                train_folder,
+            )
         best = fastest(jobs, args.repeat, key=lambda m: 1.0 / clips_per_second(m)[0])
         theirs_rate, theirs_first, _ = clips_per_second(best["original"])
-        row(f"train: the original network and loop, {clips} clips", best["original"], None,
-            note=f"{theirs_rate:.0f} clips/s; first epoch {theirs_first:.0f} s")
+        row(
+            f"train: the original network and loop, {clips} clips",
+            best["original"],
+            None,
+            note=f"{theirs_rate:.0f} clips/s; first epoch {theirs_first:.0f} s",
+        )
         for arch in ("seed", "conv"):
             rate, first, device = clips_per_second(best[arch])
-            row(f"train: vae.arch {arch}, {clips} clips", None, best[arch],
-                f"{rate / theirs_rate:.2f}x", f"{rate:.0f} clips/s on {device}; first epoch {first:.0f} s")
+            row(
+                f"train: vae.arch {arch}, {clips} clips",
+                None,
+                best[arch],
+                f"{rate / theirs_rate:.2f}x",
+                f"{rate:.0f} clips/s on {device}; first epoch {first:.0f} s",
+            )
 
     print()
-    print(f"{time.strftime('%Y-%m-%d')}, {platform.node()}: {len(os.sched_getaffinity(0))} cores, "
-          f"{platform.processor() or platform.machine()}, Python {platform.python_version()}")
+    print(
+        f"{time.strftime('%Y-%m-%d')}, {platform.node()}: {len(os.sched_getaffinity(0))} cores, "
+        f"{platform.processor() or platform.machine()}, Python {platform.python_version()}"
+    )
     print("| job | original: wall / CPU / peak | this project: wall / CPU / peak | ratio | note |")
     print("|---|---|---|---|---|")
     for what, original, ours, ratio, note in rows:
         cell = lambda m: f"{m.wall:.1f} s / {m.cpu:.1f} s / {m.peak_mb:.0f} MB" if m else "-"  # noqa: E731
         print(f"| {what} | {cell(original)} | {cell(ours)} | {ratio} | {note} |")
-    print("ratio: the original's wall time over this project's (extraction), or this project's training clips "
-          "per second over the original's (training); CPU time includes worker processes; peak: the largest "
-          "single process.")
+    print(
+        "ratio: the original's wall time over this project's (extraction), or this project's training clips "
+        "per second over the original's (training); CPU time includes worker processes; peak: the largest "
+        "single process."
+    )
 
 
 if __name__ == "__main__":

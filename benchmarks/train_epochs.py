@@ -9,6 +9,7 @@ early stopping or saving), on the first CLIPS clips of the training split. Print
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -32,15 +33,31 @@ def main() -> None:
     from speakdigits.training import batches, compiled_vae
 
     params = load_params()
-    make_deterministic(params["seed"])
+    make_deterministic(params.seed)
     split = {key: value[: args.clips] for key, value in load_split(args.normalized_dir, "train").items()}
-    model = compiled_vae(tuple(split["x"].shape[1:]), latent_dim=params["latent_dim"],
-                         vae={**params["vae"], "arch": args.arch}, train=params["train"], seed=params["seed"])
+    model = compiled_vae(
+        tuple(split["x"].shape[1:]),
+        latent_dim=params.latent_dim,
+        vae=dataclasses.replace(params.vae, arch=args.arch),
+        train=params.train,
+        seed=params.seed,
+    )
     timer, seconds = epoch_timer()
-    model.fit(batches(split, params["train"]["batch_size"], shuffle_seed=params["seed"]),
-              epochs=args.epochs, callbacks=[timer], verbose=0)
-    print(json.dumps({"clips": len(split["x"]), "epoch_seconds": seconds,
-                      "device": "GPU" if tf.config.list_physical_devices("GPU") else "CPU"}))
+    model.fit(
+        batches(split, params.train.batch_size, shuffle_seed=params.seed),
+        epochs=args.epochs,
+        callbacks=[timer],
+        verbose=0,
+    )
+    print(
+        json.dumps(
+            {
+                "clips": len(split["x"]),
+                "epoch_seconds": seconds,
+                "device": "GPU" if tf.config.list_physical_devices("GPU") else "CPU",
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

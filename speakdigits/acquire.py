@@ -15,9 +15,9 @@ import hashlib
 import json
 import multiprocessing
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from tqdm import tqdm
 
@@ -25,6 +25,7 @@ from speakdigits import audio, espeak, synthetic
 from speakdigits.cores import available_cores, init_worker
 from speakdigits.errors import PipelineError
 from speakdigits.formats.raw import write_raw
+from speakdigits.params import DataParams
 from speakdigits.sources import download, read_archive
 
 # Metadata files recognised inside a source, by base name.
@@ -61,8 +62,13 @@ def _speak_speaker(task: tuple) -> list[tuple[str, bytes]]:
     speaker, takes, seed, noise_db = task
     pairs = [(digit, take) for digit in range(10) for take in range(takes)]
     clips = synthetic.speak_takes(speaker, pairs, seed=seed, noise_db=noise_db)
-    return [(f"{speaker.speaker_id}/{digit}_{speaker.speaker_id}_{take}.wav", audio.wav_bytes(samples, espeak.sample_rate()))
-            for (digit, take), samples in zip(pairs, clips)]
+    return [
+        (
+            f"{speaker.speaker_id}/{digit}_{speaker.speaker_id}_{take}.wav",
+            audio.wav_bytes(samples, espeak.sample_rate()),
+        )
+        for (digit, take), samples in zip(pairs, clips)
+    ]
 
 
 def synthesize(out_dir: Path, *, speakers: int, takes: int, noise_db: float, seed: int, jobs: int | None = None) -> int:
@@ -84,13 +90,22 @@ def synthesize(out_dir: Path, *, speakers: int, takes: int, noise_db: float, see
     with multiprocessing.get_context("fork").Pool(jobs, initializer=init_worker) as pool:
         # One task per speaker: all its takes are spoken as one eSpeak sequence, always the same one.
         spoken = pool.imap(_speak_speaker, [(spk, takes, seed, noise_db) for spk in voices])
-        clips = (clip for speaker_clips in tqdm(spoken, total=len(voices), desc="speaking", unit="speaker")
-                 for clip in speaker_clips)
+        clips = (
+            clip
+            for speaker_clips in tqdm(spoken, total=len(voices), desc="speaking", unit="speaker")
+            for clip in speaker_clips
+        )
         count = write_raw(
-            out_dir, clips,
+            out_dir,
+            clips,
             speakers={spk.speaker_id: synthetic.speaker_metadata(spk) for spk in voices},
-            source={"source": "synthetic", "speakers": speakers, "takes": takes, "seed": seed,
-                    "sample_rate": espeak.sample_rate()},
+            source={
+                "source": "synthetic",
+                "speakers": speakers,
+                "takes": takes,
+                "seed": seed,
+                "sample_rate": espeak.sample_rate(),
+            },
         )
     return count
 
@@ -114,7 +129,7 @@ def _parse_metadata(name: str, data: bytes) -> dict:
     try:
         if name.endswith(".py"):
             # The FSDD ships a Python literal ``metadata = {...}``: read it as data, never run it.
-            value = ast.literal_eval(text[text.find("{"):]) if "{" in text else None
+            value = ast.literal_eval(text[text.find("{") :]) if "{" in text else None
         else:
             value = json.loads(text)
     except RecursionError:
@@ -123,8 +138,8 @@ def _parse_metadata(name: str, data: bytes) -> dict:
         raise PipelineError(f"{name}: cannot read the speaker metadata ({type(err).__name__}); {expected}") from None
     scalar = (str, int, float, bool, type(None))
     if not isinstance(value, dict) or not all(
-            isinstance(fields, dict) and all(isinstance(v, scalar) for v in fields.values())
-            for fields in value.values()):
+        isinstance(fields, dict) and all(isinstance(v, scalar) for v in fields.values()) for fields in value.values()
+    ):
         raise PipelineError(f"{name}: speaker metadata is not {{speaker: {{field: value}}}} with plain values")
     return value
 
@@ -154,10 +169,13 @@ def collect(out_dir: Path, source: Path, *, origin: dict) -> int:
     info = dict(origin, metadata_file=None, skipped=[])
 
     def clips() -> Iterator[tuple[str, bytes]]:
-        for name, data in tqdm(read_archive(source, _keep, max_bytes=audio.MAX_CLIP_BYTES), desc="packing", unit="file"):
+        for name, data in tqdm(
+            read_archive(source, _keep, max_bytes=audio.MAX_CLIP_BYTES), desc="packing", unit="file"
+        ):
             if data is None:
-                info["skipped"].append({"file": name, "reason": f"larger than {audio.MAX_CLIP_BYTES / 2**20:.0f} MB "
-                                        "unpacked; not read"})
+                info["skipped"].append(
+                    {"file": name, "reason": f"larger than {audio.MAX_CLIP_BYTES / 2**20:.0f} MB unpacked; not read"}
+                )
             elif name.lower().endswith(".wav"):
                 yield name, data
             elif info["metadata_file"] is None:
@@ -167,15 +185,16 @@ def collect(out_dir: Path, source: Path, *, origin: dict) -> int:
     return write_raw(out_dir, clips(), speakers, info)
 
 
-def build_raw(out_dir: Path, *, data: dict, cache_dir: Path,
-              remotes: dict[str, RemoteSource] = REMOTE_SOURCES) -> int:
+def build_raw(
+    out_dir: Path, *, data: DataParams, cache_dir: Path, remotes: dict[str, RemoteSource] = REMOTE_SOURCES
+) -> int:
     """The ``download`` stage: make ``out_dir`` from the ``data`` params.
 
     Parameters
     ----------
     out_dir : Path
         The raw data set to write.
-    data : dict
+    data : DataParams
         The ``data`` section of params.yaml.
     cache_dir : Path
         Where downloaded archives are kept (and partial downloads resumed),
@@ -188,16 +207,15 @@ def build_raw(out_dir: Path, *, data: dict, cache_dir: Path,
     int
         Number of clips.
     """
-    source = data["source"]
+    source = data.source
     if source == "synthetic":
-        cfg = data["synthetic"]
-        return synthesize(out_dir, speakers=cfg["speakers"], takes=cfg["takes"], noise_db=cfg["noise_db"],
-                          seed=cfg["seed"])
+        cfg = data.synthetic
+        return synthesize(out_dir, speakers=cfg.speakers, takes=cfg.takes, noise_db=cfg.noise_db, seed=cfg.seed)
     remote = remote_source(source, remotes)
     if remote is not None:
         archive = Path(cache_dir) / remote.filename
         with _locked(archive):  # queued experiments running side by side fetch it once
-            digest = download(remote.url, archive, sha256=data["sha256"] or remote.sha256)
+            digest = download(remote.url, archive, sha256=data.sha256 or remote.sha256)
         return collect(out_dir, archive, origin={"source": source, "url": remote.url, "sha256": digest})
     path = existing_local_source(source, Path.cwd())
     return collect(out_dir, path, origin={"source": str(path.resolve())})
@@ -227,8 +245,7 @@ def url_source(source: str) -> RemoteSource | None:
     if not source.startswith(("http://", "https://")):
         return None
     name = source.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] or "download"
-    return RemoteSource(url=source, filename=f"{hashlib.sha256(source.encode()).hexdigest()[:12]}-{name}",
-                        sha256=None)
+    return RemoteSource(url=source, filename=f"{hashlib.sha256(source.encode()).hexdigest()[:12]}-{name}", sha256=None)
 
 
 def download_cache() -> Path:
@@ -239,8 +256,10 @@ def download_cache() -> Path:
     experiment and queued run (each in its own copy of the repository) reads
     the same archives, so each is fetched once.
     """
-    root = os.environ.get("SPEAKDIGITS_CACHE") or Path(
-        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "speakdigits"
+    root = (
+        os.environ.get("SPEAKDIGITS_CACHE")
+        or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "speakdigits"
+    )
     return Path(root).expanduser() / "downloads"
 
 
@@ -288,6 +307,6 @@ def local_source(source: str, cwd: Path) -> Path:
         return cwd / path
     parts = Path(cwd).resolve().parts
     for i in range(len(parts) - 2):
-        if parts[i:i + 3] == (".dvc", "tmp", "exps"):
+        if parts[i : i + 3] == (".dvc", "tmp", "exps"):
             return Path(*parts[:i]) / path
     return cwd / path

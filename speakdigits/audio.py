@@ -17,6 +17,7 @@ import soundfile
 import soxr
 
 from speakdigits.errors import PipelineError
+from speakdigits.params import MelParams
 
 # A clip whose peak stays below this (-80 dBFS) carries no usable speech.
 SILENCE_PEAK = 1e-4
@@ -49,8 +50,9 @@ def _check_header(sr: int, frames: int) -> None:
     if not MIN_SAMPLE_RATE <= sr <= MAX_SAMPLE_RATE:
         raise BadClip(f"sample rate {sr} Hz; expected {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz")
     if not MIN_CLIP_SECONDS <= frames / sr <= MAX_CLIP_SECONDS:
-        raise BadClip(f"{frames} samples ({frames / sr:.3g} s); expected a clip of "
-                      f"{MIN_CLIP_SECONDS:g} to {MAX_CLIP_SECONDS:g} s")
+        raise BadClip(
+            f"{frames} samples ({frames / sr:.3g} s); expected a clip of {MIN_CLIP_SECONDS:g} to {MAX_CLIP_SECONDS:g} s"
+        )
 
 
 def _pcm16_wav(data: bytes) -> tuple[int, int, memoryview] | None:
@@ -65,7 +67,7 @@ def _pcm16_wav(data: bytes) -> tuple[int, int, memoryview] | None:
         return None
     view, offset, fmt = memoryview(data), 12, None
     while offset + 8 <= len(data):
-        chunk_id, size = data[offset:offset + 4], struct.unpack_from("<I", data, offset + 4)[0]
+        chunk_id, size = data[offset : offset + 4], struct.unpack_from("<I", data, offset + 4)[0]
         body = offset + 8
         if body + size > len(data):  # a chunk running past the end: libsndfile decides
             return None
@@ -77,7 +79,7 @@ def _pcm16_wav(data: bytes) -> tuple[int, int, memoryview] | None:
             tag, channels, rate, _, block_align, bits = fmt
             if tag != 1 or bits != 16 or channels < 1 or block_align != 2 * channels:
                 return None
-            return rate, channels, view[body:body + size - size % block_align]
+            return rate, channels, view[body : body + size - size % block_align]
         offset = body + size + (size & 1)  # chunks are padded to an even length
     return None
 
@@ -122,8 +124,11 @@ def decode_wav(data: bytes) -> tuple[np.ndarray, int]:
             if isinstance(err, BadClip):
                 raise
             # libsndfile's own text, not str(err): that names the BytesIO object by its memory address.
-            detail = err.error_string if isinstance(err, soundfile.LibsndfileError) else (
-                (str(err).splitlines() or [type(err).__name__])[0])
+            detail = (
+                err.error_string
+                if isinstance(err, soundfile.LibsndfileError)
+                else ((str(err).splitlines() or [type(err).__name__])[0])
+            )
             raise BadClip(f"unreadable ({detail})") from None
     if samples.shape[0] == 0:
         raise BadClip("no samples")
@@ -209,10 +214,11 @@ def log_mel(
     # librosa.feature.melspectrogram(center=True, pad_mode="constant", power=2) computed for the
     # first ``frames`` frames only, with its window and filter bank made once, not per clip (the
     # filter bank alone was a fifth of the extraction time). Same operations, same bytes.
-    framed = np.lib.stride_tricks.sliding_window_view(np.pad(samples, n_fft // 2), n_fft)[: frames * hop: hop].T
+    framed = np.lib.stride_tricks.sliding_window_view(np.pad(samples, n_fft // 2), n_fft)[: frames * hop : hop].T
     spectrum = scipy.fft.rfft(hann_window(n_fft)[:, None] * framed, axis=-2).astype(np.complex64)
     power = mel_filters(sample_rate=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax) @ (
-        np.abs(spectrum) ** 2)
+        np.abs(spectrum) ** 2
+    )
     return power_to_db(power, amin=1e-10, top_db=top_db).astype(np.float32)
 
 
@@ -237,7 +243,7 @@ def hann_window(n_fft: int) -> np.ndarray:
 
 
 # Slaney's mel scale (librosa's default): linear below 1 kHz, logarithmic above.
-_MEL_LINEAR_HZ = 200.0 / 3        # Hz per mel below the break
+_MEL_LINEAR_HZ = 200.0 / 3  # Hz per mel below the break
 _MEL_BREAK_HZ = 1000.0
 _MEL_BREAK = (_MEL_BREAK_HZ - 0.0) / _MEL_LINEAR_HZ
 _MEL_LOG_STEP = np.log(6.4) / 27.0  # log(Hz) per mel above the break
@@ -270,7 +276,7 @@ def mel_filters(*, sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax:
     ramps = np.subtract.outer(mel_f, fft_freqs)
     for i in range(n_mels):
         weights[i] = np.maximum(0, np.minimum(-ramps[i] / fdiff[i], ramps[i + 2] / fdiff[i + 1]))
-    weights *= (2.0 / (mel_f[2: n_mels + 2] - mel_f[:n_mels]))[:, np.newaxis]
+    weights *= (2.0 / (mel_f[2 : n_mels + 2] - mel_f[:n_mels]))[:, np.newaxis]
     weights.setflags(write=False)
     return weights
 
@@ -284,8 +290,9 @@ def power_to_db(power: np.ndarray, *, amin: float, top_db: float | None, ref: fl
     return log_spec
 
 
-def trim_bounds(samples: np.ndarray, *, top_db: float, frame_length: int = 2048,
-                hop_length: int = 512) -> tuple[int, int]:
+def trim_bounds(
+    samples: np.ndarray, *, top_db: float, frame_length: int = 2048, hop_length: int = 512
+) -> tuple[int, int]:
     """``librosa.effects.trim``'s interval: from the first to past the last frame whose RMS is within
     ``top_db`` of the loudest frame's; ``(0, 0)`` when none is."""
     padded = np.pad(samples, (frame_length // 2, frame_length // 2), mode="constant")
@@ -293,14 +300,14 @@ def trim_bounds(samples: np.ndarray, *, top_db: float, frame_length: int = 2048,
     rms = np.sqrt(np.mean(np.square(frames, dtype=np.float32), axis=-2, keepdims=True))[0]
     magnitude = np.abs(rms)
     ref = np.max(magnitude)
-    db = power_to_db(np.square(magnitude, out=magnitude), ref=ref ** 2, amin=1e-5 ** 2, top_db=None)
+    db = power_to_db(np.square(magnitude, out=magnitude), ref=ref**2, amin=1e-5**2, top_db=None)
     loud = np.flatnonzero(db > -top_db)
     if loud.size == 0:
         return 0, 0
     return int(loud[0] * hop_length), min(len(samples), int((loud[-1] + 1) * hop_length))
 
 
-def clip_to_mel(data: bytes, mel: dict) -> np.ndarray:
+def clip_to_mel(data: bytes, mel: MelParams) -> np.ndarray:
     """Wav bytes to the pipeline's log-mel image, with the ``mel`` params.
 
     Raises
@@ -309,12 +316,19 @@ def clip_to_mel(data: bytes, mel: dict) -> np.ndarray:
         When the clip is unusable (see :func:`decode_wav`, :func:`fix_length`).
     """
     samples, sr = decode_wav(data)
-    if sr != mel["sample_rate"]:
-        samples = resample(samples, orig_sr=sr, target_sr=mel["sample_rate"])
-    fixed = fix_length(samples, sample_rate=mel["sample_rate"], duration=mel["duration"], trim_db=mel["trim_db"])
+    if sr != mel.sample_rate:
+        samples = resample(samples, orig_sr=sr, target_sr=mel.sample_rate)
+    fixed = fix_length(samples, sample_rate=mel.sample_rate, duration=mel.duration, trim_db=mel.trim_db)
     return log_mel(
-        fixed, sample_rate=mel["sample_rate"], n_mels=mel["n_mels"], frames=mel["frames"], n_fft=mel["n_fft"],
-        duration=mel["duration"], fmin=mel["fmin"], fmax=mel["fmax"], top_db=mel["top_db"],
+        fixed,
+        sample_rate=mel.sample_rate,
+        n_mels=mel.n_mels,
+        frames=mel.frames,
+        n_fft=mel.n_fft,
+        duration=mel.duration,
+        fmin=mel.fmin,
+        fmax=mel.fmax,
+        top_db=mel.top_db,
     )
 
 

@@ -30,6 +30,7 @@ from keras import layers
 from speakdigits.files import atomic_dir
 from speakdigits.formats.classifiers import EMBEDDING, save_classifiers
 from speakdigits.formats.normalized import SPLITS, load_split
+from speakdigits.params import ClassifyParams
 from speakdigits.runtime import make_deterministic
 
 TASKS = ("digit", "gender", "age")
@@ -108,7 +109,7 @@ def take_split(speakers: np.ndarray, digits: np.ndarray, takes: np.ndarray, *, f
         n_val = min(wanted, len(ordered) - 1 - n_test)
         for i in ordered[:n_test]:
             roles[i] = "test"
-        for i in ordered[n_test:n_test + n_val]:
+        for i in ordered[n_test : n_test + n_val]:
             roles[i] = "val"
     return roles
 
@@ -154,8 +155,9 @@ def task_availability(splits: dict[str, dict], task: str) -> tuple[bool, str]:
         if not known:
             return False, f"no {name} clip has a known {what} (not in the data set's metadata)"
         if len(known) == 1:
-            return False, (f"all {name} clips with a known {what} are of one class "
-                           f"({CLASSES[task][known[0]]}); need at least 2")
+            return False, (
+                f"all {name} clips with a known {what} are of one class ({CLASSES[task][known[0]]}); need at least 2"
+            )
     return True, ""
 
 
@@ -204,8 +206,7 @@ def _known(split: dict, task: str) -> tuple[np.ndarray, np.ndarray]:
     return split["x"][keep][..., None].astype(np.float32), labels[keep]
 
 
-def train_task(splits: dict[str, dict], task: str, *, epochs: int, batch_size: int, learning_rate: float,
-               patience: int, seed: int) -> tuple[keras.Model, dict]:
+def train_task(splits: dict[str, dict], task: str, *, classify: ClassifyParams, seed: int) -> tuple[keras.Model, dict]:
     """Train one classifier and measure it on the test speakers.
 
     Early stopping watches the validation loss (the training loss when the
@@ -219,8 +220,8 @@ def train_task(splits: dict[str, dict], task: str, *, epochs: int, batch_size: i
         (:func:`task_availability`).
     task : {'digit', 'gender', 'age'}
         Which label.
-    epochs, batch_size, learning_rate, patience
-        The ``classify`` section of params.yaml.
+    classify : ClassifyParams
+        ``epochs``, ``batch_size``, ``learning_rate`` and ``patience``.
     seed : int
         Seed of initialisation and shuffling.
 
@@ -239,16 +240,26 @@ def train_task(splits: dict[str, dict], task: str, *, epochs: int, batch_size: i
     x_test, y_test = _known(splits["test"], task)
     classes = CLASSES[task]
     model = build_classifier(x_train.shape[1:3], len(classes), name=task)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
-    has_val = len(y_val) > 0
-    stop = keras.callbacks.EarlyStopping(monitor="val_loss" if has_val else "loss", patience=patience,
-                                         restore_best_weights=True)
-    history = model.fit(
-        x_train, y_train, validation_data=(x_val, y_val) if has_val else None, epochs=epochs,
-        batch_size=batch_size, shuffle=True, callbacks=[stop], verbose=2,
+    model.compile(
+        optimizer=keras.optimizers.Adam(classify.learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
     )
-    predicted = predict_probs(model, x_test[..., 0], batch_size=batch_size).argmax(axis=1)
+    has_val = len(y_val) > 0
+    stop = keras.callbacks.EarlyStopping(
+        monitor="val_loss" if has_val else "loss", patience=classify.patience, restore_best_weights=True
+    )
+    history = model.fit(
+        x_train,
+        y_train,
+        validation_data=(x_val, y_val) if has_val else None,
+        epochs=classify.epochs,
+        batch_size=classify.batch_size,
+        shuffle=True,
+        callbacks=[stop],
+        verbose=2,
+    )
+    predicted = predict_probs(model, x_test[..., 0], batch_size=classify.batch_size).argmax(axis=1)
     counts = np.bincount(y_test, minlength=len(classes))
     report = {
         "test_accuracy": float(np.mean(predicted == y_test)),
@@ -271,8 +282,9 @@ def predict_probs(model: keras.Model, images: np.ndarray, *, batch_size: int = 2
     return np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float64)
 
 
-def classify(normalized_dir: Path, out_dir: Path, *, epochs: int, batch_size: int, learning_rate: float,
-             patience: int, holdout_takes: float, seed: int) -> tuple[dict, dict[str, list[dict]]]:
+def classify(
+    normalized_dir: Path, out_dir: Path, *, classify: ClassifyParams, seed: int
+) -> tuple[dict, dict[str, list[dict]]]:
     """Train every available task and write the models.
 
     Parameters
@@ -282,7 +294,7 @@ def classify(normalized_dir: Path, out_dir: Path, *, epochs: int, batch_size: in
     out_dir : Path
         Written atomically: ``<task>.keras`` per trained task and
         ``classifiers.json``.
-    epochs, batch_size, learning_rate, patience, holdout_takes
+    classify : ClassifyParams
         The ``classify`` section of params.yaml.
     seed : int
         Seed of every task (each starts from it, whatever ran before).
@@ -297,22 +309,31 @@ def classify(normalized_dir: Path, out_dir: Path, *, epochs: int, batch_size: in
         Per trained task, the test clips' ``{"actual", "predicted"}`` records.
     """
     splits = {name: load_split(normalized_dir, name) for name in SPLITS}
+    holdout_takes = classify.holdout_takes
     by_take = judge_splits(splits, holdout_takes=holdout_takes)
     metrics, confusion, models = {}, {}, {}
     for task in TASKS:
         task_splits = by_take if task == "digit" else splits
-        held_out = (f"takes: the lowest-numbered {100 * holdout_takes:g} % of every speaker's takes of each digit"
-                    if task == "digit" else "speakers: the test speakers of the normalize stage")
+        held_out = (
+            f"takes: the lowest-numbered {100 * holdout_takes:g} % of every speaker's takes of each digit"
+            if task == "digit"
+            else "speakers: the test speakers of the normalize stage"
+        )
         available, reason = task_availability(task_splits, task)
         if not available:
             metrics[task] = {"available": False, "held_out": held_out, "reason": reason}
             continue
         print(f"classify: {task}: training")
-        models[task], report = train_task(task_splits, task, epochs=epochs, batch_size=batch_size,
-                                          learning_rate=learning_rate, patience=patience, seed=seed)
+        models[task], report = train_task(task_splits, task, classify=classify, seed=seed)
         confusion[task] = report.pop("confusion")
         metrics[task] = {"available": True, "held_out": held_out, **report}
     with atomic_dir(out_dir) as tmp:
-        save_classifiers(tmp, models, tuple(splits["train"]["x"].shape[1:]), holdout_takes=holdout_takes,
-                         classes=CLASSES, test_accuracy={task: metrics[task]["test_accuracy"] for task in models})
+        save_classifiers(
+            tmp,
+            models,
+            tuple(splits["train"]["x"].shape[1:]),
+            holdout_takes=holdout_takes,
+            classes=CLASSES,
+            test_accuracy={task: metrics[task]["test_accuracy"] for task in models},
+        )
     return metrics, confusion

@@ -63,8 +63,9 @@ def voice_variant(name: str) -> VoiceVariant:
     if not match:
         return VoiceVariant(name, "unknown", None)
     gender = match.group(1).lower()
-    return VoiceVariant(name, gender if gender in ("female", "male") else "unknown",
-                        int(match.group(2)) if match.group(2) else None)
+    return VoiceVariant(
+        name, gender if gender in ("female", "male") else "unknown", int(match.group(2)) if match.group(2) else None
+    )
 
 
 class _Engine:
@@ -167,8 +168,9 @@ def speak_sequence(utterances: list[Utterance]) -> list[np.ndarray]:
         offset += 8 + 2 * count
     if len(results) < len(utterances):
         u = utterances[len(results)]
-        raise PipelineError(f"eSpeak NG failed to speak {u.text!r} with voice '{u.voice}' "
-                            f"(rate {u.rate}, pitch {u.pitch})")
+        raise PipelineError(
+            f"eSpeak NG failed to speak {u.text!r} with voice '{u.voice}' (rate {u.rate}, pitch {u.pitch})"
+        )
     return results
 
 

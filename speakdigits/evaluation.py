@@ -31,17 +31,18 @@ from pathlib import Path
 import numpy as np
 
 from speakdigits.audio import BadClip, decode_wav, wav_bytes
+from speakdigits.classifier import take_split
 from speakdigits.files import atomic_dir
 from speakdigits.formats import raw
 from speakdigits.formats.classifiers import read_classifiers_info
 from speakdigits.formats.generated import read_generated, read_generated_mels
 from speakdigits.formats.model import load_vae
-from speakdigits.classifier import take_split
 from speakdigits.formats.normalized import denormalize, load_split, load_stats
 from speakdigits.judge import Judge, accuracy, frechet_distance, summary
 from speakdigits.listening import Heard, percent, write_listening_page
 from speakdigits.model import TrainedVAE
 from speakdigits.novelty import novelty
+from speakdigits.params import EvaluateParams, GenerateParams, MelParams
 from speakdigits.vocoder import mel_to_audio
 
 # Reconstructed clips of unheard speakers, the novelty yardstick: enough for a stable median and a
@@ -93,14 +94,24 @@ def reference_candidates(raw_dir: Path, clips: dict, *, seed: int) -> list[tuple
     return [found[i] for i in order]
 
 
-def _resynthesise(mel_db: np.ndarray, *, mel: dict, generate: dict, seed: int) -> bytes:
-    samples = mel_to_audio(mel_db, mel=mel, n_iter=generate["griffin_lim_iters"],
-                           momentum=generate["griffin_lim_momentum"], seed=seed)
-    return wav_bytes(samples, mel["sample_rate"])
+def _resynthesise(mel_db: np.ndarray, *, mel: MelParams, generate: GenerateParams, seed: int) -> bytes:
+    samples = mel_to_audio(
+        mel_db, mel=mel, n_iter=generate.griffin_lim_iters, momentum=generate.griffin_lim_momentum, seed=seed
+    )
+    return wav_bytes(samples, mel.sample_rate)
 
 
-def references(judge: Judge, vae: TrainedVAE, raw_dir: Path, clips: dict, *, count: int, mel: dict,
-               generate: dict, seed: int) -> list[dict]:
+def references(
+    judge: Judge,
+    vae: TrainedVAE,
+    raw_dir: Path,
+    clips: dict,
+    *,
+    count: int,
+    mel: MelParams,
+    generate: GenerateParams,
+    seed: int,
+) -> list[dict]:
     """Up to ``count`` real clips, each as recorded, through Griffin-Lim and through the VAE.
 
     The vocoder ceiling inverts the clip's mel as the pipeline represents it
@@ -122,7 +133,7 @@ def references(judge: Judge, vae: TrainedVAE, raw_dir: Path, clips: dict, *, cou
         takes).
     count : int
         How many clips (``evaluate.reference_clips``).
-    mel, generate : dict
+    mel, generate : MelParams, GenerateParams
         Sections of params.yaml (mel settings, Griffin-Lim settings).
     seed : int
         Seed of the choice of clips and of Griffin-Lim's initial phases.
@@ -144,8 +155,14 @@ def references(judge: Judge, vae: TrainedVAE, raw_dir: Path, clips: dict, *, cou
                 samples, rate = decode_wav(data)
             except BadClip:
                 continue
-            chosen.append({"member": member, "digit": digit, "real": wav_bytes(samples, rate),
-                           "image": judge.scaled(mel_db[None])[0]})
+            chosen.append(
+                {
+                    "member": member,
+                    "digit": digit,
+                    "real": wav_bytes(samples, rate),
+                    "image": judge.scaled(mel_db[None])[0],
+                }
+            )
     if not chosen:
         return []
     images = np.stack([c["image"] for c in chosen])
@@ -173,12 +190,13 @@ def vae_reconstruction(judge: Judge, test: dict, rebuilt: np.ndarray) -> dict:
     if len(test["x"]) == 0:
         return {}
     probs, _ = judge.images(rebuilt)
-    return {"reconstruction_mse": float(np.mean((rebuilt - test["x"]) ** 2)),
-            "judge_accuracy_mel": accuracy(probs, test["digit"])}
+    return {
+        "reconstruction_mse": float(np.mean((rebuilt - test["x"]) ** 2)),
+        "judge_accuracy_mel": accuracy(probs, test["digit"]),
+    }
 
 
-def real_frechet_floor(judge: Judge, val: dict, test_embeddings: np.ndarray, *, count: int,
-                       seed: int) -> float | None:
+def real_frechet_floor(judge: Judge, val: dict, test_embeddings: np.ndarray, *, count: int, seed: int) -> float | None:
     """Fréchet distance from up to ``count`` real validation clips to the real test clips.
 
     What a generator as good as real speech would score: other speakers than
@@ -202,12 +220,18 @@ def judge_reliability(test_accuracy: float, *, holdout_takes: float, trusted_acc
         and, when not reliable, ``warning``: one sentence saying that the
         generated-clip figures cannot be trusted, and why.
     """
-    out = {"accuracy": test_accuracy, "trusted_accuracy": trusted_accuracy, "holdout_takes": holdout_takes,
-           "reliable": bool(test_accuracy >= trusted_accuracy)}
+    out = {
+        "accuracy": test_accuracy,
+        "trusted_accuracy": trusted_accuracy,
+        "holdout_takes": holdout_takes,
+        "reliable": bool(test_accuracy >= trusted_accuracy),
+    }
     if not out["reliable"]:
-        out["warning"] = (f"UNRELIABLE: the digit judge is right on only {percent(test_accuracy)} of real recordings "
-                          f"it never heard (below the {percent(trusted_accuracy)} it needs), so the generated clips' "
-                          "accuracy, inception score and Fréchet distance do not say how recognisable they are")
+        out["warning"] = (
+            f"UNRELIABLE: the digit judge is right on only {percent(test_accuracy)} of real recordings "
+            f"it never heard (below the {percent(trusted_accuracy)} it needs), so the generated clips' "
+            "accuracy, inception score and Fréchet distance do not say how recognisable they are"
+        )
     return out
 
 
@@ -223,9 +247,16 @@ def heard(result: dict, index: int, *, name: str, title: str, wav: bytes, expect
     """Clip ``index`` of a :meth:`Judge.wavs` result, as the listening page shows it."""
     verdicts, confidence = _verdicts(result, len(result["mels_db"]))
     judged = verdicts[index] >= 0
-    return Heard(name=name, title=title, wav=wav, mel_db=result["mels_db"][index], expected=expected,
-                 verdict=int(verdicts[index]) if judged else None,
-                 confidence=float(confidence[index]) if judged else None, problem=result["problems"][index])
+    return Heard(
+        name=name,
+        title=title,
+        wav=wav,
+        mel_db=result["mels_db"][index],
+        expected=expected,
+        verdict=int(verdicts[index]) if judged else None,
+        confidence=float(confidence[index]) if judged else None,
+        problem=result["problems"][index],
+    )
 
 
 def _judged_summary(result: dict, expected: list[int] | None, count: int) -> dict:
@@ -238,9 +269,19 @@ def _judged_summary(result: dict, expected: list[int] | None, count: int) -> dic
     return out
 
 
-def evaluate(*, generated_dir: Path, classifier_dir: Path, normalized_dir: Path, model_dir: Path, raw_dir: Path,
-             listen_dir: Path, mel: dict, generate: dict, reference_clips: int, trusted_judge_accuracy: float,
-             seed: int) -> dict:
+def evaluate(
+    *,
+    generated_dir: Path,
+    classifier_dir: Path,
+    normalized_dir: Path,
+    model_dir: Path,
+    raw_dir: Path,
+    listen_dir: Path,
+    mel: MelParams,
+    generate: GenerateParams,
+    evaluate: EvaluateParams,
+    seed: int,
+) -> dict:
     """Judge the generated clips and the references; write the listening page.
 
     Parameters
@@ -250,13 +291,12 @@ def evaluate(*, generated_dir: Path, classifier_dir: Path, normalized_dir: Path,
     listen_dir : Path
         Written atomically: ``index.html``, the clips and mel images it shows,
         and ``verdicts.json`` (every clip's verdict).
-    mel, generate : dict
-        Sections of params.yaml.
-    reference_clips : int
-        How many real test clips to resynthesise (``evaluate.reference_clips``).
-    trusted_judge_accuracy : float
-        The judge's accuracy on held-out takes below which its figures are
-        flagged unreliable (``evaluate.trusted_judge_accuracy``).
+    mel, generate : MelParams, GenerateParams
+        Sections of params.yaml (the mel settings, the Griffin-Lim settings).
+    evaluate : EvaluateParams
+        ``reference_clips``, how many real test clips to resynthesise, and
+        ``trusted_judge_accuracy``, the judge's accuracy on held-out takes
+        below which its figures are flagged unreliable.
     seed : int
         The pipeline's seed.
 
@@ -275,8 +315,11 @@ def evaluate(*, generated_dir: Path, classifier_dir: Path, normalized_dir: Path,
     judge = Judge.load(classifier_dir, mel=mel, mel_min=mel_min, mel_max=mel_max)
     info = read_classifiers_info(classifier_dir)
     holdout_takes = info["holdout_takes"]
-    reliability = judge_reliability(info["tasks"]["digit"]["test_accuracy"], holdout_takes=holdout_takes,
-                                    trusted_accuracy=trusted_judge_accuracy)
+    reliability = judge_reliability(
+        info["tasks"]["digit"]["test_accuracy"],
+        holdout_takes=holdout_takes,
+        trusted_accuracy=evaluate.trusted_judge_accuracy,
+    )
     records = read_generated(generated_dir)
     requested = [r["digit"] for r in records]
     conditional = any(d is not None for d in requested)
@@ -285,8 +328,9 @@ def evaluate(*, generated_dir: Path, classifier_dir: Path, normalized_dir: Path,
     test_unheard = unheard(test, holdout_takes=holdout_takes)
     real_probs, real_embeddings = judge.images(test_unheard["x"])
     vae = load_vae(model_dir)
-    refs = references(judge, vae, raw_dir, test_unheard, count=reference_clips, mel=mel, generate=generate,
-                      seed=seed)
+    refs = references(
+        judge, vae, raw_dir, test_unheard, count=evaluate.reference_clips, mel=mel, generate=generate, seed=seed
+    )
     ref_digits = [r["digit"] for r in refs]
     judged_refs = {kind: judge.wavs([r[kind] for r in refs]) for kind, _ in REFERENCE_KINDS}
 
@@ -298,8 +342,13 @@ def evaluate(*, generated_dir: Path, classifier_dir: Path, normalized_dir: Path,
         generated["frechet_distance"] = frechet_distance(gen["embeddings"], real_embeddings)
     real = summary(real_probs, test_unheard["digit"])
     real.pop("class_histogram", None)
-    real_fd = real_frechet_floor(judge, unheard(load_split(normalized_dir, "val"), holdout_takes=holdout_takes),
-                                 real_embeddings, count=len(gen["judged"]), seed=seed)
+    real_fd = real_frechet_floor(
+        judge,
+        unheard(load_split(normalized_dir, "val"), holdout_takes=holdout_takes),
+        real_embeddings,
+        count=len(gen["judged"]),
+        seed=seed,
+    )
     if real_fd is not None:
         real["frechet_distance"] = real_fd
     ceiling = _judged_summary(judged_refs["ceiling"], ref_digits, len(refs))
@@ -308,23 +357,52 @@ def evaluate(*, generated_dir: Path, classifier_dir: Path, normalized_dir: Path,
     test_rebuilt = rebuild(vae, test)
     vae_metrics = vae_reconstruction(judge, test, test_rebuilt)
     if refs:
-        vae_metrics["judge_accuracy_resynthesised"] = _judged_summary(judged_refs["vae"], ref_digits,
-                                                                      len(refs))["accuracy"]
+        vae_metrics["judge_accuracy_resynthesised"] = _judged_summary(judged_refs["vae"], ref_digits, len(refs))[
+            "accuracy"
+        ]
     train = load_split(normalized_dir, "train")
     yardstick = digits_evenly(test["digit"], NOVELTY_REFERENCE_CLIPS, seed=[seed, 7])
-    novel = novelty(read_generated_mels(generated_dir, len(records)), test_rebuilt[yardstick],
-                    np.concatenate([train["x"], rebuild(vae, train)]))
-    metrics = {"judge": reliability, "generated": generated, "real": real, "vocoder_ceiling": ceiling,
-               "vae": vae_metrics, "novelty": novel}
+    novel = novelty(
+        read_generated_mels(generated_dir, len(records)),
+        test_rebuilt[yardstick],
+        np.concatenate([train["x"], rebuild(vae, train)]),
+    )
+    metrics = {
+        "judge": reliability,
+        "generated": generated,
+        "real": real,
+        "vocoder_ceiling": ceiling,
+        "vae": vae_metrics,
+        "novelty": novel,
+    }
 
-    heard_refs = [(ref["digit"], [heard(judged_refs[kind], i, name=f"{i:03d}_{ref['digit']}_{kind}",
-                                        title=title or Path(ref["member"]).name, wav=ref[kind], expected=ref["digit"])
-                                  for kind, title in REFERENCE_KINDS])
-                  for i, ref in sorted(enumerate(refs), key=lambda item: (item[1]["digit"], item[0]))]
+    heard_refs = [
+        (
+            ref["digit"],
+            [
+                heard(
+                    judged_refs[kind],
+                    i,
+                    name=f"{i:03d}_{ref['digit']}_{kind}",
+                    title=title or Path(ref["member"]).name,
+                    wav=ref[kind],
+                    expected=ref["digit"],
+                )
+                for kind, title in REFERENCE_KINDS
+            ],
+        )
+        for i, ref in sorted(enumerate(refs), key=lambda item: (item[1]["digit"], item[0]))
+    ]
     with atomic_dir(listen_dir) as tmp:
-        write_listening_page(tmp, metrics=metrics, classes=judge.classes,
-                             mel_range=(float(judge.mel_min.min()), float(judge.mel_max.max())),
-                             generated=[heard(gen, i, name=r["file"][:-4], title=r["file"], wav=r["wav"],
-                                              expected=r["digit"]) for i, r in enumerate(records)],
-                             references=heard_refs)
+        write_listening_page(
+            tmp,
+            metrics=metrics,
+            classes=judge.classes,
+            mel_range=(float(judge.mel_min.min()), float(judge.mel_max.max())),
+            generated=[
+                heard(gen, i, name=r["file"][:-4], title=r["file"], wav=r["wav"], expected=r["digit"])
+                for i, r in enumerate(records)
+            ],
+            references=heard_refs,
+        )
     return metrics

@@ -25,6 +25,7 @@ from speakdigits.files import atomic_dir
 from speakdigits.formats import raw
 from speakdigits.formats.features import write_features
 from speakdigits.formats.raw import parse_clip_name
+from speakdigits.params import MelParams
 
 # Ages outside this range are recording mistakes, not speakers.
 PLAUSIBLE_AGES = (3, 110)
@@ -85,7 +86,7 @@ def clean_speaker_metadata(metadata: dict, speakers: list[str]) -> tuple[dict[st
 _worker: dict = {}
 
 
-def _init_worker(zip_path: str, mel: dict) -> None:
+def _init_worker(zip_path: str, mel: MelParams) -> None:
     init_worker()
     _worker["zip"] = zipfile.ZipFile(zip_path)
     _worker["mel"] = mel
@@ -98,15 +99,17 @@ def _extract_batch(names: list[str]) -> tuple[list[str], np.ndarray, dict[str, s
         try:
             data = _worker["zip"].read(name)
         except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as err:
-            raise PipelineError(f"{_worker['zip'].filename}: member '{name}' is corrupt ({err}); "
-                                "rebuild it with `dvc repro --force download`") from None
+            raise PipelineError(
+                f"{_worker['zip'].filename}: member '{name}' is corrupt ({err}); "
+                "rebuild it with `dvc repro --force download`"
+            ) from None
         try:
             images.append(audio.clip_to_mel(data, _worker["mel"]))
             made.append(name)
         except audio.BadClip as err:
             reasons[name] = str(err)
     mel = _worker["mel"]
-    block = np.stack(images) if images else np.zeros((0, mel["n_mels"], mel["frames"]), dtype=np.float32)
+    block = np.stack(images) if images else np.zeros((0, mel.n_mels, mel.frames), dtype=np.float32)
     return made, block.astype("<f4", copy=False), reasons
 
 
@@ -115,7 +118,7 @@ def _extract_batch(names: list[str]) -> tuple[list[str], np.ndarray, dict[str, s
 _BATCH = 64
 
 
-def extract(raw_dir: Path, out_dir: Path, mel: dict, *, jobs: int | None = None) -> dict:
+def extract(raw_dir: Path, out_dir: Path, mel: MelParams, *, jobs: int | None = None) -> dict:
     """Turn the raw data set in ``raw_dir`` into features in ``out_dir``.
 
     Writes ``mels.npy`` (float32, clips x n_mels x frames, in dB), ``clips.csv``
@@ -128,7 +131,7 @@ def extract(raw_dir: Path, out_dir: Path, mel: dict, *, jobs: int | None = None)
         Output of the download stage.
     out_dir : Path
         Directory to write, replaced atomically.
-    mel : dict
+    mel : MelParams
         The ``mel`` section of params.yaml.
     jobs : int, optional
         Worker processes; by default every core the process may use
@@ -160,19 +163,19 @@ def extract(raw_dir: Path, out_dir: Path, mel: dict, *, jobs: int | None = None)
         # header (which needs the final count) is put in front at the end.
         rows = []
         ctx = multiprocessing.get_context("fork")
-        with open(tmp / "rows.bin", "wb") as rows_file, ctx.Pool(
-            jobs, initializer=_init_worker, initargs=(str(Path(raw_dir) / raw.AUDIO_ZIP), mel)
-        ) as pool:
+        with (
+            open(tmp / "rows.bin", "wb") as rows_file,
+            ctx.Pool(jobs, initializer=_init_worker, initargs=(str(Path(raw_dir) / raw.AUDIO_ZIP), mel)) as pool,
+        ):
             order = [name for name, *_ in labelled]
-            batches = pool.imap(_extract_batch, [order[i:i + _BATCH] for i in range(0, len(order), _BATCH)])
+            batches = pool.imap(_extract_batch, [order[i : i + _BATCH] for i in range(0, len(order), _BATCH)])
             with tqdm(total=len(order), desc="extracting", unit="clip") as progress:
                 for made, block, reasons in batches:
                     skipped.extend({"file": name, "reason": reason} for name, reason in reasons.items())
                     rows_file.write(block.tobytes())
                     for name in made:
                         digit, speaker, take = labels[name]
-                        rows.append((name, digit, speaker, take, metadata[speaker]["gender"],
-                                     metadata[speaker]["age"]))
+                        rows.append((name, digit, speaker, take, metadata[speaker]["gender"], metadata[speaker]["age"]))
                     progress.update(len(made) + len(reasons))
         if not rows:
             raise PipelineError(
@@ -185,10 +188,11 @@ def extract(raw_dir: Path, out_dir: Path, mel: dict, *, jobs: int | None = None)
             "speakers": len({row[2] for row in rows}),
             "skipped": sorted(skipped, key=lambda s: s["file"]),
             "metadata_notes": notes,
-            "shape": [mel["n_mels"], mel["frames"]],
+            "shape": [mel.n_mels, mel.frames],
         }
-        write_features(tmp, rows_path=tmp / "rows.bin", shape=(len(rows), mel["n_mels"], mel["frames"]),
-                       clips=rows, report=report)
+        write_features(
+            tmp, rows_path=tmp / "rows.bin", shape=(len(rows), mel.n_mels, mel.frames), clips=rows, report=report
+        )
         os.remove(tmp / "rows.bin")
     return report
 
@@ -215,6 +219,12 @@ def _unambiguous(names: list[str], checksums: dict[str, tuple[int, int]], skippe
             kept.add(first)
             skipped.extend({"file": name, "reason": f"a copy of {first}"} for name in others)
         else:
-            skipped.extend({"file": name, "reason": f"{len(group)} different files share this digit, speaker and "
-                            f"take ({', '.join(sorted(group))}); none is used"} for name in group)
+            skipped.extend(
+                {
+                    "file": name,
+                    "reason": f"{len(group)} different files share this digit, speaker and "
+                    f"take ({', '.join(sorted(group))}); none is used",
+                }
+                for name in group
+            )
     return kept

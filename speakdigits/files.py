@@ -7,8 +7,9 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from speakdigits.errors import PipelineError
 
@@ -21,7 +22,7 @@ def _temporary_dir(parent: Path, name: str) -> Path:
     them from those of a run still going.
     """
     for stale in parent.glob(f".{name}.*.tmp"):
-        pid = stale.name[len(name) + 2:].split(".", 1)[0]
+        pid = stale.name[len(name) + 2 :].split(".", 1)[0]
         if stale.is_dir() and not stale.is_symlink() and not (pid.isdigit() and _running(int(pid))):
             shutil.rmtree(stale, ignore_errors=True)
     return Path(tempfile.mkdtemp(prefix=f".{name}.{os.getpid()}.", suffix=".tmp", dir=parent))
@@ -87,8 +88,9 @@ def check_user_folder(folder: str | Path, names: Iterable[str], option: str = "-
         raise PipelineError(f"{option} {folder}: is a file; expected a folder (new, or without these clips' names)")
     for name in names:
         if os.path.lexists(folder / name):
-            raise PipelineError(f"{option} {folder}: already holds {name}; give a new folder "
-                                "(nothing is ever overwritten there)")
+            raise PipelineError(
+                f"{option} {folder}: already holds {name}; give a new folder (nothing is ever overwritten there)"
+            )
     return folder
 
 
@@ -120,8 +122,9 @@ def add_files(folder: str | Path, names: Iterable[str], option: str = "--out") -
                     added.append(folder / name)
                     shutil.copyfileobj(src, out)
             except FileExistsError:
-                raise PipelineError(f"{option} {folder}: {name} appeared while generating; "
-                                    "nothing was written") from None
+                raise PipelineError(
+                    f"{option} {folder}: {name} appeared while generating; nothing was written"
+                ) from None
         added.clear()
     finally:
         for path in added:
@@ -138,4 +141,3 @@ def write_json(path: str | Path, data: Any) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     os.replace(tmp, path)
-

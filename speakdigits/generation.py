@@ -22,9 +22,9 @@ from speakdigits.formats.generated import GRID_PNG, MELS_NPY, SAMPLES_JSON, clip
 from speakdigits.formats.model import load_vae, read_latents, read_model_info
 from speakdigits.formats.normalized import denormalize, load_stats
 from speakdigits.model import sample_latents
+from speakdigits.params import GenerateParams, MelParams
 from speakdigits.vocoder import mel_to_audio_many
 
-SAMPLINGS = ("fitted", "prior")
 #: The mel grid shows at most this many clips of each digit (rows of up to 10 for an unconditional model),
 #: so its size stays bounded whatever the count.
 GRID_PER_DIGIT = 10
@@ -43,7 +43,7 @@ def grid_rows(digits: list[int | None]) -> list[list[int]]:
     or the first ``GRID_UNCONDITIONAL`` unlabelled clips in rows of 10."""
     if all(d is None for d in digits):
         shown = list(range(min(len(digits), GRID_UNCONDITIONAL)))
-        return [shown[i:i + 10] for i in range(0, len(shown), 10)]
+        return [shown[i : i + 10] for i in range(0, len(shown), 10)]
     rows: dict[int | None, list[int]] = {}
     for index, digit in enumerate(digits):
         row = rows.setdefault(digit, [])
@@ -71,9 +71,17 @@ def save_mel_grid(images_db: np.ndarray, titles: list[str], path: Path, *, rows:
     fig.savefig(path, dpi=80, metadata={"Software": None})
 
 
-def generate(model_dir: Path, normalized_dir: Path, out_dir: Path, *, mel: dict, digits: list[int | None],
-             sampling: str, temperature: float, n_iter: int, momentum: float, seed: int,
-             replace: bool = True) -> list[dict]:
+def generate(
+    model_dir: Path,
+    normalized_dir: Path,
+    out_dir: Path,
+    *,
+    mel: MelParams,
+    generate: GenerateParams,
+    digits: list[int | None],
+    seed: int,
+    replace: bool = True,
+) -> list[dict]:
     """Decode random latents into wav files, a mel grid, ``mels.npy`` and ``samples.json`` in ``out_dir``.
 
     Parameters
@@ -85,17 +93,15 @@ def generate(model_dir: Path, normalized_dir: Path, out_dir: Path, *, mel: dict,
         onto it. A user's folder (``replace=False``): the files are added to
         it, and it is refused if it already holds any of them
         (:func:`speakdigits.files.add_files`). The files: :mod:`speakdigits.formats.generated`.
-    mel : dict
+    mel : MelParams
         The ``mel`` section of params.yaml (for inversion).
+    generate : GenerateParams
+        ``sampling`` (where z comes from: the Gaussian fitted to the training
+        clips' latents of the digit, ``latents.json``, or N(0, I)),
+        ``temperature`` (scale of z's spread around its mean) and the
+        Griffin-Lim settings.
     digits : list of int or None
         One entry per clip: the digit to say (conditional model) or None.
-    sampling : {'fitted', 'prior'}
-        Where z comes from: the Gaussian fitted to the training clips' latents
-        of the digit (``latents.json``), or N(0, I).
-    temperature : float
-        Scale of z's spread around its mean.
-    n_iter, momentum : int, float
-        Griffin-Lim settings.
     seed : int
         Seed of the latents and of Griffin-Lim's initial phases.
 
@@ -109,22 +115,36 @@ def generate(model_dir: Path, normalized_dir: Path, out_dir: Path, *, mel: dict,
     mel_min, mel_max = load_stats(normalized_dir)
     if any(d is not None for d in digits) and not vae.conditional:
         raise PipelineError(f"{model_dir}: the model is unconditional; it cannot be asked for a digit")
-    if sampling not in SAMPLINGS:
-        raise PipelineError(f"generate.sampling = {sampling!r}; expected one of {', '.join(SAMPLINGS)}")
-    latents = read_latents(model_dir) if sampling == "fitted" else None
-    z = sample_latents(latents, digits if vae.conditional else [None] * len(digits),
-                       latent_dim=info["latent_dim"], temperature=temperature, rng=np.random.default_rng([seed, 4]))
+    latents = read_latents(model_dir) if generate.sampling == "fitted" else None
+    z = sample_latents(
+        latents,
+        digits if vae.conditional else [None] * len(digits),
+        latent_dim=info["latent_dim"],
+        temperature=generate.temperature,
+        rng=np.random.default_rng([seed, 4]),
+    )
     labels = np.array([0 if d is None else d for d in digits])
     images = vae.decode(z, labels if vae.conditional else None)
     images_db = denormalize(np.clip(images, 0.0, 1.0), mel_min, mel_max)
     records = []
     with atomic_dir(out_dir) if replace else add_files(out_dir, output_names(digits)) as tmp:
-        clips = mel_to_audio_many(images_db, mel=mel, n_iter=n_iter, momentum=momentum,
-                                  seeds=[seed + index for index in range(len(digits))])
+        clips = mel_to_audio_many(
+            images_db,
+            mel=mel,
+            n_iter=generate.griffin_lim_iters,
+            momentum=generate.griffin_lim_momentum,
+            seeds=[seed + index for index in range(len(digits))],
+        )
         for name, digit, samples in zip(clip_names(digits), digits, clips):
-            (tmp / name).write_bytes(wav_bytes(samples, mel["sample_rate"]))
-            records.append({"file": name, "digit": digit, "seconds": len(samples) / mel["sample_rate"],
-                            "peak": float(np.abs(samples).max())})
+            (tmp / name).write_bytes(wav_bytes(samples, mel.sample_rate))
+            records.append(
+                {
+                    "file": name,
+                    "digit": digit,
+                    "seconds": len(samples) / mel.sample_rate,
+                    "peak": float(np.abs(samples).max()),
+                }
+            )
         titles = [r["file"][:-4] if r["digit"] is None else f"digit {r['digit']}" for r in records]
         save_mel_grid(images_db, titles, tmp / GRID_PNG, rows=grid_rows(digits))
         np.save(tmp / MELS_NPY, np.clip(images, 0.0, 1.0).astype(np.float32), allow_pickle=False)

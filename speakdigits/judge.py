@@ -19,6 +19,7 @@ import scipy.linalg
 from speakdigits.audio import BadClip, clip_to_mel
 from speakdigits.formats.classifiers import EMBEDDING, load_classifier
 from speakdigits.formats.normalized import scale
+from speakdigits.params import MelParams
 
 # Added to both covariances of the Fréchet distance: with fewer clips than
 # embedding dimensions the covariances are singular, and their product's square
@@ -113,21 +114,22 @@ class Judge:
         A classifier from :func:`speakdigits.classifier.build_classifier`.
     classes : list of str
         Its class names.
-    mel : dict
+    mel : MelParams
         The ``mel`` section of params.yaml, to turn audio into images.
     mel_min, mel_max : numpy.ndarray
         The training statistics of :func:`speakdigits.formats.normalized.load_stats`.
     """
 
-    def __init__(self, model: keras.Model, classes: list[str], *, mel: dict, mel_min: np.ndarray,
-                 mel_max: np.ndarray):
+    def __init__(
+        self, model: keras.Model, classes: list[str], *, mel: MelParams, mel_min: np.ndarray, mel_max: np.ndarray
+    ):
         self.classes = list(classes)
         self.mel, self.mel_min, self.mel_max = mel, mel_min, mel_max
         # One pass gives both heads: the penultimate layer and the softmax.
         self._both = keras.Model(model.inputs[0], [model.get_layer(EMBEDDING).output, model.output])
 
     @classmethod
-    def load(cls, classifier_dir: Path, **kwargs) -> "Judge":
+    def load(cls, classifier_dir: Path, **kwargs) -> Judge:
         """The digit classifier saved by the ``classify`` stage."""
         model, classes = load_classifier(classifier_dir, "digit")
         return cls(model, classes, **kwargs)
@@ -140,7 +142,7 @@ class Judge:
             return np.zeros((0, len(self.classes))), np.zeros((0, width))
         # Direct calls, not predict(): predict traces a new graph for every new
         # batch shape, and the judge sees many small sets of different sizes.
-        outputs = [self._both(x[i:i + 256], training=False) for i in range(0, len(x), 256)]
+        outputs = [self._both(x[i : i + 256], training=False) for i in range(0, len(x), 256)]
         embeddings = np.concatenate([keras.ops.convert_to_numpy(e) for e, _ in outputs])
         probs = np.concatenate([keras.ops.convert_to_numpy(p) for _, p in outputs])
         return probs.astype(np.float64), embeddings.astype(np.float64)

@@ -39,11 +39,17 @@ PAGE_INTRO = [
     "spoken digits, where real test clips scored 98.76 % and 8.47; the original student VAE was about 80 % "
     "recognisable by ear on 20 samples.",
 ]
-REFERENCE_HEADER = ["digit", "real test clip never heard by the judge, as recorded",
-                    "vocoder ceiling: mel → Griffin-Lim → audio", "VAE reconstruction (z = μ) → Griffin-Lim"]
-PAGE_NOTES = ["The vocoder ceiling is what a perfect mel generator would sound like with this pipeline's "
-              "Griffin-Lim settings; generated clips cannot be judged better than it, except by chance.",
-              "verdicts.json beside this page lists every clip's verdict and confidence."]
+REFERENCE_HEADER = [
+    "digit",
+    "real test clip never heard by the judge, as recorded",
+    "vocoder ceiling: mel → Griffin-Lim → audio",
+    "VAE reconstruction (z = μ) → Griffin-Lim",
+]
+PAGE_NOTES = [
+    "The vocoder ceiling is what a perfect mel generator would sound like with this pipeline's "
+    "Griffin-Lim settings; generated clips cannot be judged better than it, except by chance.",
+    "verdicts.json beside this page lists every clip's verdict and confidence.",
+]
 
 
 @dataclass(frozen=True)
@@ -117,8 +123,15 @@ def save_mel_png(path: Path, mel_db: np.ndarray, *, low: float, high: float) -> 
 
     ``low`` and ``high`` fix the colour scale, so that images are comparable.
     """
-    matplotlib.image.imsave(path, np.asarray(mel_db, dtype=np.float32), cmap="magma", vmin=low, vmax=high,
-                            origin="lower", metadata={"Software": None})
+    matplotlib.image.imsave(
+        path,
+        np.asarray(mel_db, dtype=np.float32),
+        cmap="magma",
+        vmin=low,
+        vmax=high,
+        origin="lower",
+        metadata={"Software": None},
+    )
 
 
 STYLE = """
@@ -168,7 +181,7 @@ window.addEventListener('load', function () {
 
 def _clip_cell(clip: Clip) -> str:
     e = html.escape
-    parts = [f'<figure><figcaption>{e(clip.title)}</figcaption>']
+    parts = [f"<figure><figcaption>{e(clip.title)}</figcaption>"]
     if clip.image is not None:
         parts.append(f'<img src="{e(clip.image)}" alt="log-mel spectrogram of {e(clip.title)}">')
     parts.append(f'<audio controls preload="auto" src="{e(clip.audio)}"></audio>')
@@ -196,9 +209,17 @@ def _table(rows: list[tuple[str, list[Clip]]], header: list[str] | None = None) 
     return "\n".join(out)
 
 
-def render_page(*, title: str, headline: list[tuple[str, str]], intro: list[str],
-                generated: list[tuple[str, list[Clip]]], references: list[tuple[str, list[Clip]]],
-                reference_header: list[str], notes: list[str], warning: str | None = None) -> str:
+def render_page(
+    *,
+    title: str,
+    headline: list[tuple[str, str]],
+    intro: list[str],
+    generated: list[tuple[str, list[Clip]]],
+    references: list[tuple[str, list[Clip]]],
+    reference_header: list[str],
+    notes: list[str],
+    warning: str | None = None,
+) -> str:
     """The page's HTML.
 
     Parameters
@@ -221,7 +242,7 @@ def render_page(*, title: str, headline: list[tuple[str, str]], intro: list[str]
     e = html.escape
     metrics = "\n".join(f"<tr><th>{e(name)}</th><td>{e(value)}</td></tr>" for name, value in headline)
     paragraphs = "\n".join(f"<p>{e(text)}</p>" for text in intro)
-    endnotes = "\n".join(f"<p class=\"note\">{e(text)}</p>" for text in notes)
+    endnotes = "\n".join(f'<p class="note">{e(text)}</p>' for text in notes)
     alert = f'<p class="warning" role="alert">{e(warning)}</p>' if warning else ""
     return f"""<!DOCTYPE html>
 <html lang="en">
@@ -271,39 +292,65 @@ def headline(metrics: dict) -> list[tuple[str, str]]:
     """The page's metric table, from the evaluate stage's metrics: ``(name, formatted value)`` rows."""
     gen, real, ceiling, vae = (metrics[k] for k in ("generated", "real", "vocoder_ceiling", "vae"))
     judge, novel = metrics["judge"], metrics["novelty"]
-    rows = [("The judge itself: accuracy on real takes it never heard (every speaker)",
-             percent(judge["accuracy"]) + (" — trusted" if judge["reliable"] else
-                                           f" — UNRELIABLE (needs {percent(judge['trusted_accuracy'])})"))]
+    rows = [
+        (
+            "The judge itself: accuracy on real takes it never heard (every speaker)",
+            percent(judge["accuracy"])
+            + (" — trusted" if judge["reliable"] else f" — UNRELIABLE (needs {percent(judge['trusted_accuracy'])})"),
+        )
+    ]
     if gen["conditional"]:
         rows.append(("Generated: share that says the digit asked for", percent(gen.get("accuracy"))))
     rows += [
         ("Generated: inception score (10 at most)", number(gen.get("inception_score"))),
         ("Generated: mean judge confidence", percent(gen.get("mean_confidence"))),
-        ("Generated: Fréchet distance to real test clips (judge embeddings)",
-         number(gen.get("frechet_distance")) + f" (as many real clips of other speakers: "
-                                               f"{number(real.get('frechet_distance'))})"),
-        ("Generated: judge's verdicts, digit: count",
-         ", ".join(f"{d}: {n}" for d, n in gen.get("class_histogram", {}).items()) or "–"),
-        (f"Real test-speaker clips the judge never heard ({real['clips']}): judge accuracy",
-         percent(real.get("accuracy"))),
+        (
+            "Generated: Fréchet distance to real test clips (judge embeddings)",
+            number(gen.get("frechet_distance")) + f" (as many real clips of other speakers: "
+            f"{number(real.get('frechet_distance'))})",
+        ),
+        (
+            "Generated: judge's verdicts, digit: count",
+            ", ".join(f"{d}: {n}" for d, n in gen.get("class_histogram", {}).items()) or "–",
+        ),
+        (
+            f"Real test-speaker clips the judge never heard ({real['clips']}): judge accuracy",
+            percent(real.get("accuracy")),
+        ),
         ("Real test-speaker clips the judge never heard: inception score", number(real.get("inception_score"))),
-        (f"Vocoder ceiling ({ceiling['clips']} test clips, mel → Griffin-Lim → audio): judge accuracy",
-         percent(ceiling.get("accuracy")) + f" (same clips as recorded: {percent(ceiling.get('real_accuracy_same_clips'))})"),
+        (
+            f"Vocoder ceiling ({ceiling['clips']} test clips, mel → Griffin-Lim → audio): judge accuracy",
+            percent(ceiling.get("accuracy"))
+            + f" (same clips as recorded: {percent(ceiling.get('real_accuracy_same_clips'))})",
+        ),
         ("VAE on test clips: reconstruction MSE (z = μ, normalised mels)", number(vae.get("reconstruction_mse"))),
         ("VAE on test clips: judge accuracy on the reconstructed mels", percent(vae.get("judge_accuracy_mel"))),
-        ("VAE reconstructions re-synthesised (reference clips): judge accuracy",
-         percent(vae.get("judge_accuracy_resynthesised"))),
-        ("Novelty: median distance to the nearest training mel, generated / reconstructed unheard speakers",
-         f"{number(novel.get('generated_nearest_train'))} / {number(novel.get('unheard_nearest_train'))} "
-         f"(ratio {number(novel.get('ratio'))}; 1 or more: as new as an unheard speaker, near 0: replays)"),
-        ("Novelty: generated clips nearer the training set than 99 % of unheard speakers' are (copies)",
-         percent(novel.get("copies"))),
+        (
+            "VAE reconstructions re-synthesised (reference clips): judge accuracy",
+            percent(vae.get("judge_accuracy_resynthesised")),
+        ),
+        (
+            "Novelty: median distance to the nearest training mel, generated / reconstructed unheard speakers",
+            f"{number(novel.get('generated_nearest_train'))} / {number(novel.get('unheard_nearest_train'))} "
+            f"(ratio {number(novel.get('ratio'))}; 1 or more: as new as an unheard speaker, near 0: replays)",
+        ),
+        (
+            "Novelty: generated clips nearer the training set than 99 % of unheard speakers' are (copies)",
+            percent(novel.get("copies")),
+        ),
     ]
     return rows
 
 
-def write_listening_page(out_dir: Path, *, metrics: dict, classes: list[str], mel_range: tuple[float, float],
-                         generated: list[Heard], references: list[tuple[int, list[Heard]]]) -> None:
+def write_listening_page(
+    out_dir: Path,
+    *,
+    metrics: dict,
+    classes: list[str],
+    mel_range: tuple[float, float],
+    generated: list[Heard],
+    references: list[tuple[int, list[Heard]]],
+) -> None:
     """The listening page and its files in ``out_dir``: wavs, mel PNGs, ``verdicts.json``, ``index.html``.
 
     Parameters
@@ -330,23 +377,46 @@ def write_listening_page(out_dir: Path, *, metrics: dict, classes: list[str], me
         if heard.mel_db is not None:
             save_mel_png(folder / f"{heard.name}.png", heard.mel_db, low=mel_range[0], high=mel_range[1])
             image = f"{subdir}/{heard.name}.png"
-        verdict_log.append({"file": f"{subdir}/{heard.name}.wav", "expected": heard.expected,
-                            "verdict": heard.verdict, "confidence": heard.confidence, "problem": heard.problem})
-        return Clip(audio=f"{subdir}/{heard.name}.wav", image=image, title=heard.title,
-                    verdict=None if heard.verdict is None else classes[heard.verdict], confidence=heard.confidence,
-                    expected=None if heard.expected is None else classes[heard.expected],
-                    note=None if heard.verdict is not None else f"not judged: {heard.problem}")
+        verdict_log.append(
+            {
+                "file": f"{subdir}/{heard.name}.wav",
+                "expected": heard.expected,
+                "verdict": heard.verdict,
+                "confidence": heard.confidence,
+                "problem": heard.problem,
+            }
+        )
+        return Clip(
+            audio=f"{subdir}/{heard.name}.wav",
+            image=image,
+            title=heard.title,
+            verdict=None if heard.verdict is None else classes[heard.verdict],
+            confidence=heard.confidence,
+            expected=None if heard.expected is None else classes[heard.expected],
+            note=None if heard.verdict is not None else f"not judged: {heard.problem}",
+        )
 
     clips = [place(GENERATED_SUBDIR, heard) for heard in generated]
     if metrics["generated"]["conditional"]:
-        rows = [(str(d), [c for c, h in zip(clips, generated) if h.expected == d])
-                for d in sorted({h.expected for h in generated})]
+        rows = [
+            (str(d), [c for c, h in zip(clips, generated) if h.expected == d])
+            for d in sorted({h.expected for h in generated})
+        ]
     else:  # nothing was asked for: group by what the judge heard
         rows = [(f"heard {name}", [c for c in clips if c.verdict == name]) for name in classes]
-        rows = [row for row in rows if row[1]] + ([("not judged", [c for c in clips if c.verdict is None])]
-                                                  if any(c.verdict is None for c in clips) else [])
+        rows = [row for row in rows if row[1]] + (
+            [("not judged", [c for c in clips if c.verdict is None])] if any(c.verdict is None for c in clips) else []
+        )
     reference_rows = [(str(digit), [place(REFERENCE_SUBDIR, heard) for heard in row]) for digit, row in references]
-    write_page(out_dir, title=PAGE_TITLE, headline=headline(metrics), intro=PAGE_INTRO,
-               warning=metrics["judge"].get("warning"), generated=rows, references=reference_rows,
-               reference_header=REFERENCE_HEADER, notes=PAGE_NOTES)
+    write_page(
+        out_dir,
+        title=PAGE_TITLE,
+        headline=headline(metrics),
+        intro=PAGE_INTRO,
+        warning=metrics["judge"].get("warning"),
+        generated=rows,
+        references=reference_rows,
+        reference_header=REFERENCE_HEADER,
+        notes=PAGE_NOTES,
+    )
     (Path(out_dir) / VERDICTS_JSON).write_text(json.dumps(verdict_log, indent=2) + "\n", encoding="utf-8")

@@ -113,8 +113,9 @@ def _conv_decoder(z, shape, filters: list[int], dense: int):
     return h
 
 
-def build_encoder_decoder(shape: tuple[int, int], *, latent_dim: int, arch: str, conditional: bool,
-                          filters: list[int], dense: int) -> tuple[keras.Model, keras.Model]:
+def build_encoder_decoder(
+    shape: tuple[int, int], *, latent_dim: int, arch: str, conditional: bool, filters: list[int], dense: int
+) -> tuple[keras.Model, keras.Model]:
     """Build the encoder and decoder.
 
     Parameters
@@ -170,8 +171,16 @@ class VAE(keras.Model):
     digits.
     """
 
-    def __init__(self, encoder: keras.Model, decoder: keras.Model, *, conditional: bool,
-                 reconstruction_weight: float, seed: int, **kwargs):
+    def __init__(
+        self,
+        encoder: keras.Model,
+        decoder: keras.Model,
+        *,
+        conditional: bool,
+        reconstruction_weight: float,
+        seed: int,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.encoder = encoder
         self.decoder = decoder
@@ -249,8 +258,9 @@ class TrainedVAE:
     def _inputs(self, first: np.ndarray, digits: np.ndarray | None):
         return [first, one_hot(digits)] if self.conditional else first
 
-    def encode(self, images: np.ndarray, digits: np.ndarray | None, *,
-               batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    def encode(
+        self, images: np.ndarray, digits: np.ndarray | None, *, batch_size: int = 256
+    ) -> tuple[np.ndarray, np.ndarray]:
         """``(mu, log_var)`` of each image's posterior q(z|x)."""
         x = np.asarray(images, dtype=np.float32)[..., None]
         mu, log_var = self.encoder.predict(self._inputs(x, digits), batch_size=batch_size, verbose=0)
@@ -293,8 +303,11 @@ def fit_latent_gaussians(mu: np.ndarray, log_var: np.ndarray, digits: np.ndarray
         group the digit as a string, or ``'all'``.
     """
     mu, var = np.asarray(mu, dtype=np.float64), np.exp(np.asarray(log_var, dtype=np.float64))
-    groups = {ALL_DIGITS: np.arange(len(mu))} if digits is None else {
-        str(d): np.flatnonzero(np.asarray(digits) == d) for d in sorted(set(np.asarray(digits).tolist()))}
+    groups = (
+        {ALL_DIGITS: np.arange(len(mu))}
+        if digits is None
+        else {str(d): np.flatnonzero(np.asarray(digits) == d) for d in sorted(set(np.asarray(digits).tolist()))}
+    )
     out = {}
     for group, rows in groups.items():
         spread = np.cov(mu[rows], rowvar=False).reshape(mu.shape[1], mu.shape[1]) if len(rows) > 1 else 0.0
@@ -303,8 +316,9 @@ def fit_latent_gaussians(mu: np.ndarray, log_var: np.ndarray, digits: np.ndarray
     return out
 
 
-def sample_latents(latents: dict | None, digits: list[int | None], *, latent_dim: int, temperature: float,
-                   rng: np.random.Generator) -> np.ndarray:
+def sample_latents(
+    latents: dict | None, digits: list[int | None], *, latent_dim: int, temperature: float, rng: np.random.Generator
+) -> np.ndarray:
     """Draw one z per requested clip, from the prior or from the fitted Gaussians.
 
     Parameters
@@ -330,8 +344,10 @@ def sample_latents(latents: dict | None, digits: list[int | None], *, latent_dim
     z = np.empty_like(eps)
     for group in sorted({ALL_DIGITS if d is None else str(d) for d in digits}):
         if group not in latents:
-            raise PipelineError(f"the fitted latents hold no training clip of digit {group}, so there is no region of "
-                                "latent space to draw it from; use generate.sampling=prior")
+            raise PipelineError(
+                f"the fitted latents hold no training clip of digit {group}, so there is no region of "
+                "latent space to draw it from; use generate.sampling=prior"
+            )
         rows = [i for i, d in enumerate(digits) if (ALL_DIGITS if d is None else str(d)) == group]
         cov = np.asarray(latents[group]["cov"], dtype=np.float64)
         # A tiny ridge keeps the factorisation defined for a degenerate (e.g. single-clip) covariance.

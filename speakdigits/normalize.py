@@ -17,18 +17,19 @@ from speakdigits.errors import PipelineError
 from speakdigits.files import atomic_dir
 from speakdigits.formats.features import read_features
 from speakdigits.formats.normalized import SPLITS, scale, write_split, write_stats
+from speakdigits.params import SplitParams
 
 
-def split_speakers(speakers: list[str], *, val_fraction: float, test_fraction: float, seed: int) -> dict[str, list[str]]:
+def split_speakers(speakers: list[str], *, split: SplitParams, seed: int) -> dict[str, list[str]]:
     """Deal speakers into train, validation and test, none in two of them.
 
     Parameters
     ----------
     speakers : list of str
         Distinct speaker ids.
-    val_fraction, test_fraction : float
-        Shares of the speakers (rounded, at least one speaker each when the
-        share is above zero).
+    split : SplitParams
+        ``val_fraction`` and ``test_fraction``: shares of the speakers
+        (rounded, at least one speaker each when the share is above zero).
     seed : int
         Seed of the shuffle; the result does not depend on the input order.
 
@@ -42,6 +43,7 @@ def split_speakers(speakers: list[str], *, val_fraction: float, test_fraction: f
     PipelineError
         When too few speakers are left for training.
     """
+    val_fraction, test_fraction = split.val_fraction, split.test_fraction
     ordered = sorted(set(speakers))
     shuffled = [ordered[i] for i in np.random.default_rng([seed, 3]).permutation(len(ordered))]
     n_test = max(1, round(test_fraction * len(ordered))) if test_fraction > 0 else 0
@@ -53,8 +55,8 @@ def split_speakers(speakers: list[str], *, val_fraction: float, test_fraction: f
         )
     return {
         "test": sorted(shuffled[:n_test]),
-        "val": sorted(shuffled[n_test:n_test + n_val]),
-        "train": sorted(shuffled[n_test + n_val:]),
+        "val": sorted(shuffled[n_test : n_test + n_val]),
+        "train": sorted(shuffled[n_test + n_val :]),
     }
 
 
@@ -74,7 +76,7 @@ def fit_min_max(mels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mels.min(axis=(0, 2)).astype(np.float32), mels.max(axis=(0, 2)).astype(np.float32)
 
 
-def normalize(features_dir: Path, out_dir: Path, *, val_fraction: float, test_fraction: float, seed: int) -> dict:
+def normalize(features_dir: Path, out_dir: Path, *, split: SplitParams, seed: int) -> dict:
     """Split the extracted features by speaker, scale them, write each split as a folder of arrays
     (:mod:`speakdigits.formats.normalized`).
 
@@ -85,10 +87,10 @@ def normalize(features_dir: Path, out_dir: Path, *, val_fraction: float, test_fr
     """
     mels, clips = read_features(features_dir)
     speakers = np.array([clip["speaker"] for clip in clips])
-    split = split_speakers(sorted(set(speakers)), val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
-    masks = {name: np.isin(speakers, split[name]) for name in SPLITS}
+    speakers_of = split_speakers(sorted(set(speakers)), split=split, seed=seed)
+    masks = {name: np.isin(speakers, speakers_of[name]) for name in SPLITS}
     mel_min, mel_max = fit_min_max(mels[np.flatnonzero(masks["train"])])
-    summary = {"clips": {}, "speakers": {name: len(split[name]) for name in SPLITS}}
+    summary = {"clips": {}, "speakers": {name: len(speakers_of[name]) for name in SPLITS}}
     with atomic_dir(out_dir) as tmp:
         for name in SPLITS:
             index = np.flatnonzero(masks[name])
@@ -103,6 +105,5 @@ def normalize(features_dir: Path, out_dir: Path, *, val_fraction: float, test_fr
             }
             write_split(tmp, name, arrays)
             summary["clips"][name] = int(len(index))
-        write_stats(tmp, mel_min=mel_min, mel_max=mel_max, speakers=split)
+        write_stats(tmp, mel_min=mel_min, mel_max=mel_max, speakers=speakers_of)
     return summary
-

@@ -50,12 +50,15 @@ def nearest_distances(queries: np.ndarray, pool: np.ndarray) -> np.ndarray:
     p_sq = np.einsum("ij,ij->i", p, p, dtype=np.float64)
     out = np.empty(len(q))
     for start in range(0, len(q), _BLOCK):
-        block = q[start:start + _BLOCK]
+        block = q[start : start + _BLOCK]
         # ‖a − b‖² = ‖a‖² + ‖b‖² − 2 a·b, a block at a time; float32 products are
         # precise to ~1e-4 in RMS terms, far below any distance that matters here.
-        squared = (np.einsum("ij,ij->i", block, block, dtype=np.float64)[:, None] + p_sq[None, :]
-                   - 2.0 * (block @ p.T).astype(np.float64))
-        out[start:start + _BLOCK] = np.sqrt(np.maximum(squared.min(axis=1), 0.0) / q.shape[1])
+        squared = (
+            np.einsum("ij,ij->i", block, block, dtype=np.float64)[:, None]
+            + p_sq[None, :]
+            - 2.0 * (block @ p.T).astype(np.float64)
+        )
+        out[start : start + _BLOCK] = np.sqrt(np.maximum(squared.min(axis=1), 0.0) / q.shape[1])
     return out
 
 

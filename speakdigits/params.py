@@ -1,14 +1,19 @@
-"""Read and validate ``params.yaml``.
+"""Read and validate ``params.yaml``, into typed, frozen sections.
 
 Every stage calls :func:`load_params` before any heavy work, so that a typo in
 a key, a wrong type or an out-of-range value stops the stage at once with one
-line naming the key, the value and what is allowed.
+line naming the key, the value and what is allowed. What comes out is a
+:class:`Params`: one frozen dataclass per section (:class:`MelParams`, ...),
+each field declaring the :class:`Rule` its key follows, so the types and the
+checks are written once.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from dataclasses import dataclass
+import typing
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,8 +62,13 @@ class Rule:
                 allowed += " or a local path"
             text = allowed
         else:
-            text = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
-                    "int_list": "a non-empty list of integers"}[self.kind]
+            text = {
+                "int": "an integer",
+                "float": "a number",
+                "bool": "true or false",
+                "str": "a string",
+                "int_list": "a non-empty list of integers",
+            }[self.kind]
             if self.kind == "int_list":
                 text += ", each"
             if self.low is not None and self.high is not None:
@@ -77,8 +87,11 @@ class Rule:
         if self.kind == "bool":
             return isinstance(value, bool)
         if self.kind == "int_list":
-            return isinstance(value, list) and len(value) > 0 and all(
-                Rule("int", self.low, self.high).accepts(v) for v in value)
+            return (
+                isinstance(value, list)
+                and len(value) > 0
+                and all(Rule("int", self.low, self.high).accepts(v) for v in value)
+            )
         if self.kind == "str":
             return isinstance(value, str) and (
                 not self.choices or value in self.choices or (self.open_choice and value != "")
@@ -98,68 +111,163 @@ class Rule:
         return True
 
 
-# The schema of params.yaml: nested dicts of Rules. README.md documents each key.
-SCHEMA: dict[str, Any] = {
-    "seed": Rule("int", 0, 2**31 - 1),
-    "latent_dim": Rule("int", 1, 512),
-    "data": {
-        "source": Rule("str", choices=DATA_SOURCES, open_choice=True),
-        "sha256": Rule("str", nullable=True),
-        "synthetic": {
-            "speakers": Rule("int", 3, 1000),
-            "takes": Rule("int", 1, 500),
-            "noise_db": Rule("float", -120, 0),
-            "seed": Rule("int", 0, 2**31 - 1),
-        },
-    },
-    "mel": {
-        "sample_rate": Rule("int", 4000, 96000),
-        "duration": Rule("float", 0.1, 10),
-        "n_mels": Rule("int", 8, 256),
-        "frames": Rule("int", 8, 1024),
-        "n_fft": Rule("int", 64, 8192),
-        "fmin": Rule("float", 0, 48000),
-        "fmax": Rule("float", 1, 48000, nullable=True),
-        "trim_db": Rule("float", 1, 120, nullable=True),
-        "top_db": Rule("float", 10, 200),
-    },
-    "split": {
-        "val_fraction": Rule("float", 0, 0.5),
-        "test_fraction": Rule("float", 0, 0.5),
-    },
-    "vae": {
-        "arch": Rule("str", choices=("conv", "seed")),
-        "conditional": Rule("bool"),
-        "filters": Rule("int_list", 1, 1024),
-        "dense": Rule("int", 1, 8192),
-    },
-    "train": {
-        "epochs": Rule("int", 1, 10000),
-        "batch_size": Rule("int", 1, 65536),
-        "learning_rate": Rule("float", 1e-7, 10),
-        "reconstruction_weight": Rule("float", 0.001, 1e7),
-        "patience": Rule("int", 1, 10000),
-    },
-    "generate": {
-        "per_digit": Rule("int", 1, 1000),
-        "n_samples": Rule("int", 1, 10000),
-        "sampling": Rule("str", choices=("fitted", "prior")),
-        "temperature": Rule("float", 0, 10),
-        "griffin_lim_iters": Rule("int", 1, 1000),
-        "griffin_lim_momentum": Rule("float", 0, 1.5),
-    },
-    "classify": {
-        "epochs": Rule("int", 1, 10000),
-        "batch_size": Rule("int", 1, 65536),
-        "learning_rate": Rule("float", 1e-7, 10),
-        "patience": Rule("int", 1, 10000),
-        "holdout_takes": Rule("float", 0.01, 0.3),
-    },
-    "evaluate": {
-        "reference_clips": Rule("int", 1, 10000),
-        "trusted_judge_accuracy": Rule("float", 0, 1),
-    },
-}
+def key(
+    kind: str,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    choices: tuple[str, ...] = (),
+    nullable: bool = False,
+    open_choice: bool = False,
+) -> Any:
+    """A params field and the :class:`Rule` its params.yaml key follows (kept in the field's metadata)."""
+    return field(metadata={"rule": Rule(kind, low, high, choices, nullable, open_choice)})
+
+
+# params.yaml, section by section. README.md ("Parameters") documents each key. Library functions take
+# the sections they read (``mel: MelParams``), never the whole file nor loose keys of a section.
+
+
+@dataclass(frozen=True)
+class SyntheticParams:
+    """``data.synthetic``: the offline eSpeak NG data set."""
+
+    speakers: int = key("int", 3, 1000)
+    takes: int = key("int", 1, 500)
+    noise_db: float = key("float", -120, 0)
+    seed: int = key("int", 0, 2**31 - 1)
+
+
+@dataclass(frozen=True)
+class DataParams:
+    """``data``: where the recordings come from."""
+
+    source: str = key("str", choices=DATA_SOURCES, open_choice=True)
+    sha256: str | None = key("str", nullable=True)
+    synthetic: SyntheticParams = field()
+
+
+@dataclass(frozen=True)
+class MelParams:
+    """``mel``: how a clip becomes a log-mel image (and, inverted, a clip again)."""
+
+    sample_rate: int = key("int", 4000, 96000)
+    duration: float = key("float", 0.1, 10)
+    n_mels: int = key("int", 8, 256)
+    frames: int = key("int", 8, 1024)
+    n_fft: int = key("int", 64, 8192)
+    fmin: float = key("float", 0, 48000)
+    fmax: float | None = key("float", 1, 48000, nullable=True)
+    trim_db: float | None = key("float", 1, 120, nullable=True)
+    top_db: float = key("float", 10, 200)
+
+
+@dataclass(frozen=True)
+class SplitParams:
+    """``split``: the speakers held out."""
+
+    val_fraction: float = key("float", 0, 0.5)
+    test_fraction: float = key("float", 0, 0.5)
+
+
+@dataclass(frozen=True)
+class VaeParams:
+    """``vae``: the network."""
+
+    arch: str = key("str", choices=("conv", "seed"))
+    conditional: bool = key("bool")
+    filters: tuple[int, ...] = key("int_list", 1, 1024)
+    dense: int = key("int", 1, 8192)
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """``train``: how the VAE is fitted."""
+
+    epochs: int = key("int", 1, 10000)
+    batch_size: int = key("int", 1, 65536)
+    learning_rate: float = key("float", 1e-7, 10)
+    reconstruction_weight: float = key("float", 0.001, 1e7)
+    patience: int = key("int", 1, 10000)
+
+
+@dataclass(frozen=True)
+class GenerateParams:
+    """``generate``: new voices."""
+
+    per_digit: int = key("int", 1, 1000)
+    n_samples: int = key("int", 1, 10000)
+    sampling: str = key("str", choices=("fitted", "prior"))
+    temperature: float = key("float", 0, 10)
+    griffin_lim_iters: int = key("int", 1, 1000)
+    griffin_lim_momentum: float = key("float", 0, 1.5)
+
+
+@dataclass(frozen=True)
+class ClassifyParams:
+    """``classify``: the judges."""
+
+    epochs: int = key("int", 1, 10000)
+    batch_size: int = key("int", 1, 65536)
+    learning_rate: float = key("float", 1e-7, 10)
+    patience: int = key("int", 1, 10000)
+    holdout_takes: float = key("float", 0.01, 0.3)
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    """``evaluate``: the judging of the voices."""
+
+    reference_clips: int = key("int", 1, 10000)
+    trusted_judge_accuracy: float = key("float", 0, 1)
+
+
+@dataclass(frozen=True)
+class Params:
+    """The whole of params.yaml, validated (:func:`load_params`)."""
+
+    seed: int = key("int", 0, 2**31 - 1)
+    latent_dim: int = key("int", 1, 512)
+    data: DataParams = field()
+    mel: MelParams = field()
+    split: SplitParams = field()
+    vae: VaeParams = field()
+    train: TrainParams = field()
+    generate: GenerateParams = field()
+    classify: ClassifyParams = field()
+    evaluate: EvaluateParams = field()
+
+
+def _section_types(cls: type) -> dict[str, type]:
+    return {name: hint for name, hint in typing.get_type_hints(cls).items() if dataclasses.is_dataclass(hint)}
+
+
+def schema_of(cls: type) -> dict[str, Any]:
+    """The keys of a params section and their :class:`Rule` (a nested dict for a nested section)."""
+    sections = _section_types(cls)
+    return {
+        f.name: schema_of(sections[f.name]) if f.name in sections else f.metadata["rule"]
+        for f in dataclasses.fields(cls)
+    }
+
+
+def from_mapping(cls: type, values: dict[str, Any]) -> Any:
+    """A params section built from its validated mapping (lists become tuples: the sections are frozen)."""
+    sections = _section_types(cls)
+    return cls(
+        **{
+            name: from_mapping(sections[name], value)
+            if name in sections
+            else tuple(value)
+            if isinstance(value, list)
+            else value
+            for name, value in values.items()
+        }
+    )
+
+
+#: The schema of params.yaml: nested dicts of Rules, read from the dataclasses above.
+SCHEMA: dict[str, Any] = schema_of(Params)
 
 
 def validate(params: Any, schema: dict[str, Any] = SCHEMA, prefix: str = "") -> None:
@@ -217,8 +325,8 @@ def check_consistency(params: dict[str, Any]) -> None:
         )
 
 
-def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
-    """Load ``params.yaml`` and validate every key.
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Load ``params.yaml``, validate every key, and return it as typed, frozen sections.
 
     Parameters
     ----------
@@ -227,8 +335,8 @@ def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
 
     Returns
     -------
-    dict
-        The parsed parameters.
+    Params
+        The parameters.
 
     Raises
     ------
@@ -245,4 +353,4 @@ def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
         raise PipelineError(f"{path}: not valid YAML ({first})") from None
     validate(params)
     check_consistency(params)
-    return params
+    return from_mapping(Params, params)

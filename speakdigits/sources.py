@@ -137,25 +137,20 @@ def download(
                 failures += 1
                 if failures > retries:
                     raise PipelineError(
-                        f"cannot download {url}: the server keeps refusing "
-                        f"the byte range (HTTP 416)"
+                        f"cannot download {url}: the server keeps refusing the byte range (HTTP 416)"
                     ) from None
                 continue
             raise PipelineError(
-                f"cannot download {url}: HTTP {exc.code} {_one_line(exc.reason)}. "
-                f"{_OFFLINE_HINT}"
+                f"cannot download {url}: HTTP {exc.code} {_one_line(exc.reason)}. {_OFFLINE_HINT}"
             ) from None
         except ValueError as exc:  # urllib's reaction to a malformed URL
-            raise PipelineError(
-                f"cannot download {url}: not a valid URL ({_one_line(exc)})"
-            ) from None
+            raise PipelineError(f"cannot download {url}: not a valid URL ({_one_line(exc)})") from None
         except _NETWORK_ERRORS as exc:
             if not connected:
                 # Fail fast on the first contact: retrying a DNS failure or a
                 # refused connection only delays the offline hint.
                 raise PipelineError(
-                    f"cannot download {url}: {_reason(exc)}. Working offline? "
-                    f"{_OFFLINE_HINT}"
+                    f"cannot download {url}: {_reason(exc)}. Working offline? {_OFFLINE_HINT}"
                 ) from None
             failures += 1
             if failures > retries:
@@ -182,8 +177,7 @@ def download(
         part.unlink()
         validator_file.unlink(missing_ok=True)
         raise PipelineError(
-            f"download {url}: sha256 mismatch, expected {want} but got {have}; "
-            f"the downloaded file was deleted"
+            f"download {url}: sha256 mismatch, expected {want} but got {have}; the downloaded file was deleted"
         )
     os.replace(part, dest)
     validator_file.unlink(missing_ok=True)
@@ -243,9 +237,7 @@ def _receive(
             # Not the bytes we asked for; appending them would corrupt the
             # file, so drop the partial copy and let the retry start over.
             part.unlink()
-            raise _Truncated(
-                f"server sent bytes from {start} instead of {offset}"
-            )
+            raise _Truncated(f"server sent bytes from {start} instead of {offset}")
     else:
         # A 200 answer to a Range request is the whole file (the server
         # ignores ranges, or the file changed): start over.
@@ -295,10 +287,7 @@ def _gave_up(url: str, exc: BaseException, attempts: int, part: Path) -> Pipelin
     kept = ""
     if part.exists():
         kept = f"; the partial file {part} is kept, so running again resumes"
-    return PipelineError(
-        f"cannot download {url}: {_reason(exc)} (gave up after {attempts} "
-        f"attempts){kept}"
-    )
+    return PipelineError(f"cannot download {url}: {_reason(exc)} (gave up after {attempts} attempts){kept}")
 
 
 def _reason(exc: BaseException) -> str:
@@ -373,17 +362,13 @@ def read_archive(
     if source.is_dir():
         yield from _read_folder(source, keep, max_bytes)
     elif not source.exists():
-        raise PipelineError(
-            f"data source {source}: no such file or folder; expected {_ARCHIVE_KINDS}"
-        )
+        raise PipelineError(f"data source {source}: no such file or folder; expected {_ARCHIVE_KINDS}")
     elif name.endswith(".zip"):
         yield from _read_zip(source, keep, max_bytes)
     elif name.endswith((".tar", ".tar.gz", ".tgz")):
         yield from _read_tar(source, keep, max_bytes)
     else:
-        raise PipelineError(
-            f"data source {source}: unknown kind of file; expected {_ARCHIVE_KINDS}"
-        )
+        raise PipelineError(f"data source {source}: unknown kind of file; expected {_ARCHIVE_KINDS}")
 
 
 def _is_unsafe_name(name: str) -> bool:
@@ -399,8 +384,7 @@ def _is_unsafe_name(name: str) -> bool:
 
 def _unsafe(source: Path, name: str) -> PipelineError:
     return PipelineError(
-        f"archive {source}: unsafe entry '{_printable(name)}' "
-        f"(absolute path, '..' or link); refusing to unpack it"
+        f"archive {source}: unsafe entry '{_printable(name)}' (absolute path, '..' or link); refusing to unpack it"
     )
 
 
@@ -516,9 +500,7 @@ def _read_folder(root: Path, keep: Callable[[str], bool], max_bytes: int | None)
         try:
             entries = list(os.scandir(folder))
         except OSError as exc:
-            raise PipelineError(
-                f"data source {root}: cannot list {folder} ({_one_line(exc)})"
-            ) from None
+            raise PipelineError(f"data source {root}: cannot list {folder} ({_one_line(exc)})") from None
         for entry in entries:
             path = Path(entry.path)
             rel = path.relative_to(root).as_posix()
@@ -537,7 +519,5 @@ def _read_folder(root: Path, keep: Callable[[str], bool], max_bytes: int | None)
         try:
             data = None if _too_large(path.stat().st_size, max_bytes) else path.read_bytes()
         except OSError as exc:
-            raise PipelineError(
-                f"data source {root}: cannot read {rel} ({_one_line(exc)})"
-            ) from None
+            raise PipelineError(f"data source {root}: cannot read {rel} ({_one_line(exc)})") from None
         yield rel, data

@@ -26,10 +26,42 @@ ACCENTS = ("en-us", "en", "en-gb-scotland", "en-029", "en-gb-x-gbclan", "en-gb-x
 
 # Human-sounding variants with a declared gender (no robots, whispers or croaks).
 VARIANTS = (
-    "f1", "f2", "f3", "f4", "f5", "Alicia", "Andrea", "Annie", "anika", "aunty", "belinda",
-    "linda", "steph", "steph2", "steph3", "grandma",
-    "m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "Andy", "Denis", "Diogo", "Henrique",
-    "Hugo", "Marco", "antonio", "michel", "miguel", "sandro", "travis", "victor",
+    "f1",
+    "f2",
+    "f3",
+    "f4",
+    "f5",
+    "Alicia",
+    "Andrea",
+    "Annie",
+    "anika",
+    "aunty",
+    "belinda",
+    "linda",
+    "steph",
+    "steph2",
+    "steph3",
+    "grandma",
+    "m1",
+    "m2",
+    "m3",
+    "m4",
+    "m5",
+    "m6",
+    "m7",
+    "m8",
+    "Andy",
+    "Denis",
+    "Diogo",
+    "Henrique",
+    "Hugo",
+    "Marco",
+    "antonio",
+    "michel",
+    "miguel",
+    "sandro",
+    "travis",
+    "victor",
 )
 
 
@@ -91,8 +123,9 @@ def make_speakers(n_speakers: int, seed: int) -> list[Speaker]:
     return speakers
 
 
-def speak_takes(speaker: Speaker, takes: list[tuple[int, int]], *, seed: int, noise_db: float,
-                duration: float = 1.0) -> list[np.ndarray]:
+def speak_takes(
+    speaker: Speaker, takes: list[tuple[int, int]], *, seed: int, noise_db: float, duration: float = 1.0
+) -> list[np.ndarray]:
     """Recordings of ``speaker`` saying each ``(digit, take)``, in order.
 
     The takes are spoken as one eSpeak NG sequence (see
@@ -125,10 +158,16 @@ def speak_takes(speaker: Speaker, takes: list[tuple[int, int]], *, seed: int, no
         rng = np.random.default_rng([seed, 2, int(speaker.speaker_id), digit, take])
         pitch = int(np.clip(speaker.pitch + rng.integers(-6, 7), 0, 100))
         rate = int(round(speaker.rate * rng.uniform(0.9, 1.1)))
-        utterances.append(espeak.Utterance(
-            DIGIT_WORDS[digit], voice=speaker.voice, rate=rate, pitch=pitch,
-            pitch_range=int(rng.integers(30, 71)), seed=int(rng.integers(1, 2**31 - 1)),
-        ))
+        utterances.append(
+            espeak.Utterance(
+                DIGIT_WORDS[digit],
+                voice=speaker.voice,
+                rate=rate,
+                pitch=pitch,
+                pitch_range=int(rng.integers(30, 71)),
+                seed=int(rng.integers(1, 2**31 - 1)),
+            )
+        )
         rngs.append(rng)
     sr = espeak.sample_rate()
     clips = []
@@ -140,14 +179,15 @@ def speak_takes(speaker: Speaker, takes: list[tuple[int, int]], *, seed: int, no
         peak = np.abs(speech).max() if len(speech) else 0.0
         if peak > 0:
             gain_db = rng.uniform(-12.0, -1.0)
-            clip[lead_in:lead_in + len(speech)] = speech / peak * 10 ** (gain_db / 20)
+            clip[lead_in : lead_in + len(speech)] = speech / peak * 10 ** (gain_db / 20)
         clip += rng.normal(0.0, 10 ** (noise_db / 20), size=length)
         clips.append((np.clip(clip, -1.0, 32767 / 32768) * 32768).astype(np.int16))
     return clips
 
 
-def speak_take(speaker: Speaker, digit: int, take: int, *, seed: int, noise_db: float,
-               duration: float = 1.0) -> np.ndarray:
+def speak_take(
+    speaker: Speaker, digit: int, take: int, *, seed: int, noise_db: float, duration: float = 1.0
+) -> np.ndarray:
     """One recording of ``speaker`` saying ``digit``, spoken alone (see :func:`speak_takes`)."""
     return speak_takes(speaker, [(digit, take)], seed=seed, noise_db=noise_db, duration=duration)[0]
 

@@ -16,34 +16,21 @@ from speakdigits.files import atomic_dir
 from speakdigits.formats.model import save_vae
 from speakdigits.formats.normalized import load_split
 from speakdigits.model import VAE, build_encoder_decoder, fit_latent_gaussians, one_hot, reconstruction_mse
+from speakdigits.params import TrainParams, VaeParams
 from speakdigits.runtime import make_deterministic
 
 
-class StopOnNonFinite(keras.callbacks.Callback):
-    """Stop at the first NaN or infinite loss and remember where it happened."""
+def first_non_finite(history: keras.callbacks.History) -> str | None:
+    """Where the losses first stopped being finite (``'loss = nan at epoch 3'``), or None.
 
-    def __init__(self):
-        super().__init__()
-        self.failure: str | None = None
-        self.epoch = 0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-
-    def _check(self, logs, where: str):
-        for key, value in (logs or {}).items():
+    Keras' ``TerminateOnNaN`` stops training at the first non-finite batch loss, and that
+    epoch's mean, NaN or infinite too, is the last one History records.
+    """
+    for epoch, logs in enumerate(zip(*history.history.values())):
+        for key, value in zip(history.history, logs):
             if key.endswith("loss") and not math.isfinite(float(value)):
-                self.failure = f"{key} = {float(value)} at epoch {self.epoch + 1} ({where})"
-                self.model.stop_training = True
-                return
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self.failure is None:
-            self._check(logs, f"batch {batch + 1}")
-
-    def on_epoch_end(self, epoch, logs=None):
-        if self.failure is None:
-            self._check(logs, "end of epoch")
+                return f"{key} = {float(value)} at epoch {epoch + 1}"
+    return None
 
 
 def batches(split: dict, batch_size: int, *, shuffle_seed: int | None) -> tf.data.Dataset:
@@ -56,19 +43,24 @@ def batches(split: dict, batch_size: int, *, shuffle_seed: int | None) -> tf.dat
     return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def compiled_vae(shape: tuple[int, int], *, latent_dim: int, vae: dict, train: dict, seed: int) -> VAE:
+def compiled_vae(shape: tuple[int, int], *, latent_dim: int, vae: VaeParams, train: TrainParams, seed: int) -> VAE:
     """The VAE of the ``vae`` params, with the loss and optimiser of the ``train`` params, ready to fit."""
     # No tf.distribute strategy: Keras runs on the one GPU it finds, or on the CPU,
     # where a OneDeviceStrategy made every step three times slower (measured on 2 cores).
     encoder, decoder = build_encoder_decoder(
-        shape, latent_dim=latent_dim, arch=vae["arch"], conditional=vae["conditional"],
-        filters=vae["filters"], dense=vae["dense"],
+        shape,
+        latent_dim=latent_dim,
+        arch=vae.arch,
+        conditional=vae.conditional,
+        filters=vae.filters,
+        dense=vae.dense,
     )
-    model = VAE(encoder, decoder, conditional=vae["conditional"],
-                reconstruction_weight=train["reconstruction_weight"], seed=seed)
+    model = VAE(
+        encoder, decoder, conditional=vae.conditional, reconstruction_weight=train.reconstruction_weight, seed=seed
+    )
     # Not compiled by XLA: Keras turns XLA off whenever TensorFlow's op determinism is on, which
     # the same weights from the same seed need (see speakdigits.runtime.make_deterministic).
-    model.compile(optimizer=keras.optimizers.Adam(train["learning_rate"]))
+    model.compile(optimizer=keras.optimizers.Adam(train.learning_rate))
     return model
 
 
@@ -88,8 +80,16 @@ def test_metrics(vae: VAE, test: dict, *, batch_size: int) -> dict:
     return {"mse": mse, "kl": float(scores["kl"]), "elbo": -float(scores["loss"])}
 
 
-def train(normalized_dir: Path, model_dir: Path, live_dir: Path, *, latent_dim: int, vae: dict, train: dict,
-          seed: int) -> dict:
+def train(
+    normalized_dir: Path,
+    model_dir: Path,
+    live_dir: Path,
+    *,
+    latent_dim: int,
+    vae: VaeParams,
+    train: TrainParams,
+    seed: int,
+) -> dict:
     """Train the VAE and write the model, its curves and its test metrics.
 
     Parameters
@@ -107,7 +107,7 @@ def train(normalized_dir: Path, model_dir: Path, live_dir: Path, *, latent_dim: 
         curves up to the failure (the model is never half-written).
     latent_dim : int
         Size of z.
-    vae, train : dict
+    vae, train : VaeParams, TrainParams
         The ``vae`` and ``train`` sections of params.yaml.
     seed : int
         Seed of initialisation, shuffling and sampling.
@@ -131,34 +131,46 @@ def train(normalized_dir: Path, model_dir: Path, live_dir: Path, *, latent_dim: 
     model = compiled_vae(shape, latent_dim=latent_dim, vae=vae, train=train, seed=seed)
 
     has_val = len(splits["val"]["x"]) > 0
-    guard = StopOnNonFinite()
     with atomic_dir(model_dir) as model_tmp:
         live = Live(dir=str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None)  # clears the previous run
         callbacks = [
-            guard,
-            keras.callbacks.EarlyStopping(monitor="val_loss" if has_val else "loss", patience=train["patience"],
-                                          restore_best_weights=True),
+            keras.callbacks.TerminateOnNaN(),
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss" if has_val else "loss", patience=train.patience, restore_best_weights=True
+            ),
             DVCLiveCallback(live=live),
         ]
         model.fit(
-            batches(splits["train"], train["batch_size"], shuffle_seed=seed),
-            validation_data=batches(splits["val"], train["batch_size"], shuffle_seed=None) if has_val else None,
-            epochs=train["epochs"], callbacks=callbacks, shuffle=False, verbose=2,
+            batches(splits["train"], train.batch_size, shuffle_seed=seed),
+            validation_data=batches(splits["val"], train.batch_size, shuffle_seed=None) if has_val else None,
+            epochs=train.epochs,
+            callbacks=callbacks,
+            shuffle=False,
+            verbose=2,
         )
-        if guard.failure is not None:
+        failure = first_non_finite(model.history)
+        if failure is not None:
             raise PipelineError(
-                f"training diverged: {guard.failure}; no model written. Try a lower train.learning_rate "
-                f"(now {train['learning_rate']}) or train.reconstruction_weight (now {train['reconstruction_weight']})"
+                f"training diverged: {failure}; no model written. Try a lower train.learning_rate "
+                f"(now {train.learning_rate}) or train.reconstruction_weight (now {train.reconstruction_weight})"
             )
-        metrics = test_metrics(model, splits["test"], batch_size=train["batch_size"])
+        metrics = test_metrics(model, splits["test"], batch_size=train.batch_size)
         for key, value in metrics.items():
             live.log_metric(f"test/{key}", value, plot=False)
         live.end()
         trained = model.trained()
-        mu, log_var = trained.encode(splits["train"]["x"], splits["train"]["digit"], batch_size=train["batch_size"])
-        latents = fit_latent_gaussians(mu, log_var, splits["train"]["digit"] if vae["conditional"] else None)
-        save_vae(model_tmp, trained, latents, {
-            "arch": vae["arch"], "conditional": vae["conditional"], "latent_dim": latent_dim, "shape": list(shape),
-            "epochs_run": len(model.history.epoch) if model.history else 0,
-        })
+        mu, log_var = trained.encode(splits["train"]["x"], splits["train"]["digit"], batch_size=train.batch_size)
+        latents = fit_latent_gaussians(mu, log_var, splits["train"]["digit"] if vae.conditional else None)
+        save_vae(
+            model_tmp,
+            trained,
+            latents,
+            {
+                "arch": vae.arch,
+                "conditional": vae.conditional,
+                "latent_dim": latent_dim,
+                "shape": list(shape),
+                "epochs_run": len(model.history.epoch) if model.history else 0,
+            },
+        )
     return metrics

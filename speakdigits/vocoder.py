@@ -13,6 +13,7 @@ import numpy as np
 
 from speakdigits.audio import hop_length
 from speakdigits.cores import available_cores, init_worker
+from speakdigits.params import MelParams
 
 #: Fewest clips per worker process before Griffin-Lim is spread over processes.
 CLIPS_PER_PROCESS = 8
@@ -21,7 +22,7 @@ CLIPS_PER_PROCESS = 8
 PEAK = 10 ** (-1 / 20)
 
 
-def mel_to_audio(mel_db: np.ndarray, *, mel: dict, n_iter: int, momentum: float, seed: int) -> np.ndarray:
+def mel_to_audio(mel_db: np.ndarray, *, mel: MelParams, n_iter: int, momentum: float, seed: int) -> np.ndarray:
     """Invert one log-mel image (dB, ``n_mels x frames``) to a waveform.
 
     The mel power spectrogram is mapped back to a linear-frequency magnitude
@@ -32,7 +33,7 @@ def mel_to_audio(mel_db: np.ndarray, *, mel: dict, n_iter: int, momentum: float,
     ----------
     mel_db : numpy.ndarray
         Log-mel spectrogram in dB, as made by :func:`speakdigits.audio.log_mel`.
-    mel : dict
+    mel : MelParams
         The ``mel`` section of params.yaml.
     n_iter : int
         Griffin-Lim iterations.
@@ -49,13 +50,24 @@ def mel_to_audio(mel_db: np.ndarray, *, mel: dict, n_iter: int, momentum: float,
     """
     power = librosa.db_to_power(np.asarray(mel_db, dtype=np.float64))
     magnitude = librosa.feature.inverse.mel_to_stft(
-        power, sr=mel["sample_rate"], n_fft=mel["n_fft"], power=2.0, fmin=mel["fmin"], fmax=mel["fmax"],
+        power,
+        sr=mel.sample_rate,
+        n_fft=mel.n_fft,
+        power=2.0,
+        fmin=mel.fmin,
+        fmax=mel.fmax,
     )
     samples = librosa.griffinlim(
-        magnitude, n_iter=n_iter, momentum=momentum,
-        hop_length=hop_length(sample_rate=mel["sample_rate"], duration=mel["duration"], frames=mel["frames"]),
-        n_fft=mel["n_fft"], center=True, pad_mode="constant", init="random",
-        random_state=np.random.default_rng(seed), length=round(mel["duration"] * mel["sample_rate"]),
+        magnitude,
+        n_iter=n_iter,
+        momentum=momentum,
+        hop_length=hop_length(sample_rate=mel.sample_rate, duration=mel.duration, frames=mel.frames),
+        n_fft=mel.n_fft,
+        center=True,
+        pad_mode="constant",
+        init="random",
+        random_state=np.random.default_rng(seed),
+        length=round(mel.duration * mel.sample_rate),
     )
     return peak_normalize(samples)
 
@@ -65,8 +77,9 @@ def _invert(task: tuple) -> np.ndarray:
     return mel_to_audio(mel_db, mel=mel, n_iter=n_iter, momentum=momentum, seed=seed)
 
 
-def mel_to_audio_many(images_db: np.ndarray, *, mel: dict, n_iter: int, momentum: float, seeds: list[int],
-                      jobs: int | None = None) -> list[np.ndarray]:
+def mel_to_audio_many(
+    images_db: np.ndarray, *, mel: MelParams, n_iter: int, momentum: float, seeds: list[int], jobs: int | None = None
+) -> list[np.ndarray]:
     """:func:`mel_to_audio` of each image (with its own seed), on ``jobs`` processes.
 
     By default on every core the process may use

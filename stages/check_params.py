@@ -19,17 +19,19 @@ from stages.common import EVERY_PARAM, Stage, entry_point
 PARAMS_CHECKED = Path("data/params_checked.txt")
 CHECKED = "params.yaml: every key known, every value allowed, the data source there\n"
 DVC_STAGE = Stage(
-    params=EVERY_PARAM, outs=(PARAMS_CHECKED,), checked_params=False,
+    params=EVERY_PARAM,
+    outs=(PARAMS_CHECKED,),
+    checked_params=False,
     note="First whenever params.yaml changes: it tracks every key (a misspelt one too) and every stage "
-         "depends on its output, so a bad value stops the run here, before DVC removes any stage's previous "
-         "outputs. A good params.yaml gives the same output bytes, so this stage alone never reruns another.",
+    "depends on its output, so a bad value stops the run here, before DVC removes any stage's previous "
+    "outputs. A good params.yaml gives the same output bytes, so this stage alone never reruns another.",
 )
 
 
 @entry_point()
 def main(args: argparse.Namespace) -> None:
     params = load_params()
-    check_source(params["data"]["source"], Path.cwd())
+    check_source(params.data.source, Path.cwd())
     PARAMS_CHECKED.parent.mkdir(parents=True, exist_ok=True)
     PARAMS_CHECKED.write_text(CHECKED, encoding="utf-8")
     print(f"check_params: params.yaml is valid ({PARAMS_CHECKED})")

@@ -11,10 +11,14 @@ from stages.common import Stage, entry_point
 
 METRICS = Path("metrics/classify.json")
 CONFUSION_DIR = Path("metrics/classify")  # one confusion_<task>.json per trained task
-DVC_STAGE = Stage(deps=(normalized.DIR,), params=("seed", "classify"), outs=(classifiers.DIR,),
-                  metrics=(METRICS, CONFUSION_DIR),
-                  note="Depends on the normalised data and its own params only: experiments on the VAE "
-                       "(latent_dim, vae.*, train.*, generate.*) never retrain the judges.")
+DVC_STAGE = Stage(
+    deps=(normalized.DIR,),
+    params=("seed", "classify"),
+    outs=(classifiers.DIR,),
+    metrics=(METRICS, CONFUSION_DIR),
+    note="Depends on the normalised data and its own params only: experiments on the VAE "
+    "(latent_dim, vae.*, train.*, generate.*) never retrain the judges.",
+)
 
 
 @entry_point(tensorflow=True)
@@ -22,20 +26,18 @@ def main(args: argparse.Namespace) -> None:
     from speakdigits.classifier import classify
 
     params = load_params()
-    settings = params["classify"]
-    metrics, confusion = classify(normalized.DIR, classifiers.DIR, epochs=settings["epochs"],
-                                  batch_size=settings["batch_size"], learning_rate=settings["learning_rate"],
-                                  patience=settings["patience"], holdout_takes=settings["holdout_takes"],
-                                  seed=params["seed"])
+    metrics, confusion = classify(normalized.DIR, classifiers.DIR, classify=params.classify, seed=params.seed)
     with atomic_dir(CONFUSION_DIR) as tmp:
         for task, records in confusion.items():
             write_json(tmp / f"confusion_{task}.json", records)
     write_json(METRICS, metrics)
     for task, result in metrics.items():
         if result["available"]:
-            print(f"classify: {task}: test accuracy {result['test_accuracy']:.3f} "
-                  f"(majority baseline {result['majority_baseline']:.3f}, {result['test_clips']} clips "
-                  f"held out by {result['held_out']})")
+            print(
+                f"classify: {task}: test accuracy {result['test_accuracy']:.3f} "
+                f"(majority baseline {result['majority_baseline']:.3f}, {result['test_clips']} clips "
+                f"held out by {result['held_out']})"
+            )
         else:
             print(f"classify: {task}: not available: {result['reason']}")
 

@@ -6,9 +6,9 @@ import argparse
 import functools
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from speakdigits.cores import available_cores
 from speakdigits.errors import PipelineError
@@ -86,9 +86,9 @@ def import_tensorflow_quietly() -> None:
     tf.get_logger().setLevel("ERROR")
 
 
-def entry_point(*, tensorflow: bool = False,
-                arguments: Callable[[argparse.ArgumentParser], None] | None = None
-                ) -> Callable[[Callable[[argparse.Namespace], None]], Callable[..., None]]:
+def entry_point(
+    *, tensorflow: bool = False, arguments: Callable[[argparse.ArgumentParser], None] | None = None
+) -> Callable[[Callable[[argparse.Namespace], None]], Callable[..., None]]:
     """Make ``main(args)`` a stage's command.
 
     The command line is parsed first, so ``--help`` answers at once, naming
@@ -104,9 +104,11 @@ def entry_point(*, tensorflow: bool = False,
         def run(argv: list[str] | None = None) -> None:
             module = sys.modules[main.__module__]
             spec = getattr(module, "__spec__", None)
-            parser = argparse.ArgumentParser(prog=f"python -m {spec.name if spec else main.__module__}",
-                                             description=module.__doc__,
-                                             formatter_class=argparse.RawDescriptionHelpFormatter)
+            parser = argparse.ArgumentParser(
+                prog=f"python -m {spec.name if spec else main.__module__}",
+                description=module.__doc__,
+                formatter_class=argparse.RawDescriptionHelpFormatter,
+            )
             if arguments is not None:
                 arguments(parser)
             args = parser.parse_args(argv)

@@ -13,7 +13,7 @@ DVC_STAGE = Stage(params=("data",), outs=(raw.DIR,))
 @entry_point()
 def main(args: argparse.Namespace) -> None:
     params = load_params()
-    count = build_raw(raw.DIR, data=params["data"], cache_dir=download_cache())
+    count = build_raw(raw.DIR, data=params.data, cache_dir=download_cache())
     print(f"download: {count} clips in {raw.DIR}")
 
 

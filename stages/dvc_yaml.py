@@ -21,8 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 DVC_YAML = REPO / "dvc.yaml"
 PACKAGES = ("speakdigits", "stages")
 #: The stages, in the order they run; ``cmd`` of each is ``python -m stages.<name>``.
-STAGES = ("check_params", "download", "extract", "normalize", "train", "generate", "classify", "evaluate",
-          "plots_page")
+STAGES = ("check_params", "download", "extract", "normalize", "train", "generate", "classify", "evaluate", "plots_page")
 
 
 # ----------------------------------------------------------------- the import closure
@@ -88,7 +87,9 @@ def imported_modules(path: Path, repo: Path = REPO) -> set[str]:
             found.add(base)
             # ``from pkg import name``: name may be a submodule.
             found.update(f"{base}.{alias.name}" for alias in node.names if module_file(f"{base}.{alias.name}", repo))
-        elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None)) == "import_module":
+        elif (
+            isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None)) == "import_module"
+        ):
             if node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
                 found.add(node.args[0].value)
         for child in ast.iter_child_nodes(node):
@@ -164,11 +165,19 @@ def render() -> str:
 
     live = train.LIVE_DIR.as_posix()
     curves = []
-    for quantity, title in (("loss", "VAE loss"), ("reconstruction", "VAE reconstruction MSE"),
-                            ("kl", "VAE KL divergence")):
-        curves += [f"  - {title} (training and validation):", "      template: linear", "      x: step", "      y:",
-                   f"        {live}/plots/metrics/train/{quantity}.tsv: {quantity}",
-                   f"        {live}/plots/metrics/eval/{quantity}.tsv: {quantity}"]
+    for quantity, title in (
+        ("loss", "VAE loss"),
+        ("reconstruction", "VAE reconstruction MSE"),
+        ("kl", "VAE KL divergence"),
+    ):
+        curves += [
+            f"  - {title} (training and validation):",
+            "      template: linear",
+            "      x: step",
+            "      y:",
+            f"        {live}/plots/metrics/train/{quantity}.tsv: {quantity}",
+            f"        {live}/plots/metrics/eval/{quantity}.tsv: {quantity}",
+        ]
     head = f"""\
 # Written by `python -m stages.dvc_yaml` from the stage modules (stages/*.py, DVC_STAGE) and
 # the code each one imports; edit those, not this file (tests/test_dvc_yaml.py checks it).
@@ -216,8 +225,9 @@ stages:"""
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m stages.dvc_yaml", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m stages.dvc_yaml", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--check", action="store_true", help="exit 1 if dvc.yaml is not what would be written")
     args = parser.parse_args(argv)
     text = render()

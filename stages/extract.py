@@ -13,9 +13,11 @@ DVC_STAGE = Stage(deps=(raw.DIR,), params=("mel",), outs=(features.DIR,))
 @entry_point()
 def main(args: argparse.Namespace) -> None:
     params = load_params()
-    report = extract(raw.DIR, features.DIR, params["mel"])
-    print(f"extract: {report['clips_used']} of {report['clips_found']} clips from {report['speakers']} speakers, "
-          f"{len(report['skipped'])} skipped (see {features.DIR / features.REPORT_JSON})")
+    report = extract(raw.DIR, features.DIR, params.mel)
+    print(
+        f"extract: {report['clips_used']} of {report['clips_found']} clips from {report['speakers']} speakers, "
+        f"{len(report['skipped'])} skipped (see {features.DIR / features.REPORT_JSON})"
+    )
     for note in report["metadata_notes"]:
         print(f"extract: metadata: {note}")
 

@@ -22,11 +22,20 @@ DVC_STAGE = Stage(deps=(model.DIR, normalized.DIR), params=("seed", "mel", "gene
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--digit", type=int, choices=range(10), metavar="0-9",
-                        help="digit to say (conditional model); default: the pipeline's set of every digit")
+    parser.add_argument(
+        "--digit",
+        type=int,
+        choices=range(10),
+        metavar="0-9",
+        help="digit to say (conditional model); default: the pipeline's set of every digit",
+    )
     parser.add_argument("--count", type=int, default=None, help="how many clips (default: generate.per_digit)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help=f"folder to add the clips to; nothing there is overwritten (default: replace {generated.DIR})")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"folder to add the clips to; nothing there is overwritten (default: replace {generated.DIR})",
+    )
     parser.add_argument("--seed", type=int, default=None, help="seed (default: params.yaml's seed)")
 
 
@@ -35,26 +44,34 @@ def main(args: argparse.Namespace) -> None:
     from speakdigits.generation import generate, requested_digits
 
     params = load_params()
-    gen = params["generate"]
+    gen = params.generate
     conditional = model.read_model_info(model.DIR)["conditional"]
     if args.count is not None and args.count < 1:
         raise PipelineError(f"--count {args.count}: expected a positive number of clips")
     if args.digit is not None:
         if not conditional:
-            raise PipelineError("--digit: the trained model is unconditional (vae.conditional: false); "
-                                "it cannot be asked for a digit. Leave out --digit, or retrain with vae.conditional=true")
-        digits = [args.digit] * (args.count or gen["per_digit"])
+            raise PipelineError(
+                "--digit: the trained model is unconditional (vae.conditional: false); "
+                "it cannot be asked for a digit. Leave out --digit, or retrain with vae.conditional=true"
+            )
+        digits = [args.digit] * (args.count or gen.per_digit)
     elif args.count is not None:
         digits = requested_digits(conditional=conditional, per_digit=args.count, n_samples=args.count)
     else:
-        digits = requested_digits(conditional=conditional, per_digit=gen["per_digit"], n_samples=gen["n_samples"])
+        digits = requested_digits(conditional=conditional, per_digit=gen.per_digit, n_samples=gen.n_samples)
     if args.out is not None:
         check_user_folder(args.out, generated.output_names(digits))  # before any work
     out = args.out or generated.DIR
-    records = generate(model.DIR, normalized.DIR, out, mel=params["mel"], digits=digits,
-                       sampling=gen["sampling"], temperature=gen["temperature"], n_iter=gen["griffin_lim_iters"],
-                       momentum=gen["griffin_lim_momentum"], seed=params["seed"] if args.seed is None else args.seed,
-                       replace=args.out is None)
+    records = generate(
+        model.DIR,
+        normalized.DIR,
+        out,
+        mel=params.mel,
+        generate=gen,
+        digits=digits,
+        seed=params.seed if args.seed is None else args.seed,
+        replace=args.out is None,
+    )
     print(f"generate: {len(records)} clips and a mel grid in {out.resolve()}")
 
 

@@ -16,9 +16,7 @@ DVC_STAGE = Stage(deps=(features.DIR,), params=("seed", "split"), outs=(normaliz
 @entry_point()
 def main(args: argparse.Namespace) -> None:
     params = load_params()
-    split = params["split"]
-    summary = normalize(features.DIR, normalized.DIR, val_fraction=split["val_fraction"],
-                        test_fraction=split["test_fraction"], seed=params["seed"])
+    summary = normalize(features.DIR, normalized.DIR, split=params.split, seed=params.seed)
     write_json(METRICS, summary)
     print(f"normalize: clips {summary['clips']}, speakers {summary['speakers']}")
 

@@ -5,16 +5,18 @@ Vega, Vega-Lite and Vega-Embed inline instead of from a CDN.
 """
 
 import argparse
-
 from pathlib import Path
 
 from speakdigits.plots_page import write_offline_template
 from stages.common import Stage, entry_point
 
 PLOTS_TEMPLATE = Path("data/plots_template.html")  # .dvc/config's plots.html_template
-DVC_STAGE = Stage(outs=(PLOTS_TEMPLATE,), checked_params=False,
-                  note="Not a step of the pipeline: the page template that makes `dvc plots show` work offline "
-                       "(.dvc/config points plots.html_template at its output).")
+DVC_STAGE = Stage(
+    outs=(PLOTS_TEMPLATE,),
+    checked_params=False,
+    note="Not a step of the pipeline: the page template that makes `dvc plots show` work offline "
+    "(.dvc/config points plots.html_template at its output).",
+)
 
 
 @entry_point()

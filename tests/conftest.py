@@ -58,10 +58,17 @@ DOWNLOAD_CACHE = Path(tempfile.mkdtemp(prefix="speakdigits-test-cache-"))
 # The end-to-end tests: real `dvc repro`, `dvc exp run` and queue runs, real TensorFlow
 # training, a real browser. `pytest -m "not e2e"` leaves them out for a quick check while
 # editing; the README's test command, plain `pytest`, runs everything.
-E2E_MODULES = frozenset({
-    "test_pipeline_data", "test_pipeline_model", "test_pipeline_judge", "test_model", "test_classifier",
-    "test_judge", "test_listening_page",
-})
+E2E_MODULES = frozenset(
+    {
+        "test_pipeline_data",
+        "test_pipeline_model",
+        "test_pipeline_judge",
+        "test_model",
+        "test_classifier",
+        "test_judge",
+        "test_listening_page",
+    }
+)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -78,22 +85,28 @@ def tool_env() -> dict[str, str]:
     """Environment for subprocesses: this interpreter's tools first, no telemetry."""
     env = dict(os.environ)
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    env.update({
-        "DVC_NO_ANALYTICS": "1",
-        "DVC_NO_UPDATER": "1",
-        "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
-        "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com",
-        "SPEAKDIGITS_CACHE": str(DOWNLOAD_CACHE),
-        "no_proxy": "*",
-    })
+    env.update(
+        {
+            "DVC_NO_ANALYTICS": "1",
+            "DVC_NO_UPDATER": "1",
+            "GIT_AUTHOR_NAME": "test",
+            "GIT_AUTHOR_EMAIL": "test@example.com",
+            "GIT_COMMITTER_NAME": "test",
+            "GIT_COMMITTER_EMAIL": "test@example.com",
+            "SPEAKDIGITS_CACHE": str(DOWNLOAD_CACHE),
+            "no_proxy": "*",
+        }
+    )
     return env
 
 
-def run(args: list[str], cwd: Path, check: bool = True, timeout: float = 600,
-        env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def run(
+    args: list[str], cwd: Path, check: bool = True, timeout: float = 600, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """Run a command (``env``: extra variables), capture its output, and fail with that output if it fails."""
-    result = subprocess.run(args, cwd=cwd, env={**tool_env(), **(env or {})}, capture_output=True, text=True,
-                            timeout=timeout)
+    result = subprocess.run(
+        args, cwd=cwd, env={**tool_env(), **(env or {})}, capture_output=True, text=True, timeout=timeout
+    )
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(args)} exited {result.returncode}\n{result.stdout}\n{result.stderr}")
     return result
@@ -108,8 +121,11 @@ def ran_stages(output: str) -> list[str]:
     nothing else and runs wherever DVC puts it; their own tests are in
     test_pipeline_model.py.
     """
-    return [line.split("'")[1] for line in output.splitlines()
-            if line.startswith("Running stage '") and line.split("'")[1] not in ("check_params", "plots_page")]
+    return [
+        line.split("'")[1]
+        for line in output.splitlines()
+        if line.startswith("Running stage '") and line.split("'")[1] not in ("check_params", "plots_page")
+    ]
 
 
 def make_repo_copy(dest: Path, params: dict | None = None) -> Path:
@@ -120,7 +136,10 @@ def make_repo_copy(dest: Path, params: dict | None = None) -> Path:
     """
     listed = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=REPO, capture_output=True, text=True, check=True,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split("\0")
     for name in filter(None, listed):
         source = REPO / name
@@ -232,7 +251,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         for start in range(0, len(body), max(1, len(body) // 10)):  # in tenths, spread over state.slow seconds
-            self.wfile.write(body[start:start + max(1, len(body) // 10)])
+            self.wfile.write(body[start : start + max(1, len(body) // 10)])
             time.sleep(state.slow / 10)
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
@@ -265,8 +284,10 @@ def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 # A real headless browser (Debian's chromium), for the pages the project makes
 # --------------------------------------------------------------------------
 
-NO_BROWSER = ("chromium is not installed (neither 'chromium' nor 'chromium-browser' is on PATH; on Debian "
-              "`apt-get install chromium`, as .ci/run does), so the page cannot be opened in a browser")
+NO_BROWSER = (
+    "chromium is not installed (neither 'chromium' nor 'chromium-browser' is on PATH; on Debian "
+    "`apt-get install chromium`, as .ci/run does), so the page cannot be opened in a browser"
+)
 
 
 def dump_dom(page: Path, profile: Path) -> str:
@@ -278,9 +299,21 @@ def dump_dom(page: Path, profile: Path) -> str:
     if exe is None:
         pytest.skip(NO_BROWSER)
     result = subprocess.run(
-        [exe, "--headless", "--disable-gpu", "--no-sandbox", "--no-first-run", "--mute-audio",
-         f"--user-data-dir={profile}", "--virtual-time-budget=20000", "--dump-dom", page.resolve().as_uri()],
-        capture_output=True, text=True, timeout=180,
+        [
+            exe,
+            "--headless",
+            "--disable-gpu",
+            "--no-sandbox",
+            "--no-first-run",
+            "--mute-audio",
+            f"--user-data-dir={profile}",
+            "--virtual-time-budget=20000",
+            "--dump-dom",
+            page.resolve().as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout

@@ -3,6 +3,7 @@ FSDD layouts served from 127.0.0.1, local folders and archives, metadata."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import subprocess
@@ -16,14 +17,15 @@ import pytest
 import soundfile as sf
 import yaml
 
-from speakdigits.formats import raw
 from speakdigits.acquire import RemoteSource, build_raw, local_source
 from speakdigits.errors import PipelineError
 from speakdigits.features import extract
+from speakdigits.formats import raw
+from speakdigits.params import DataParams, MelParams, SyntheticParams
 
 from conftest import REPO
 
-MEL = yaml.safe_load((REPO / "params.yaml").read_text())["mel"] | {"n_mels": 16, "frames": 16}
+MEL = MelParams(**yaml.safe_load((REPO / "params.yaml").read_text())["mel"] | {"n_mels": 16, "frames": 16})
 
 # AudioMNIST's real metadata is messy: an age as a string, an impossible age, a missing speaker.
 AUDIOMNIST_META = {
@@ -48,7 +50,9 @@ def audiomnist_zip(path: Path) -> Path:
     with zipfile.ZipFile(path, "w") as archive:
         for speaker in ("01", "02", "03"):
             for digit in range(2):
-                archive.writestr(f"AudioMNIST-x/data/{speaker}/{digit}_{speaker}_0.wav", tone_wav(200 + 50 * digit, 48000))
+                archive.writestr(
+                    f"AudioMNIST-x/data/{speaker}/{digit}_{speaker}_0.wav", tone_wav(200 + 50 * digit, 48000)
+                )
         archive.writestr("AudioMNIST-x/data/audioMNIST_meta.txt", json.dumps(AUDIOMNIST_META))
         archive.writestr("AudioMNIST-x/README.md", "not a clip")
     return path
@@ -56,8 +60,12 @@ def audiomnist_zip(path: Path) -> Path:
 
 def fsdd_tar(path: Path) -> Path:
     with tarfile.open(path, "w:gz") as archive:
-        files = {f"fsdd-1.0.10/recordings/{d}_{s}_{t}.wav": tone_wav(300 + 40 * d, 8000)
-                 for d in range(2) for s in ("george", "lucas") for t in range(2)}
+        files = {
+            f"fsdd-1.0.10/recordings/{d}_{s}_{t}.wav": tone_wav(300 + 40 * d, 8000)
+            for d in range(2)
+            for s in ("george", "lucas")
+            for t in range(2)
+        }
         files["fsdd-1.0.10/metadata.py"] = FSDD_METADATA_PY.encode()
         for name, data in files.items():
             info = tarfile.TarInfo(name)
@@ -66,18 +74,20 @@ def fsdd_tar(path: Path) -> Path:
     return path
 
 
-def data_params(source: str, sha256: str | None = None) -> dict:
-    return {"source": source, "sha256": sha256, "synthetic": {"speakers": 3, "takes": 1, "noise_db": -60.0}}
+def data_params(source: str, sha256: str | None = None) -> DataParams:
+    return DataParams(
+        source=source, sha256=sha256, synthetic=SyntheticParams(speakers=3, takes=1, noise_db=-60.0, seed=0)
+    )
 
 
 def test_audiomnist_layout_downloaded_and_packed(server, tmp_path):
     audiomnist_zip(server.root / "am.zip")
     remotes = {"audiomnist": RemoteSource(url=server.url("am.zip"), filename="am.zip", sha256=None)}
-    count = build_raw(tmp_path / "raw", data=data_params("audiomnist"), cache_dir=tmp_path / "cache",
-                      remotes=remotes)
+    count = build_raw(tmp_path / "raw", data=data_params("audiomnist"), cache_dir=tmp_path / "cache", remotes=remotes)
     assert count == 6
     assert sorted(raw.clip_names(tmp_path / "raw")) == sorted(
-        f"AudioMNIST-x/data/{s}/{d}_{s}_0.wav" for s in ("01", "02", "03") for d in range(2))
+        f"AudioMNIST-x/data/{s}/{d}_{s}_0.wav" for s in ("01", "02", "03") for d in range(2)
+    )
     assert raw.read_speakers(tmp_path / "raw") == AUDIOMNIST_META
     source = json.loads((tmp_path / "raw" / raw.SOURCE_JSON).read_text())
     assert source["sha256"] == __import__("hashlib").sha256((server.root / "am.zip").read_bytes()).hexdigest()
@@ -97,8 +107,7 @@ def test_audiomnist_layout_downloaded_and_packed(server, tmp_path):
 def test_fsdd_layout_reads_metadata_py_as_data(server, tmp_path):
     fsdd_tar(server.root / "fsdd.tar.gz")
     remotes = {"fsdd": RemoteSource(url=server.url("fsdd.tar.gz"), filename="fsdd.tar.gz", sha256=None)}
-    assert build_raw(tmp_path / "raw", data=data_params("fsdd"), cache_dir=tmp_path / "cache",
-                     remotes=remotes) == 8
+    assert build_raw(tmp_path / "raw", data=data_params("fsdd"), cache_dir=tmp_path / "cache", remotes=remotes) == 8
     speakers = raw.read_speakers(tmp_path / "raw")
     assert {s: v["gender"] for s, v in speakers.items()} == {"george": "male", "lucas": "male"}
 
@@ -107,8 +116,12 @@ def test_wrong_pinned_digest_keeps_nothing(server, tmp_path):
     audiomnist_zip(server.root / "am.zip")
     remotes = {"audiomnist": RemoteSource(url=server.url("am.zip"), filename="am.zip", sha256=None)}
     with pytest.raises(PipelineError, match="sha256"):
-        build_raw(tmp_path / "raw", data=data_params("audiomnist", sha256="0" * 64),
-                  cache_dir=tmp_path / "cache", remotes=remotes)
+        build_raw(
+            tmp_path / "raw",
+            data=data_params("audiomnist", sha256="0" * 64),
+            cache_dir=tmp_path / "cache",
+            remotes=remotes,
+        )
     assert not (tmp_path / "raw").exists()
     assert [p.name for p in (tmp_path / "cache").iterdir()] == ["am.zip.lock"]  # the lock that queued runs share
 
@@ -133,12 +146,15 @@ def test_local_source_is_read_where_it_is(tmp_path, kind):
     assert raw.read_speakers(tmp_path / "raw") == AUDIOMNIST_META
 
 
-@pytest.mark.parametrize("name, text, expected", [
-    ("speakers.json", "[" * 100_000 + "]" * 100_000, "speakers.json: speaker metadata nested too deeply"),
-    ("speakers.json", '{"01": {"gender": {"a": {"b": 1}}}}', "speakers.json: speaker metadata is not"),
-    ("meta.json", '{"01": ', "meta.json: cannot read the speaker metadata (JSONDecodeError)"),
-    ("metadata.py", "metadata = {'x': " + "(" * 100_000, "metadata.py: "),
-])
+@pytest.mark.parametrize(
+    "name, text, expected",
+    [
+        ("speakers.json", "[" * 100_000 + "]" * 100_000, "speakers.json: speaker metadata nested too deeply"),
+        ("speakers.json", '{"01": {"gender": {"a": {"b": 1}}}}', "speakers.json: speaker metadata is not"),
+        ("meta.json", '{"01": ', "meta.json: cannot read the speaker metadata (JSONDecodeError)"),
+        ("metadata.py", "metadata = {'x': " + "(" * 100_000, "metadata.py: "),
+    ],
+)
 def test_bad_speaker_metadata_is_refused_in_one_line(tmp_path, name, text, expected):
     source = tmp_path / "source"
     source.mkdir()
@@ -152,13 +168,14 @@ def test_bad_speaker_metadata_is_refused_in_one_line(tmp_path, name, text, expec
 
 # Packs the source into raw/ and extracts it, in a fresh process, then prints its peak memory.
 PACK_AND_EXTRACT = """
-import json, sys
+import dataclasses, json, sys
 from pathlib import Path
 from speakdigits.acquire import build_raw
 from speakdigits.features import extract
+from speakdigits.params import MelParams, load_params
 out = Path(sys.argv[2])
-build_raw(out / "raw", data={"source": sys.argv[1], "sha256": None}, cache_dir=out / "cache")
-report = extract(out / "raw", out / "features", json.loads(sys.argv[3]), jobs=1)
+build_raw(out / "raw", data=dataclasses.replace(load_params().data, source=sys.argv[1]), cache_dir=out / "cache")
+report = extract(out / "raw", out / "features", MelParams(**json.loads(sys.argv[3])), jobs=1)
 # VmHWM, not getrusage's ru_maxrss: that keeps the peak of the process before exec (pytest's, here).
 peak_kb = int(next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:")))
 print(json.dumps({"report": report, "peak_mb": peak_kb / 1024}))
@@ -174,8 +191,20 @@ def test_an_oversized_member_is_reported_and_never_read(tmp_path):
             for _ in range(300):
                 member.write(bytes(2**20))
     assert archive.stat().st_size < 2 * 2**20
-    result = subprocess.run([sys.executable, "-c", PACK_AND_EXTRACT, str(archive), str(tmp_path / "out"),
-                             json.dumps(MEL)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            PACK_AND_EXTRACT,
+            str(archive),
+            str(tmp_path / "out"),
+            json.dumps(dataclasses.asdict(MEL)),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     shown = json.loads(result.stdout.strip().splitlines()[-1])
     assert shown["report"]["clips_found"] == 2 and shown["report"]["clips_used"] == 1

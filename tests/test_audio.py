@@ -27,7 +27,7 @@ def speechlike(n: int, rng: np.random.Generator, *, lead: int, length: int, nois
     """Noise with a loud burst of ``length`` samples after ``lead`` silent-ish ones (float32)."""
     samples = noise * rng.standard_normal(n)
     burst = np.sin(np.linspace(0, np.pi, length)) ** 2 * rng.standard_normal(length)
-    samples[lead:lead + length] += 0.6 * burst
+    samples[lead : lead + length] += 0.6 * burst
     return samples.astype(np.float32)
 
 
@@ -36,10 +36,17 @@ def test_hann_window_is_scipys_periodic_hann(n_fft):
     assert audio.hann_window(n_fft).tobytes() == scipy.signal.get_window("hann", n_fft, fftbins=True).tobytes()
 
 
-@pytest.mark.parametrize("sample_rate, n_fft, n_mels, fmin, fmax", [
-    (22050, 1024, 64, 0.0, None), (22050, 2048, 50, 0.0, None), (16000, 512, 40, 20.0, 7600.0),
-    (8000, 256, 32, 0.0, None), (22050, 1024, 128, 300.0, 8000.0), (44100, 2048, 80, 0.0, 1000.0),
-])
+@pytest.mark.parametrize(
+    "sample_rate, n_fft, n_mels, fmin, fmax",
+    [
+        (22050, 1024, 64, 0.0, None),
+        (22050, 2048, 50, 0.0, None),
+        (16000, 512, 40, 20.0, 7600.0),
+        (8000, 256, 32, 0.0, None),
+        (22050, 1024, 128, 300.0, 8000.0),
+        (44100, 2048, 80, 0.0, 1000.0),
+    ],
+)
 def test_mel_filters_are_librosas(sample_rate, n_fft, n_mels, fmin, fmax):
     ours = audio.mel_filters(sample_rate=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
     theirs = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
@@ -79,17 +86,37 @@ def test_resample_is_librosas(orig_sr, n):
     assert ours.tobytes() == librosa.resample(samples, orig_sr=orig_sr, target_sr=22050).tobytes()
 
 
-@pytest.mark.parametrize("n_mels, frames, n_fft, fmax", [(64, 64, 1024, None), (50, 50, 2048, None),
-                                                         (40, 32, 512, 8000.0)])
+@pytest.mark.parametrize(
+    "n_mels, frames, n_fft, fmax", [(64, 64, 1024, None), (50, 50, 2048, None), (40, 32, 512, 8000.0)]
+)
 def test_log_mel_is_librosas_melspectrogram_in_db(n_mels, frames, n_fft, fmax):
     sr, duration = 22050, 1.0
     samples = speechlike(sr, np.random.default_rng(n_mels), lead=2000, length=9000, noise=1e-3)
     hop = audio.hop_length(sample_rate=sr, duration=duration, frames=frames)
-    power = librosa.feature.melspectrogram(y=samples, sr=sr, n_fft=n_fft, hop_length=hop, n_mels=n_mels,
-                                           fmin=0.0, fmax=fmax, power=2.0, center=True, pad_mode="constant")
+    power = librosa.feature.melspectrogram(
+        y=samples,
+        sr=sr,
+        n_fft=n_fft,
+        hop_length=hop,
+        n_mels=n_mels,
+        fmin=0.0,
+        fmax=fmax,
+        power=2.0,
+        center=True,
+        pad_mode="constant",
+    )
     theirs = librosa.power_to_db(power, ref=1.0, amin=1e-10, top_db=80.0)[:, :frames].astype(np.float32)
-    ours = audio.log_mel(samples, sample_rate=sr, n_mels=n_mels, frames=frames, n_fft=n_fft, duration=duration,
-                         fmin=0.0, fmax=fmax, top_db=80.0)
+    ours = audio.log_mel(
+        samples,
+        sample_rate=sr,
+        n_mels=n_mels,
+        frames=frames,
+        n_fft=n_fft,
+        duration=duration,
+        fmin=0.0,
+        fmax=fmax,
+        top_db=80.0,
+    )
     assert ours.shape == (n_mels, frames)
     assert ours.tobytes() == theirs.tobytes()
 
@@ -108,14 +135,17 @@ def with_chunk_before_data(data: bytes, chunk: bytes) -> bytes:
     return out[:4] + struct.pack("<I", len(out) - 8) + out[8:]
 
 
-@pytest.mark.parametrize("make", [
-    lambda: wav_bytes(RNG.uniform(-0.9, 0.9, 9000), 16000, "PCM_16"),                       # mono, the fast path
-    lambda: wav_bytes(RNG.uniform(-0.9, 0.9, (9000, 2)), 48000, "PCM_16"),                  # stereo, the fast path
-    lambda: with_chunk_before_data(wav_bytes(RNG.uniform(-0.5, 0.5, 8000), 8000, "PCM_16"), b"INFOabc"),
-    lambda: wav_bytes(RNG.uniform(-0.9, 0.9, 9000), 22050, "FLOAT"),                        # libsndfile's path
-    lambda: wav_bytes(RNG.uniform(-0.9, 0.9, 9000), 22050, "PCM_U8"),
-    lambda: wav_bytes(RNG.uniform(-0.9, 0.9, 9000), 22050, "PCM_24"),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: wav_bytes(RNG.uniform(-0.9, 0.9, 9000), 16000, "PCM_16"),  # mono, the fast path
+        lambda: wav_bytes(RNG.uniform(-0.9, 0.9, (9000, 2)), 48000, "PCM_16"),  # stereo, the fast path
+        lambda: with_chunk_before_data(wav_bytes(RNG.uniform(-0.5, 0.5, 8000), 8000, "PCM_16"), b"INFOabc"),
+        lambda: wav_bytes(RNG.uniform(-0.9, 0.9, 9000), 22050, "FLOAT"),  # libsndfile's path
+        lambda: wav_bytes(RNG.uniform(-0.9, 0.9, 9000), 22050, "PCM_U8"),
+        lambda: wav_bytes(RNG.uniform(-0.9, 0.9, 9000), 22050, "PCM_24"),
+    ],
+)
 def test_decode_gives_libsndfiles_samples(make):
     data = make()
     samples, sr = audio.decode_wav(data)

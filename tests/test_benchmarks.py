@@ -35,13 +35,24 @@ def test_the_original_loop_makes_50_by_50_log_mels_of_every_wav_below_a_folder(t
 def test_a_measured_job_reports_its_own_peak_memory_and_cpu_time(tmp_path):
     # 300 MB touched, then a second of arithmetic; measured from a fresh process, as
     # `python -m benchmarks` runs (a launcher's own memory would count: see measured()).
-    job = ("import numpy as np, time\nblock = np.ones(300 * 2**20 // 8)\nstart = time.process_time()\n"
-           "while time.process_time() - start < 1.0: block[:1000] += 1\nprint('done')")
-    launcher = ("import json, sys\nfrom pathlib import Path\nfrom benchmarks.__main__ import measured\n"
-                "m = measured([sys.executable, '-c', sys.argv[1]], Path(sys.argv[2]))\n"
-                "print(json.dumps([m.wall, m.cpu, m.peak_mb, m.stdout]))")
-    out = subprocess.run([sys.executable, "-c", launcher, job, str(tmp_path)], cwd=REPO, env=tool_env(),
-                         capture_output=True, text=True, timeout=120, check=True)
+    job = (
+        "import numpy as np, time\nblock = np.ones(300 * 2**20 // 8)\nstart = time.process_time()\n"
+        "while time.process_time() - start < 1.0: block[:1000] += 1\nprint('done')"
+    )
+    launcher = (
+        "import json, sys\nfrom pathlib import Path\nfrom benchmarks.__main__ import measured\n"
+        "m = measured([sys.executable, '-c', sys.argv[1]], Path(sys.argv[2]))\n"
+        "print(json.dumps([m.wall, m.cpu, m.peak_mb, m.stdout]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", launcher, job, str(tmp_path)],
+        cwd=REPO,
+        env=tool_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     wall, cpu, peak_mb, stdout = json.loads(out.stdout)
     assert stdout.strip() == "done"
     assert 300 <= peak_mb < 600
@@ -56,6 +67,7 @@ def test_the_fastest_of_the_runs_taking_turns_is_kept():
         def run():
             order.append(name)
             return Measured(next(walls[name]), 0.0, 0.0, "")
+
         return run
 
     best = fastest({"a": job("a"), "b": job("b")}, repeat=3)

@@ -15,30 +15,59 @@ import pytest
 from speakdigits import espeak, synthetic
 from speakdigits.audio import clip_to_mel, wav_bytes
 from speakdigits.classifier import (
-    AGE_BRACKETS, CLASSES, age_bracket, build_classifier, classify, judge_splits, task_availability, task_labels,
+    AGE_BRACKETS,
+    CLASSES,
+    age_bracket,
+    build_classifier,
+    classify,
+    judge_splits,
+    task_availability,
+    task_labels,
     train_task,
 )
-from speakdigits.formats.classifiers import CLASSIFIERS_JSON, load_classifier, read_classifiers_info, save_classifiers
 from speakdigits.errors import PipelineError
-from speakdigits.judge import Judge
+from speakdigits.formats.classifiers import CLASSIFIERS_JSON, load_classifier, read_classifiers_info, save_classifiers
 from speakdigits.formats.normalized import scale
+from speakdigits.judge import Judge
 from speakdigits.normalize import fit_min_max
+from speakdigits.params import ClassifyParams, MelParams
 
 from conftest import rejection, with_value, without
 
 # Small and quick: 8 kHz, 32 x 32 mels.
-MEL = {"sample_rate": 8000, "duration": 1.0, "n_mels": 32, "frames": 32, "n_fft": 512, "fmin": 0.0,
-       "fmax": None, "trim_db": 40.0, "top_db": 80.0}
+MEL = MelParams(
+    **{
+        "sample_rate": 8000,
+        "duration": 1.0,
+        "n_mels": 32,
+        "frames": 32,
+        "n_fft": 512,
+        "fmin": 0.0,
+        "fmax": None,
+        "trim_db": 40.0,
+        "top_db": 80.0,
+    }
+)
 SEED = 7
+
+
+def settings(*, epochs: int, batch_size: int, patience: int, learning_rate: float = 0.001) -> ClassifyParams:
+    """A ``classify`` params section for a quick test."""
+    return ClassifyParams(
+        epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, patience=patience, holdout_takes=0.1
+    )
 
 
 def split_of(x, digits, gender=None, age=None, speaker="s", takes=None) -> dict:
     n = len(digits)
-    return {"x": np.asarray(x, dtype=np.float32), "digit": np.asarray(digits, dtype=np.int64),
-            "speaker": np.array([speaker] * n, dtype=str),
-            "take": np.asarray(takes if takes is not None else np.arange(n) // 10, dtype=np.int64),
-            "gender": np.array(gender if gender is not None else ["unknown"] * n),
-            "age": np.asarray(age if age is not None else [-1] * n, dtype=np.int64)}
+    return {
+        "x": np.asarray(x, dtype=np.float32),
+        "digit": np.asarray(digits, dtype=np.int64),
+        "speaker": np.array([speaker] * n, dtype=str),
+        "take": np.asarray(takes if takes is not None else np.arange(n) // 10, dtype=np.int64),
+        "gender": np.array(gender if gender is not None else ["unknown"] * n),
+        "age": np.asarray(age if age is not None else [-1] * n, dtype=np.int64),
+    }
 
 
 # ----------------------------------------------------------------- params
@@ -46,24 +75,29 @@ def split_of(x, digits, gender=None, age=None, speaker="s", takes=None) -> dict:
 
 def test_the_repo_params_have_the_new_sections():
     from speakdigits.params import load_params
+
     from conftest import REPO
+
     params = load_params(REPO / "params.yaml")
-    assert set(params["classify"]) == {"epochs", "batch_size", "learning_rate", "patience", "holdout_takes"}
-    assert params["evaluate"]["reference_clips"] >= 1
-    assert params["evaluate"]["trusted_judge_accuracy"] == 0.97
+    assert isinstance(params.classify, ClassifyParams)
+    assert params.evaluate.reference_clips >= 1
+    assert params.evaluate.trusted_judge_accuracy == 0.97
 
 
-@pytest.mark.parametrize(("dotted", "value", "allowed"), [
-    ("classify.epochs", 0, "an integer in [1, 10000]"),
-    ("classify.batch_size", 2.5, "an integer in [1, 65536]"),
-    ("classify.learning_rate", "fast", "a number in [1e-07, 10]"),
-    ("classify.patience", -1, "an integer in [1, 10000]"),
-    ("evaluate.reference_clips", 0, "an integer in [1, 10000]"),
-    ("evaluate.reference_clips", None, "an integer in [1, 10000]"),
-    ("classify.holdout_takes", 0, "a number in [0.01, 0.3]"),
-    ("classify.holdout_takes", 0.5, "a number in [0.01, 0.3]"),
-    ("evaluate.trusted_judge_accuracy", 1.5, "a number in [0, 1]"),
-])
+@pytest.mark.parametrize(
+    ("dotted", "value", "allowed"),
+    [
+        ("classify.epochs", 0, "an integer in [1, 10000]"),
+        ("classify.batch_size", 2.5, "an integer in [1, 65536]"),
+        ("classify.learning_rate", "fast", "a number in [1e-07, 10]"),
+        ("classify.patience", -1, "an integer in [1, 10000]"),
+        ("evaluate.reference_clips", 0, "an integer in [1, 10000]"),
+        ("evaluate.reference_clips", None, "an integer in [1, 10000]"),
+        ("classify.holdout_takes", 0, "a number in [0.01, 0.3]"),
+        ("classify.holdout_takes", 0.5, "a number in [0.01, 0.3]"),
+        ("evaluate.trusted_judge_accuracy", 1.5, "a number in [0, 1]"),
+    ],
+)
 def test_bad_classify_and_evaluate_values_are_named(tmp_path, dotted, value, allowed):
     message = rejection(tmp_path, with_value(dotted, value))
     assert f"{dotted} = {value!r} is not allowed" in message
@@ -83,9 +117,18 @@ def test_unknown_evaluate_key_is_named(tmp_path):
 # ----------------------------------------------------------------- labels and availability
 
 
-@pytest.mark.parametrize(("age", "bracket"), [
-    (10, "10-19"), (19, "10-19"), (20, "20-29"), (59, "50-59"), (69, "60-69"), (70, "70-89"), (89, "70-89"),
-])
+@pytest.mark.parametrize(
+    ("age", "bracket"),
+    [
+        (10, "10-19"),
+        (19, "10-19"),
+        (20, "20-29"),
+        (59, "50-59"),
+        (69, "60-69"),
+        (70, "70-89"),
+        (89, "70-89"),
+    ],
+)
 def test_ages_fall_in_the_seven_original_brackets(age, bracket):
     assert len(AGE_BRACKETS) == 7
     assert CLASSES["age"][age_bracket(age)] == bracket
@@ -97,8 +140,9 @@ def test_unknown_and_out_of_bracket_ages_are_dropped(age):
 
 
 def test_task_labels_mark_unknowns():
-    split = split_of(np.zeros((4, 2, 2)), [3, 1, 4, 1], gender=["female", "unknown", "male", "female"],
-                     age=[25, -1, 95, 71])
+    split = split_of(
+        np.zeros((4, 2, 2)), [3, 1, 4, 1], gender=["female", "unknown", "male", "female"], age=[25, -1, 95, 71]
+    )
     assert task_labels(split, "digit").tolist() == [3, 1, 4, 1]
     assert task_labels(split, "gender").tolist() == [0, -1, 1, 0]
     assert task_labels(split, "age").tolist() == [1, -1, -1, 6]
@@ -137,8 +181,11 @@ def test_the_cnn_takes_any_mel_shape(shape):
 
 def synthetic_clips(speaker, takes: int) -> list[tuple[bytes, int]]:
     rate = espeak.sample_rate()
-    return [(wav_bytes(synthetic.speak_take(speaker, digit, take, seed=SEED, noise_db=-60.0), rate), digit)
-            for digit in range(10) for take in range(takes)]
+    return [
+        (wav_bytes(synthetic.speak_take(speaker, digit, take, seed=SEED, noise_db=-60.0), rate), digit)
+        for digit in range(10)
+        for take in range(takes)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -150,13 +197,29 @@ def trained(tmp_path_factory):
     mel_min, mel_max = fit_min_max(mels)
     train = split_of(scale(mels, mel_min, mel_max), [d for _, d in train_clips])
     empty = split_of(np.zeros((0, 32, 32)), [])
-    model, report = train_task({"train": train, "val": empty, "test": train}, "digit", epochs=40, batch_size=16,
-                               learning_rate=0.001, patience=5, seed=SEED)
+    model, report = train_task(
+        {"train": train, "val": empty, "test": train},
+        "digit",
+        classify=settings(epochs=40, batch_size=16, patience=5),
+        seed=SEED,
+    )
     out = tmp_path_factory.mktemp("classifiers")
-    save_classifiers(out, {"digit": model}, (32, 32), classes=CLASSES, test_accuracy={"digit": report["test_accuracy"]},
-                     holdout_takes=0.1)
-    return {"model": model, "report": report, "dir": out, "mel_min": mel_min, "mel_max": mel_max,
-            "unseen": synthetic_clips(speakers[4], 2)}
+    save_classifiers(
+        out,
+        {"digit": model},
+        (32, 32),
+        classes=CLASSES,
+        test_accuracy={"digit": report["test_accuracy"]},
+        holdout_takes=0.1,
+    )
+    return {
+        "model": model,
+        "report": report,
+        "dir": out,
+        "mel_min": mel_min,
+        "mel_max": mel_max,
+        "unseen": synthetic_clips(speakers[4], 2),
+    }
 
 
 def test_a_judge_recognises_an_unseen_synthetic_speaker_from_wav_files(trained):
@@ -206,8 +269,9 @@ def test_training_is_deterministic():
     rng = np.random.default_rng(0)
     data = split_of(rng.uniform(size=(30, 16, 16)), np.arange(30) % 10)
     splits = {"train": data, "val": data, "test": data}
-    first, a = train_task(splits, "digit", epochs=2, batch_size=8, learning_rate=0.01, patience=2, seed=3)
-    second, b = train_task(splits, "digit", epochs=2, batch_size=8, learning_rate=0.01, patience=2, seed=3)
+    quick = settings(epochs=2, batch_size=8, learning_rate=0.01, patience=2)
+    first, a = train_task(splits, "digit", classify=quick, seed=3)
+    second, b = train_task(splits, "digit", classify=quick, seed=3)
     assert a == b
     for w1, w2 in zip(first.get_weights(), second.get_weights()):
         assert np.array_equal(w1, w2)
@@ -232,8 +296,9 @@ def test_classify_trains_what_the_metadata_allows_and_explains_the_rest(tmp_path
         return split_of(rng.uniform(size=(20, 16, 16)), np.arange(20) % 10, gender=g)
 
     write_normalized(tmp_path / "normalized", {"train": make(20), "val": make(0), "test": make(6)})
-    metrics, confusion = classify(tmp_path / "normalized", tmp_path / "classifiers", epochs=1, batch_size=8,
-                                  learning_rate=0.001, patience=1, holdout_takes=0.1, seed=0)
+    metrics, confusion = classify(
+        tmp_path / "normalized", tmp_path / "classifiers", classify=settings(epochs=1, batch_size=8, patience=1), seed=0
+    )
 
     assert metrics["digit"]["available"] and metrics["gender"]["available"]
     assert metrics["gender"]["test_clips"] == 6 and metrics["gender"]["val_clips"] == 0
@@ -242,9 +307,15 @@ def test_classify_trains_what_the_metadata_allows_and_explains_the_rest(tmp_path
     # each digit tests it, one stops it early, four train it.
     assert metrics["digit"]["held_out"].startswith("takes")
     assert (metrics["digit"]["train_clips"], metrics["digit"]["val_clips"], metrics["digit"]["test_clips"]) == (
-        40, 10, 10)
-    assert metrics["age"] == {"available": False, "held_out": "speakers: the test speakers of the normalize stage",
-                              "reason": "no train clip has a known age bracket (not in the data set's metadata)"}
+        40,
+        10,
+        10,
+    )
+    assert metrics["age"] == {
+        "available": False,
+        "held_out": "speakers: the test speakers of the normalize stage",
+        "reason": "no train clip has a known age bracket (not in the data set's metadata)",
+    }
     assert sorted(confusion) == ["digit", "gender"] and len(confusion["gender"]) == 6
     json.dumps(metrics)  # plain JSON
 
@@ -269,8 +340,9 @@ def test_the_judge_hears_every_speaker_and_is_tested_on_takes_it_never_heard():
 
     def speaker(name: str, takes: int) -> dict:
         digits = np.repeat(np.arange(10), takes)
-        return split_of(rng.uniform(size=(len(digits), 4, 4)), digits, speaker=name,
-                        takes=np.tile(np.arange(takes)[::-1], 10))
+        return split_of(
+            rng.uniform(size=(len(digits), 4, 4)), digits, speaker=name, takes=np.tile(np.arange(takes)[::-1], 10)
+        )
 
     splits = {"train": speaker("ann", 20), "val": speaker("bob", 20), "test": speaker("cy", 20)}
     by_take = judge_splits(splits, holdout_takes=0.1)
@@ -282,8 +354,11 @@ def test_the_judge_hears_every_speaker_and_is_tested_on_takes_it_never_heard():
         assert set(split) == set(splits["train"])  # every array travels with its clips
     # Nothing is lost or doubled: 600 clips in all, each x row still beside its own labels.
     assert sum(len(by_take[n]["x"]) for n in by_take) == 600
-    original = {(s, d, t): x.tobytes() for part in splits.values()
-                for s, d, t, x in zip(part["speaker"], part["digit"], part["take"], part["x"])}
+    original = {
+        (s, d, t): x.tobytes()
+        for part in splits.values()
+        for s, d, t, x in zip(part["speaker"], part["digit"], part["take"], part["x"])
+    }
     for part in by_take.values():
         for s, d, t, x in zip(part["speaker"], part["digit"], part["take"], part["x"]):
             assert original[(s, d, t)] == x.tobytes()

@@ -13,18 +13,22 @@ import pytest
 
 from speakdigits.cores import CORES_ENV, available_cores, init_worker
 from speakdigits.errors import PipelineError
+from speakdigits.params import MelParams
 from speakdigits.vocoder import CLIPS_PER_PROCESS, mel_to_audio_many
 
 from conftest import REPO
 
-COUNT_ON_ONE_CORE = "import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); " \
-                    "from speakdigits.cores import available_cores; print(available_cores())"
+COUNT_ON_ONE_CORE = (
+    "import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+    "from speakdigits.cores import available_cores; print(available_cores())"
+)
 
 
 def test_the_count_is_the_affinity_not_the_machine():
     env = {k: v for k, v in os.environ.items() if k != CORES_ENV}
-    out = subprocess.run([sys.executable, "-c", COUNT_ON_ONE_CORE], cwd=REPO, env=env, capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", COUNT_ON_ONE_CORE], cwd=REPO, env=env, capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip() == "1"  # however many cores the machine has
     assert available_cores() == len(os.sched_getaffinity(0)) or CORES_ENV in os.environ
 
@@ -55,8 +59,9 @@ def test_worker_processes_use_one_thread_per_library(method):
 
 
 def test_griffin_lim_gives_the_same_clips_on_any_number_of_processes():
-    mel = {"sample_rate": 8000, "duration": 0.25, "n_mels": 16, "frames": 16, "n_fft": 256, "fmin": 0.0,
-           "fmax": None}
+    mel = MelParams(
+        sample_rate=8000, duration=0.25, n_mels=16, frames=16, n_fft=256, fmin=0.0, fmax=None, trim_db=None, top_db=80.0
+    )
     count = 2 * CLIPS_PER_PROCESS  # enough for two processes
     images = np.random.default_rng(0).uniform(-60, 0, (count, 16, 16)).astype(np.float32)
     one = mel_to_audio_many(images, mel=mel, n_iter=4, momentum=0.99, seeds=list(range(count)), jobs=1)

@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO
 from stages import dvc_yaml
 from stages.dvc_yaml import STAGES, local_closure
+
+from conftest import REPO
 
 DVC_YAML = yaml.safe_load((REPO / "dvc.yaml").read_text(encoding="utf-8"))
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
@@ -30,7 +31,8 @@ def dep_paths(stage: dict) -> list[str]:
 
 def test_dvc_yaml_is_what_the_stage_modules_declare():
     assert (REPO / "dvc.yaml").read_text(encoding="utf-8") == dvc_yaml.render(), (
-        "dvc.yaml is out of date: run `python -m stages.dvc_yaml` and commit it")
+        "dvc.yaml is out of date: run `python -m stages.dvc_yaml` and commit it"
+    )
 
 
 def test_check_mode_fails_on_an_edited_dvc_yaml(tmp_path, monkeypatch, capsys):
@@ -45,8 +47,9 @@ def test_check_mode_fails_on_an_edited_dvc_yaml(tmp_path, monkeypatch, capsys):
 
 
 def test_the_check_runs_from_the_command_line():
-    result = subprocess.run([sys.executable, "-m", "stages.dvc_yaml", "--check"], cwd=REPO, capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "stages.dvc_yaml", "--check"], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert "up to date" in result.stdout
 
@@ -69,15 +72,24 @@ def test_stage_lists_exactly_the_code_it_runs(stage):
 def test_training_does_not_depend_on_audio_io():
     """The reason readers live beside their formats: an edit to audio decoding must not retrain the VAE."""
     code = set(dep_paths(DVC_YAML["stages"]["train"]))
-    assert not code & {"speakdigits/audio.py", "speakdigits/features.py", "speakdigits/formats/raw.py",
-                       "speakdigits/formats/features.py", "speakdigits/normalize.py"}
+    assert not code & {
+        "speakdigits/audio.py",
+        "speakdigits/features.py",
+        "speakdigits/formats/raw.py",
+        "speakdigits/formats/features.py",
+        "speakdigits/normalize.py",
+    }
     assert "speakdigits/formats/normalized.py" in code
 
 
 @pytest.mark.parametrize("stage", STAGES)
 def test_every_dep_exists_or_is_a_pipeline_output(stage):
-    outs = {next(iter(o)) if isinstance(o, dict) else o
-            for s in DVC_YAML["stages"].values() for key in ("outs", "metrics", "plots") for o in s.get(key, [])}
+    outs = {
+        next(iter(o)) if isinstance(o, dict) else o
+        for s in DVC_YAML["stages"].values()
+        for key in ("outs", "metrics", "plots")
+        for o in s.get(key, [])
+    }
     for dep in dep_paths(DVC_YAML["stages"][stage]):
         assert (REPO / dep).exists() or dep in outs, f"stage {stage}: dep {dep} is neither a file nor an output"
 
@@ -108,9 +120,17 @@ def test_every_listed_param_exists(stage):
 
 def test_closure_of_extract_is_what_it_imports():
     assert local_closure(REPO / "stages" / "extract.py") == {
-        "stages/extract.py", "stages/common.py", "speakdigits/features.py", "speakdigits/audio.py",
-        "speakdigits/formats/__init__.py", "speakdigits/formats/raw.py", "speakdigits/formats/features.py",
-        "speakdigits/files.py", "speakdigits/params.py", "speakdigits/errors.py", "speakdigits/cores.py",
+        "stages/extract.py",
+        "stages/common.py",
+        "speakdigits/features.py",
+        "speakdigits/audio.py",
+        "speakdigits/formats/__init__.py",
+        "speakdigits/formats/raw.py",
+        "speakdigits/formats/features.py",
+        "speakdigits/files.py",
+        "speakdigits/params.py",
+        "speakdigits/errors.py",
+        "speakdigits/cores.py",
     }
 
 
@@ -134,6 +154,10 @@ def test_import_forms_are_resolved(tmp_path):
     for name, text in files.items():
         (fake / name).write_text(text)
     assert local_closure(fake / "stages" / "x.py", fake) == {
-        "stages/x.py", "speakdigits/a.py", "speakdigits/b.py", "speakdigits/lazy.py",
-        "speakdigits/sub/__init__.py", "speakdigits/sub/deep.py",
+        "stages/x.py",
+        "speakdigits/a.py",
+        "speakdigits/b.py",
+        "speakdigits/lazy.py",
+        "speakdigits/sub/__init__.py",
+        "speakdigits/sub/deep.py",
     }

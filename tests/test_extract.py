@@ -23,15 +23,17 @@ from speakdigits.errors import PipelineError
 from speakdigits.features import clean_speaker_metadata, extract
 from speakdigits.formats.features import CLIP_COLUMNS, read_features
 from speakdigits.formats.raw import write_raw
+from speakdigits.params import MelParams
 
 from conftest import REPO, TINY_PARAMS
 
-MEL = {**yaml.safe_load((REPO / "params.yaml").read_text())["mel"], **TINY_PARAMS["mel"]}
-SR = MEL["sample_rate"]
+MEL = MelParams(**{**yaml.safe_load((REPO / "params.yaml").read_text())["mel"], **TINY_PARAMS["mel"]})
+SR = MEL.sample_rate
 
 
-def tone(sr: int, f0: float = 140.0, lead: float = 0.1, dur: float = 0.5, total: float = 0.9,
-         top: float = 4000.0) -> np.ndarray:
+def tone(
+    sr: int, f0: float = 140.0, lead: float = 0.1, dur: float = 0.5, total: float = 0.9, top: float = 4000.0
+) -> np.ndarray:
     """A voiced test signal: harmonics of ``f0`` up to ``top`` Hz under a smooth envelope, peak 0.5.
 
     Defined in continuous time, so the same signal can be sampled at any rate.
@@ -84,8 +86,10 @@ BAD = {
     # 50 samples of background noise: not a spoken digit, however loud once peak-normalised.
     "06/1_06_0.wav": (lambda: wav(np.random.default_rng(0).normal(0, 0.01, 50), 8000), "50 samples (0.00625 s)"),
     # The same identity twice with different recordings: which is meant is unclear, so neither.
-    "06/2_06_0.wav": (lambda: wav(tone(SR), SR), "2 different files share this digit, speaker and take "
-                                                  "(06/2_06_0.wav, other/2_06_0.wav); none is used"),
+    "06/2_06_0.wav": (
+        lambda: wav(tone(SR), SR),
+        "2 different files share this digit, speaker and take (06/2_06_0.wav, other/2_06_0.wav); none is used",
+    ),
     "other/2_06_0.wav": (lambda: wav(tone(SR, f0=200.0), SR), "2 different files share"),
     # An identical copy in another folder counts once (01/0_01_0.wav is in GOOD).
     "zcopy/0_01_0.wav": (lambda: wav(tone(SR), SR), "a copy of 01/0_01_0.wav"),
@@ -125,14 +129,14 @@ def test_broken_clips_are_skipped_with_reasons(odd_features):
     assert report["clips_found"] == len(GOOD) + len(BAD)
     assert report["clips_used"] == len(GOOD)
     assert report["speakers"] == 4  # 01, 02, 03, 05 (04 only has broken clips)
-    assert report["shape"] == [MEL["n_mels"], MEL["frames"]]
+    assert report["shape"] == [MEL.n_mels, MEL.frames]
 
 
 def test_good_clips_become_finite_mels_with_matching_rows(odd_features, odd_raw):
     assert sorted(p.name for p in odd_features.iterdir()) == ["clips.csv", "mels.npy", "report.json"]
     mels, clips = read_features(odd_features)
     assert mels.dtype == np.float32
-    assert mels.shape == (len(GOOD), MEL["n_mels"], MEL["frames"])
+    assert mels.shape == (len(GOOD), MEL.n_mels, MEL.frames)
     assert np.all(np.isfinite(mels))
     with open(odd_features / "clips.csv", newline="") as handle:
         assert next(csv.reader(handle)) == list(CLIP_COLUMNS)
@@ -143,7 +147,7 @@ def test_good_clips_become_finite_mels_with_matching_rows(odd_features, odd_raw)
         # Each row holds the image of its own clip.
         np.testing.assert_allclose(mel, audio.clip_to_mel(GOOD[clip["file"]](), MEL), atol=1e-3)
         # top_db floors each image that many dB below its own maximum.
-        assert mel.max() - mel.min() <= MEL["top_db"] + 1e-3
+        assert mel.max() - mel.min() <= MEL.top_db + 1e-3
     by_speaker = {c["speaker"]: (c["gender"], c["age"]) for c in clips}
     assert by_speaker == {"01": ("female", 25), "02": ("male", None), "03": ("male", 31), "05": ("unknown", None)}
 
@@ -188,8 +192,12 @@ def test_extract_is_deterministic(odd_raw, odd_features, tmp_path):
 
 def test_no_usable_clip_is_an_error_and_writes_nothing(tmp_path):
     raw_dir = tmp_path / "raw"
-    write_raw(raw_dir, [("01/0_01_0.wav", b""), ("01/1_01_0.wav", wav(np.zeros(SR), SR)),
-                        ("readme.wav", wav(tone(SR), SR))], {}, {"source": "test"})
+    write_raw(
+        raw_dir,
+        [("01/0_01_0.wav", b""), ("01/1_01_0.wav", wav(np.zeros(SR), SR)), ("readme.wav", wav(tone(SR), SR))],
+        {},
+        {"source": "test"},
+    )
     out = tmp_path / "out" / "features"
     with pytest.raises(PipelineError) as info:
         extract(raw_dir, out, MEL, jobs=2)
@@ -211,9 +219,9 @@ def test_corrupt_member_of_the_raw_archive_is_a_one_line_error(tmp_path):
     with zipfile.ZipFile(archive) as zf:
         info = zf.infolist()[15]
     data = bytearray(archive.read_bytes())
-    name_len, extra_len = struct.unpack("<HH", data[info.header_offset + 26: info.header_offset + 30])
+    name_len, extra_len = struct.unpack("<HH", data[info.header_offset + 26 : info.header_offset + 30])
     middle = info.header_offset + 30 + name_len + extra_len + info.compress_size // 2
-    data[middle: middle + 16] = bytes(b ^ 0xFF for b in data[middle: middle + 16])
+    data[middle : middle + 16] = bytes(b ^ 0xFF for b in data[middle : middle + 16])
     archive.write_bytes(bytes(data))
 
     out = tmp_path / "out" / "features"
@@ -238,7 +246,9 @@ def test_many_clips_stream_through_the_memmap_in_order(tmp_path):
     members = []
     for i in range(200):
         name = f"{i % 7:02d}/{i % 10}_{i % 7:02d}_{i}.wav"
-        signal = np.zeros(4000) if i % 20 == 13 else tone(SR, f0=90.0 + 2 * i, lead=0.05, dur=0.3, total=0.4, top=2000.0)
+        signal = (
+            np.zeros(4000) if i % 20 == 13 else tone(SR, f0=90.0 + 2 * i, lead=0.05, dur=0.3, total=0.4, top=2000.0)
+        )
         data = wav(signal, SR)
         members.append((name, data))
     write_raw(raw_dir, members, {}, {"source": "test"})
@@ -249,7 +259,7 @@ def test_many_clips_stream_through_the_memmap_in_order(tmp_path):
     assert report["clips_used"] == len(good) == 190
     assert sorted(s["file"] for s in report["skipped"]) == sorted(n for i, (n, _) in enumerate(members) if i % 20 == 13)
     mels = np.load(out / "mels.npy")  # a plain .npy file, readable without mmap
-    assert mels.shape == (190, MEL["n_mels"], MEL["frames"])
+    assert mels.shape == (190, MEL.n_mels, MEL.frames)
     _, clips = read_features(out)
     assert [c["file"] for c in clips] == [name for name, _ in good]
     for index in (0, 12, 13, 99, 189):
@@ -278,8 +288,9 @@ def test_metadata_ages_as_strings_and_numbers():
 
 
 def test_metadata_impossible_age_is_ignored_with_a_note():
-    clean, notes = clean_speaker_metadata({"01": {"gender": "male", "age": 250},
-                                           "02": {"gender": "male", "age": "0"}}, ["01", "02"])
+    clean, notes = clean_speaker_metadata(
+        {"01": {"gender": "male", "age": 250}, "02": {"gender": "male", "age": "0"}}, ["01", "02"]
+    )
     assert clean["01"] == {"gender": "male", "age": None}
     assert clean["02"] == {"gender": "male", "age": None}
     assert notes == ["speaker 01: impossible age 250, ignored", "speaker 02: impossible age '0', ignored"]
@@ -305,16 +316,34 @@ def test_metadata_missing_speakers_and_key_spelling():
 
 
 def test_metadata_odd_gender_strings():
-    values = {"01": " Female ", "02": "F", "03": "woman", "04": "MALE", "05": "m", "06": "man",
-              "07": "x", "08": None, "09": 3}
+    values = {
+        "01": " Female ",
+        "02": "F",
+        "03": "woman",
+        "04": "MALE",
+        "05": "m",
+        "06": "man",
+        "07": "x",
+        "08": None,
+        "09": 3,
+    }
     meta = {k: {"gender": v, "age": 30} for k, v in values.items()}
     clean, notes = clean_speaker_metadata(meta, sorted(values))
     assert {k: v["gender"] for k, v in clean.items()} == {
-        "01": "female", "02": "female", "03": "female", "04": "male", "05": "male", "06": "male",
-        "07": "unknown", "08": "unknown", "09": "unknown",
+        "01": "female",
+        "02": "female",
+        "03": "female",
+        "04": "male",
+        "05": "male",
+        "06": "male",
+        "07": "unknown",
+        "08": "unknown",
+        "09": "unknown",
     }
-    assert notes == ["speaker 07: gender 'x' not understood, taken as unknown",
-                     "speaker 09: gender 3 not understood, taken as unknown"]
+    assert notes == [
+        "speaker 07: gender 'x' not understood, taken as unknown",
+        "speaker 09: gender 3 not understood, taken as unknown",
+    ]
 
 
 def test_metadata_extra_speakers_are_ignored():

@@ -26,8 +26,9 @@ with atomic_dir(sys.argv[1]) as tmp:
 
 
 def start_hanging_writer(target: Path) -> tuple[subprocess.Popen, Path]:
-    proc = subprocess.Popen([sys.executable, "-c", HANGS_IN_ATOMIC_DIR, str(target)], cwd=REPO,
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HANGS_IN_ATOMIC_DIR, str(target)], cwd=REPO, stdout=subprocess.PIPE, text=True
+    )
     return proc, Path(proc.stdout.readline().strip())
 
 

@@ -12,12 +12,17 @@ import numpy as np
 import pytest
 
 from speakdigits.evaluation import (
-    _judged_summary, _verdicts, digits_evenly, digits_in_turn, judge_reliability, reference_candidates, unheard,
+    _judged_summary,
+    _verdicts,
+    digits_evenly,
+    digits_in_turn,
+    judge_reliability,
+    reference_candidates,
+    unheard,
 )
-from speakdigits.listening import headline
 from speakdigits.judge import accuracy, class_histogram, frechet_distance, inception_score, mean_confidence, summary
+from speakdigits.listening import headline
 from speakdigits.novelty import nearest_distances, novelty
-
 
 # ----------------------------------------------------------------- inception score
 
@@ -118,16 +123,24 @@ def test_an_unjudgeable_clip_counts_as_wrong():
 def test_headline_formats_every_metric():
     metrics = {
         "judge": judge_reliability(0.983, holdout_takes=0.1, trusted_accuracy=0.97),
-        "generated": {"conditional": True, "accuracy": 0.9, "inception_score": 7.25, "mean_confidence": 0.8,
-                      "frechet_distance": 12.5, "class_histogram": {"0": 3, "1": 1}},
+        "generated": {
+            "conditional": True,
+            "accuracy": 0.9,
+            "inception_score": 7.25,
+            "mean_confidence": 0.8,
+            "frechet_distance": 12.5,
+            "class_histogram": {"0": 3, "1": 1},
+        },
         "real": {"clips": 400, "accuracy": 0.985, "inception_score": 9.7},
         "vocoder_ceiling": {"clips": 20, "accuracy": 0.95, "real_accuracy_same_clips": 1.0},
         "vae": {"reconstruction_mse": 0.007, "judge_accuracy_mel": 0.99},
         "novelty": {"generated_nearest_train": 0.1, "unheard_nearest_train": 0.125, "ratio": 0.8, "copies": 0.02},
     }
     rows = dict(headline(metrics))
-    assert headline(metrics)[0] == ("The judge itself: accuracy on real takes it never heard (every speaker)",
-                                    "98.3 % — trusted")
+    assert headline(metrics)[0] == (
+        "The judge itself: accuracy on real takes it never heard (every speaker)",
+        "98.3 % — trusted",
+    )
     assert any(value.startswith("0.1 / 0.125 (ratio 0.8;") for value in rows.values())
     assert rows["Generated: share that says the digit asked for"] == "90.0 %"
     assert rows["Generated: inception score (10 at most)"] == "7.25"
@@ -156,12 +169,20 @@ def test_a_judge_below_the_bar_is_reported_unreliable_in_plain_words():
 
 
 def test_unheard_keeps_only_the_held_out_takes():
-    split = {"x": np.arange(40.0), "digit": np.repeat([1, 2], 20), "speaker": np.array(["a", "b"] * 20),
-             "take": np.arange(40) // 2}
+    split = {
+        "x": np.arange(40.0),
+        "digit": np.repeat([1, 2], 20),
+        "speaker": np.array(["a", "b"] * 20),
+        "take": np.arange(40) // 2,
+    }
     kept = unheard(split, holdout_takes=0.1)
     # Each (speaker, digit) group has 10 takes; the lowest one of each is held out.
     assert sorted(zip(kept["speaker"].tolist(), kept["digit"].tolist(), kept["take"].tolist())) == [
-        ("a", 1, 0), ("a", 2, 10), ("b", 1, 0), ("b", 2, 10)]
+        ("a", 1, 0),
+        ("a", 2, 10),
+        ("b", 1, 0),
+        ("b", 2, 10),
+    ]
     assert kept["x"].tolist() == [0.0, 1.0, 20.0, 21.0]
 
 

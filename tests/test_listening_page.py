@@ -20,6 +20,7 @@ from speakdigits.listening import Clip, render_page, save_mel_png, write_page
 
 from conftest import browser_check, tags
 
+
 def tone(seconds: float, rate: int, freq: float) -> bytes:
     t = np.arange(int(seconds * rate)) / rate
     return wav_bytes((0.5 * np.sin(2 * np.pi * freq * t)).astype(np.float32), rate)
@@ -32,17 +33,31 @@ def make_page(folder: Path, *, broken: bool = False) -> Path:
     generated = []
     for i, rate in enumerate([22050, 22050, 8000, 16000, 22050]):
         (folder / "clips" / f"{i}.wav").write_bytes(tone(1.0, rate, 220 * (i + 1)))
-        save_mel_png(folder / "clips" / f"{i}.png", np.random.default_rng(i).uniform(-80, 0, (16, 24)),
-                     low=-80, high=0)
-        generated.append(Clip(f"clips/{i}.wav", f"clips/{i}.png", f"{i}.wav", verdict=str(i % 3),
-                              confidence=0.5 + i / 10, expected=str(i % 2)))
+        save_mel_png(folder / "clips" / f"{i}.png", np.random.default_rng(i).uniform(-80, 0, (16, 24)), low=-80, high=0)
+        generated.append(
+            Clip(
+                f"clips/{i}.wav",
+                f"clips/{i}.png",
+                f"{i}.wav",
+                verdict=str(i % 3),
+                confidence=0.5 + i / 10,
+                expected=str(i % 2),
+            )
+        )
     generated.append(Clip("clips/0.wav", None, "silent.wav", note="not judged: silent"))
     if broken:
         (folder / "clips" / "bad.wav").write_bytes(b"RIFF....WAVEnot really")
         generated.append(Clip("clips/bad.wav", "clips/missing.png", "bad.wav"))
-    write_page(folder, title="Test page <b>", headline=[("accuracy", "90.0 %")], intro=["Intro & text."],
-               generated=[("0", generated[:3]), ("1", generated[3:])],
-               references=[("7", generated[:2])], reference_header=["digit", "real", "ceiling"], notes=["A note."])
+    write_page(
+        folder,
+        title="Test page <b>",
+        headline=[("accuracy", "90.0 %")],
+        intro=["Intro & text."],
+        generated=[("0", generated[:3]), ("1", generated[3:])],
+        references=[("7", generated[:2])],
+        reference_header=["digit", "real", "ceiling"],
+        notes=["A note."],
+    )
     return folder / "index.html"
 
 
@@ -66,16 +81,15 @@ def test_page_is_self_contained_with_relative_links(tmp_path):
 def test_page_shows_verdicts_marks_and_escapes_text(tmp_path):
     page = make_page(tmp_path / "listen").read_text(encoding="utf-8")
     assert "<title>Test page &lt;b&gt;</title>" in page and "Intro &amp; text." in page
-    assert "judge: 0 (50%) <span class=\"right\">✓</span>" in page  # clip 0: verdict 0, expected 0
-    assert "judge: 2 (70%) <span class=\"wrong\">✗</span>" in page  # clip 2: verdict 2, expected 0
+    assert 'judge: 0 (50%) <span class="right">✓</span>' in page  # clip 0: verdict 0, expected 0
+    assert 'judge: 2 (70%) <span class="wrong">✗</span>' in page  # clip 2: verdict 2, expected 0
     assert "not judged: silent" in page
     assert "<th>accuracy</th><td>90.0 %</td>" in page
     assert '<body data-check="pending">' in page
 
 
 def test_render_page_needs_no_files():
-    page = render_page(title="t", headline=[], intro=[], generated=[], references=[], reference_header=[],
-                       notes=[])
+    page = render_page(title="t", headline=[], intro=[], generated=[], references=[], reference_header=[], notes=[])
     assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
 
 

@@ -5,6 +5,7 @@ hand-made data; no DVC."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -23,10 +24,10 @@ from PIL import Image
 
 from speakdigits.audio import log_mel
 from speakdigits.errors import PipelineError
-from speakdigits.generation import generate, grid_rows, requested_digits, save_mel_grid
 from speakdigits.formats.model import load_vae, read_latents, read_model_info, save_vae
+from speakdigits.generation import generate, grid_rows, requested_digits, save_mel_grid
 from speakdigits.model import TrainedVAE, build_encoder_decoder, fit_latent_gaussians, kl_divergence, sample_latents
-from speakdigits.params import load_params
+from speakdigits.params import GenerateParams, MelParams, TrainParams, VaeParams, load_params
 from speakdigits.training import train
 from speakdigits.vocoder import mel_to_audio
 
@@ -34,30 +35,50 @@ from conftest import REPO
 
 SHAPE = (16, 16)
 LATENT = 4
-VAE_PARAMS = {"arch": "conv", "conditional": True, "filters": [8, 16], "dense": 32}
-TRAIN_PARAMS = {"epochs": 2, "batch_size": 16, "learning_rate": 0.001, "reconstruction_weight": 2000.0,
-                "patience": 8}
+VAE_PARAMS = VaeParams(arch="conv", conditional=True, filters=(8, 16), dense=32)
+TRAIN_PARAMS = TrainParams(epochs=2, batch_size=16, learning_rate=0.001, reconstruction_weight=2000.0, patience=8)
 # Small, fast inversion settings matching SHAPE: 2000 samples, hop 133, n_fft 256.
-MEL = {"sample_rate": 8000, "duration": 0.25, "n_mels": SHAPE[0], "frames": SHAPE[1], "n_fft": 256,
-       "fmin": 0.0, "fmax": None, "trim_db": None, "top_db": 80.0}
+MEL = MelParams(
+    sample_rate=8000,
+    duration=0.25,
+    n_mels=SHAPE[0],
+    frames=SHAPE[1],
+    n_fft=256,
+    fmin=0.0,
+    fmax=None,
+    trim_db=None,
+    top_db=80.0,
+)
 
 
 # --------------------------------------------------------------------------- architectures
 
 SEED_ENCODER = {
-    "conv1": (48, 48, 40), "pool1": (24, 24, 40), "conv2": (22, 22, 25), "pool2": (11, 11, 25),
-    "flatten": (3025,), "dense800": (800,), "dense60": (60,),
+    "conv1": (48, 48, 40),
+    "pool1": (24, 24, 40),
+    "conv2": (22, 22, 25),
+    "pool2": (11, 11, 25),
+    "flatten": (3025,),
+    "dense800": (800,),
+    "dense60": (60,),
 }
 SEED_DECODER = {
-    "dense60": (60,), "dense800": (800,), "dense3025": (3025,), "reshape": (11, 11, 25), "up1": (22, 22, 25),
-    "deconv1": (24, 24, 40), "up2": (48, 48, 40), "deconv2": (50, 50, 1),
+    "dense60": (60,),
+    "dense800": (800,),
+    "dense3025": (3025,),
+    "reshape": (11, 11, 25),
+    "up1": (22, 22, 25),
+    "deconv1": (24, 24, 40),
+    "up2": (48, 48, 40),
+    "deconv2": (50, 50, 1),
 }
 
 
 @pytest.mark.parametrize("conditional", [True, False])
 def test_seed_arch_reproduces_the_notebook_layer_shapes(conditional):
-    encoder, decoder = build_encoder_decoder((50, 50), latent_dim=7, arch="seed", conditional=conditional,
-                                             filters=[32], dense=16)
+    encoder, decoder = build_encoder_decoder(
+        (50, 50), latent_dim=7, arch="seed", conditional=conditional, filters=[32], dense=16
+    )
     for name, shape in SEED_ENCODER.items():
         assert tuple(encoder.get_layer(name).output.shape[1:]) == shape, name
     for name in ("mu", "log_var"):
@@ -82,8 +103,9 @@ def test_seed_arch_rejects_other_shapes():
 @pytest.mark.parametrize("shape", [(50, 50), (32, 48), (21, 13)])
 @pytest.mark.parametrize("conditional", [True, False])
 def test_conv_arch_keeps_any_shape_and_outputs_unit_range(shape, conditional):
-    encoder, decoder = build_encoder_decoder(shape, latent_dim=5, arch="conv", conditional=conditional,
-                                             filters=[8, 16], dense=32)
+    encoder, decoder = build_encoder_decoder(
+        shape, latent_dim=5, arch="conv", conditional=conditional, filters=[8, 16], dense=32
+    )
     assert tuple(decoder.output.shape[1:]) == (*shape, 1)
     images = np.random.default_rng(0).uniform(0, 1, (3, *shape, 1)).astype(np.float32)
     digits = keras.utils.to_categorical([1, 5, 9], 10)
@@ -96,8 +118,9 @@ def test_conv_arch_keeps_any_shape_and_outputs_unit_range(shape, conditional):
 
 
 def test_save_and_load_round_trip_gives_identical_predictions(tmp_path):
-    encoder, decoder = build_encoder_decoder((20, 12), latent_dim=3, arch="conv", conditional=True,
-                                             filters=[8, 16], dense=16)
+    encoder, decoder = build_encoder_decoder(
+        (20, 12), latent_dim=3, arch="conv", conditional=True, filters=[8, 16], dense=16
+    )
     info = {"arch": "conv", "conditional": True, "latent_dim": 3, "shape": [20, 12]}
     latents = {"4": {"clips": 1, "mean": [0.5, 0.0, -1.0], "cov": np.eye(3).tolist()}}
     save_vae(tmp_path, TrainedVAE(encoder, decoder, True), latents, info)
@@ -112,7 +135,9 @@ def test_save_and_load_round_trip_gives_identical_predictions(tmp_path):
     for a, b in zip(encoder.predict([images, digits], verbose=0), loaded_encoder.predict([images, digits], verbose=0)):
         np.testing.assert_array_equal(a, b)
     z = rng.normal(size=(4, 3)).astype(np.float32)
-    np.testing.assert_array_equal(decoder.predict([z, digits], verbose=0), loaded_decoder.predict([z, digits], verbose=0))
+    np.testing.assert_array_equal(
+        decoder.predict([z, digits], verbose=0), loaded_decoder.predict([z, digits], verbose=0)
+    )
 
 
 def test_missing_model_files_are_pipeline_errors(tmp_path):
@@ -138,6 +163,7 @@ def test_kl_divergence():
 
 # --------------------------------------------------------------------------- training
 
+
 def write_normalized(folder: Path, shape=SHAPE, counts=(("train", 40), ("val", 10), ("test", 10))) -> Path:
     """A normalize-stage output folder by hand: each digit a bright band at its own height."""
     rng = np.random.default_rng(0)
@@ -145,7 +171,7 @@ def write_normalized(folder: Path, shape=SHAPE, counts=(("train", 40), ("val", 1
         digits = np.arange(n) % 10
         x = rng.uniform(0, 0.2, (n, *shape))
         for i, digit in enumerate(digits):
-            x[i, digit * shape[0] // 10: digit * shape[0] // 10 + 2, :] += 0.7
+            x[i, digit * shape[0] // 10 : digit * shape[0] // 10 + 2, :] += 0.7
         (folder / split).mkdir(parents=True)
         np.save(folder / split / "x.npy", np.clip(x, 0, 1).astype(np.float32))
         np.save(folder / split / "digit.npy", digits.astype(np.int64))
@@ -159,8 +185,15 @@ def write_normalized(folder: Path, shape=SHAPE, counts=(("train", 40), ("val", 1
 
 def run_train(root: Path, name: str, normalized: Path, *, seed: int = 1, **changes) -> tuple[Path, Path, dict]:
     model_dir, live_dir = root / name / "model", root / name / "live"
-    metrics = train(normalized, model_dir, live_dir, latent_dim=LATENT, vae=VAE_PARAMS,
-                    train={**TRAIN_PARAMS, **changes}, seed=seed)
+    metrics = train(
+        normalized,
+        model_dir,
+        live_dir,
+        latent_dim=LATENT,
+        vae=VAE_PARAMS,
+        train=dataclasses.replace(TRAIN_PARAMS, **changes),
+        seed=seed,
+    )
     return model_dir, live_dir, metrics
 
 
@@ -179,8 +212,12 @@ def read_tsv(path: Path) -> list[list[str]]:
 
 def test_train_writes_model_and_dvclive_metrics(trained):
     model_dir, live_dir = trained["model"], trained["live"]
-    assert sorted(p.name for p in model_dir.iterdir()) == ["decoder.keras", "encoder.keras", "latents.json",
-                                                          "model.json"]
+    assert sorted(p.name for p in model_dir.iterdir()) == [
+        "decoder.keras",
+        "encoder.keras",
+        "latents.json",
+        "model.json",
+    ]
     # Where the training clips of each digit lie in latent space, for generation to draw from.
     latents = read_latents(model_dir)
     assert sorted(latents) == [str(d) for d in range(10)]
@@ -188,8 +225,13 @@ def test_train_writes_model_and_dvclive_metrics(trained):
         assert group["clips"] == 4  # 40 training clips, digits 0-9 in turn
         assert len(group["mean"]) == LATENT and np.array(group["cov"]).shape == (LATENT, LATENT)
         assert np.all(np.linalg.eigvalsh(group["cov"]) > 0)
-    assert read_model_info(model_dir) == {"arch": "conv", "conditional": True, "latent_dim": LATENT,
-                                          "shape": list(SHAPE), "epochs_run": 2}
+    assert read_model_info(model_dir) == {
+        "arch": "conv",
+        "conditional": True,
+        "latent_dim": LATENT,
+        "shape": list(SHAPE),
+        "epochs_run": 2,
+    }
     # No temporary folders of the atomic writes are left beside the outputs.
     assert sorted(p.name for p in model_dir.parent.iterdir()) == ["live", "model"]
 
@@ -212,7 +254,8 @@ def test_train_writes_model_and_dvclive_metrics(trained):
             assert all(math.isfinite(float(r[1])) for r in rows[1:])
     # The last epoch's row is what metrics.json reports.
     assert float(read_tsv(live_dir / "plots" / "metrics" / "train" / "loss.tsv")[-1][1]) == pytest.approx(
-        metrics["train"]["loss"])
+        metrics["train"]["loss"]
+    )
 
 
 def decoder_weights(model_dir: Path) -> list[np.ndarray]:
@@ -229,8 +272,10 @@ def test_training_is_deterministic_for_a_seed(trained):
         np.testing.assert_array_equal(a, b)
 
     assert json.loads((other_live / "metrics.json").read_text())["test"] != first["test"]
-    assert any(not np.array_equal(a, b)
-               for a, b in zip(decoder_weights(trained["model"]), decoder_weights(other_model), strict=True))
+    assert any(
+        not np.array_equal(a, b)
+        for a, b in zip(decoder_weights(trained["model"]), decoder_weights(other_model), strict=True)
+    )
 
 
 TRAIN_IN_A_NEW_PROCESS = """
@@ -243,10 +288,17 @@ run_train(Path(sys.argv[1]), "in_another_process", Path(sys.argv[2]), seed=1)
 
 def test_a_training_in_another_process_writes_identical_model_files(trained):
     """Same data, params and seed in a fresh process: every file of the model, byte for byte."""
-    subprocess.run([sys.executable, "-c", TRAIN_IN_A_NEW_PROCESS, str(trained["root"]), str(trained["normalized"])],
-                   cwd=REPO, check=True, timeout=300,
-                   env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")]),
-                        "TF_CPP_MIN_LOG_LEVEL": "3"})
+    subprocess.run(
+        [sys.executable, "-c", TRAIN_IN_A_NEW_PROCESS, str(trained["root"]), str(trained["normalized"])],
+        cwd=REPO,
+        check=True,
+        timeout=300,
+        env={
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")]),
+            "TF_CPP_MIN_LOG_LEVEL": "3",
+        },
+    )
     other = trained["root"] / "in_another_process" / "model"
     files = sorted(p.name for p in trained["model"].iterdir())
     assert files == sorted(p.name for p in other.iterdir())
@@ -277,9 +329,13 @@ run_train(Path(sys.argv[1]), "watched", Path(sys.argv[2]), epochs=200, patience=
 def test_curves_can_be_read_while_the_model_trains(trained):
     """DVCLive writes into metrics/train (not a temporary folder), so dvc plots show sees each epoch."""
     live = trained["root"] / "watched" / "live"
-    proc = subprocess.Popen([sys.executable, "-c", LIVE_CURVES_WHILE_TRAINING, str(trained["root"]),
-                             str(trained["normalized"])], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])})
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LIVE_CURVES_WHILE_TRAINING, str(trained["root"]), str(trained["normalized"])],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])},
+    )
     try:
         deadline = time.monotonic() + 120
         loss = live / "plots" / "metrics" / "train" / "loss.tsv"
@@ -303,7 +359,7 @@ def test_integer_learning_rate_is_used_like_a_float(trained):
     params["train"]["learning_rate"] = 10
     path = trained["root"] / "int_lr_params.yaml"
     path.write_text(yaml.safe_dump(params))
-    learning_rate = load_params(path)["train"]["learning_rate"]
+    learning_rate = load_params(path).train.learning_rate
     assert learning_rate == 10.0 and isinstance(learning_rate, float)
     with pytest.raises(PipelineError, match="training diverged"):
         run_train(trained["root"], "int_lr", trained["normalized"], learning_rate=learning_rate)
@@ -318,9 +374,14 @@ def test_empty_training_split_is_a_pipeline_error(tmp_path):
 
 # --------------------------------------------------------------------------- generation
 
+
 def gen(trained, out: Path, digits, *, seed=3, model=None, sampling="fitted"):
-    return generate(model or trained["model"], trained["normalized"], out, mel=MEL, digits=digits,
-                    sampling=sampling, temperature=1.0, n_iter=4, momentum=0.99, seed=seed)
+    settings = GenerateParams(
+        per_digit=1, n_samples=1, sampling=sampling, temperature=1.0, griffin_lim_iters=4, griffin_lim_momentum=0.99
+    )
+    return generate(
+        model or trained["model"], trained["normalized"], out, mel=MEL, generate=settings, digits=digits, seed=seed
+    )
 
 
 def test_conditional_generation_writes_every_digit(trained, tmp_path):
@@ -333,15 +394,15 @@ def test_conditional_generation_writes_every_digit(trained, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["generated"]  # no leftovers of the atomic write
     mels = np.load(out / "mels.npy")  # the decoder's images, for the evaluate stage's novelty check
     assert mels.shape == (len(names), *SHAPE) and mels.dtype == np.float32 and 0 <= mels.min() <= mels.max() <= 1
-    n_samples = round(MEL["duration"] * MEL["sample_rate"])
+    n_samples = round(MEL.duration * MEL.sample_rate)
     for name in names:
         info = sf.info(out / name)
-        assert (info.format, info.subtype, info.channels, info.samplerate) == ("WAV", "PCM_16", 1, MEL["sample_rate"])
+        assert (info.format, info.subtype, info.channels, info.samplerate) == ("WAV", "PCM_16", 1, MEL.sample_rate)
         assert info.frames == n_samples
         samples, _ = sf.read(out / name, dtype="float32")
         assert np.all(np.isfinite(samples))
         assert 0.5 < np.abs(samples).max() <= 1.0  # peak-normalised to -1 dBFS, not silent
-        assert np.sqrt(np.mean(samples ** 2)) > 0.01
+        assert np.sqrt(np.mean(samples**2)) > 0.01
 
     with Image.open(out / "mels.png") as image:
         assert image.format == "PNG"
@@ -350,7 +411,7 @@ def test_conditional_generation_writes_every_digit(trained, tmp_path):
     assert listed == records
     assert [(r["file"], r["digit"]) for r in listed] == [(n, int(n[0])) for n in names]
     for record in listed:
-        assert record["seconds"] == pytest.approx(MEL["duration"])
+        assert record["seconds"] == pytest.approx(MEL.duration)
         assert 0 < record["peak"] <= 1
 
 
@@ -400,8 +461,10 @@ def test_fitted_gaussians_are_the_moments_of_each_digits_posteriors():
 
 
 def test_fitted_sampling_draws_from_each_digits_gaussian():
-    latents = {"1": {"clips": 9, "mean": [4.0, -2.0], "cov": [[1.0, 0.8], [0.8, 1.0]]},
-               "2": {"clips": 9, "mean": [-4.0, 0.0], "cov": [[0.25, 0.0], [0.0, 4.0]]}}
+    latents = {
+        "1": {"clips": 9, "mean": [4.0, -2.0], "cov": [[1.0, 0.8], [0.8, 1.0]]},
+        "2": {"clips": 9, "mean": [-4.0, 0.0], "cov": [[0.25, 0.0], [0.0, 4.0]]},
+    }
     digits = [1] * 20000 + [2] * 20000
     z = sample_latents(latents, digits, latent_dim=2, temperature=1.0, rng=np.random.default_rng(0))
     for digit, rows in ((1, slice(0, 20000)), (2, slice(20000, None))):
@@ -427,26 +490,32 @@ def test_fitted_and_prior_sampling_give_different_clips(trained, tmp_path):
 @pytest.fixture
 def unconditional_model(tmp_path):
     """An untrained unconditional model, saved as the train stage saves one."""
-    encoder, decoder = build_encoder_decoder(SHAPE, latent_dim=LATENT, arch="conv", conditional=False,
-                                             filters=[8, 16], dense=32)
+    encoder, decoder = build_encoder_decoder(
+        SHAPE, latent_dim=LATENT, arch="conv", conditional=False, filters=[8, 16], dense=32
+    )
     model_dir = tmp_path / "uncond_model"
     model_dir.mkdir()
     latents = fit_latent_gaussians(np.zeros((3, LATENT)), np.zeros((3, LATENT)), None)
-    save_vae(model_dir, TrainedVAE(encoder, decoder, False), latents,
-             {"arch": "conv", "conditional": False, "latent_dim": LATENT, "shape": list(SHAPE)})
+    save_vae(
+        model_dir,
+        TrainedVAE(encoder, decoder, False),
+        latents,
+        {"arch": "conv", "conditional": False, "latent_dim": LATENT, "shape": list(SHAPE)},
+    )
     return model_dir
 
 
 def test_unconditional_generation_numbers_the_samples(trained, unconditional_model, tmp_path):
     out = tmp_path / "generated"
-    records = gen(trained, out, requested_digits(conditional=False, per_digit=2, n_samples=3),
-                  model=unconditional_model)
+    records = gen(
+        trained, out, requested_digits(conditional=False, per_digit=2, n_samples=3), model=unconditional_model
+    )
     names = ["sample_000.wav", "sample_001.wav", "sample_002.wav"]
     assert sorted(p.name for p in out.iterdir()) == sorted(names + ["mels.npy", "mels.png", "samples.json"])
     assert [(r["file"], r["digit"]) for r in records] == [(n, None) for n in names]
     for name in names:
         samples, rate = sf.read(out / name)
-        assert rate == MEL["sample_rate"] and len(samples) == round(MEL["duration"] * MEL["sample_rate"])
+        assert rate == MEL.sample_rate and len(samples) == round(MEL.duration * MEL.sample_rate)
         assert np.abs(samples).max() > 0.5
 
 
@@ -458,27 +527,41 @@ def test_unconditional_model_cannot_be_asked_for_a_digit(trained, unconditional_
 
 # --------------------------------------------------------------------------- vocoder
 
+
 @pytest.mark.parametrize("f0", [300.0, 440.0])
 def test_griffin_lim_recovers_the_pitch_of_a_harmonic_tone(f0):
-    mel = {"sample_rate": 22050, "duration": 1.0, "n_mels": 64, "frames": 64, "n_fft": 1024,
-           "fmin": 0.0, "fmax": None, "top_db": 80.0}
-    t = np.arange(mel["sample_rate"]) / mel["sample_rate"]
+    mel = MelParams(
+        sample_rate=22050,
+        duration=1.0,
+        n_mels=64,
+        frames=64,
+        n_fft=1024,
+        fmin=0.0,
+        fmax=None,
+        trim_db=None,
+        top_db=80.0,
+    )
+    t = np.arange(mel.sample_rate) / mel.sample_rate
     tone = sum(a * np.sin(2 * np.pi * k * f0 * t) for k, a in ((1, 0.6), (2, 0.25), (3, 0.1))).astype(np.float32)
-    image = log_mel(tone, **{k: mel[k] for k in ("sample_rate", "n_mels", "frames", "n_fft", "duration", "fmin",
-                                                  "fmax", "top_db")})
+    image = log_mel(
+        tone,
+        **{
+            k: getattr(mel, k)
+            for k in ("sample_rate", "n_mels", "frames", "n_fft", "duration", "fmin", "fmax", "top_db")
+        },
+    )
     assert image.shape == (64, 64)
 
     audio = mel_to_audio(image, mel=mel, n_iter=32, momentum=0.99, seed=0)
-    assert audio.dtype == np.float32 and audio.shape == (mel["sample_rate"],)
+    assert audio.dtype == np.float32 and audio.shape == (mel.sample_rate,)
     assert np.abs(audio).max() == pytest.approx(10 ** (-1 / 20), rel=1e-6)
     spectrum = np.abs(np.fft.rfft(audio * np.hanning(len(audio))))
-    freqs = np.fft.rfftfreq(len(audio), 1 / mel["sample_rate"])
+    freqs = np.fft.rfftfreq(len(audio), 1 / mel.sample_rate)
     assert freqs[spectrum.argmax()] == pytest.approx(f0, rel=0.03)
 
 
 def test_silent_image_gives_zeros_not_amplified_noise():
-    mel = {"sample_rate": 8000, "duration": 0.25, "n_mels": 16, "frames": 16, "n_fft": 256, "fmin": 0.0,
-           "fmax": None}
+    mel = dataclasses.replace(MEL, n_mels=16, frames=16)
     audio = mel_to_audio(np.full((16, 16), -np.inf, np.float32), mel=mel, n_iter=4, momentum=0.99, seed=0)
     assert audio.dtype == np.float32 and audio.shape == (2000,)
     assert np.all(audio == 0)
@@ -486,16 +569,21 @@ def test_silent_image_gives_zeros_not_amplified_noise():
 
 def test_saved_model_files_are_byte_identical_for_identical_models(tmp_path):
     """Keras stamps the save time into .keras files; the pipeline's files must not change with it."""
-    encoder, decoder = build_encoder_decoder((16, 16), latent_dim=2, arch="conv", conditional=True,
-                                             filters=[4], dense=8)
+    encoder, decoder = build_encoder_decoder(
+        (16, 16), latent_dim=2, arch="conv", conditional=True, filters=[4], dense=8
+    )
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
         save_vae(tmp_path / name, TrainedVAE(encoder, decoder, True), {}, {"conditional": True, "latent_dim": 2})
         time.sleep(1.1)  # the second save happens at a later second on the clock
     for name in ("encoder.keras", "decoder.keras", "latents.json", "model.json"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
-    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["decoder.keras", "encoder.keras", "latents.json",
-                                                                  "model.json"]
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [
+        "decoder.keras",
+        "encoder.keras",
+        "latents.json",
+        "model.json",
+    ]
     reloaded = load_vae(tmp_path / "a").encoder
     assert len(reloaded.get_weights()) == len(encoder.get_weights())
 
@@ -516,8 +604,13 @@ def test_identical_models_saved_by_two_processes_are_identical_files(tmp_path):
     the saved files must not, or a fresh clone's dvc repro cannot reproduce the committed dvc.lock."""
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
-        subprocess.run([sys.executable, "-c", SAVE_IN_A_NEW_PROCESS, str(tmp_path / name)], cwd=REPO, check=True,
-                       env={**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=300)
+        subprocess.run(
+            [sys.executable, "-c", SAVE_IN_A_NEW_PROCESS, str(tmp_path / name)],
+            cwd=REPO,
+            check=True,
+            env={**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"},
+            timeout=300,
+        )
     for name in ("encoder.keras", "decoder.keras"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
     reloaded = load_vae(tmp_path / "b").encoder  # the renumbered file still loads in safe mode

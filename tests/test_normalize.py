@@ -11,11 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from speakdigits.classifier import take_split
 from speakdigits.errors import PipelineError
 from speakdigits.formats.features import CLIP_COLUMNS, read_features
-from speakdigits.classifier import take_split
 from speakdigits.formats.normalized import SPLITS, denormalize, load_split, load_stats, scale
 from speakdigits.normalize import normalize
+from speakdigits.params import SplitParams
 
 N_MELS, FRAMES = 12, 10
 
@@ -24,8 +25,13 @@ def speaker_ids(n: int) -> list[str]:
     return [f"{i:02d}" for i in range(1, n + 1)]
 
 
-def write_features(folder: Path, speakers: list[str], clips_per_speaker: int = 4, seed: int = 0,
-                   offsets: dict[str, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def write_features(
+    folder: Path,
+    speakers: list[str],
+    clips_per_speaker: int = 4,
+    seed: int = 0,
+    offsets: dict[str, float] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """A features folder with random dB images; ``offsets`` adds dB to some speakers' clips.
 
     Returns the images and the speaker of each row.
@@ -34,11 +40,19 @@ def write_features(folder: Path, speakers: list[str], clips_per_speaker: int = 4
     rows, owners = [], []
     for speaker in speakers:
         for take in range(clips_per_speaker):
-            rows.append((f"{speaker}/{take % 10}_{speaker}_{take}.wav", take % 10, speaker, take,
-                         "female" if int(speaker) % 2 else "male", "" if speaker == "03" else 20 + int(speaker)))
+            rows.append(
+                (
+                    f"{speaker}/{take % 10}_{speaker}_{take}.wav",
+                    take % 10,
+                    speaker,
+                    take,
+                    "female" if int(speaker) % 2 else "male",
+                    "" if speaker == "03" else 20 + int(speaker),
+                )
+            )
             owners.append(speaker)
     # A per-bin level plus noise, so the bins differ in range.
-    mels = (rng.normal(-40, 10, size=(len(rows), N_MELS, FRAMES)) + np.linspace(-20, 0, N_MELS)[None, :, None])
+    mels = rng.normal(-40, 10, size=(len(rows), N_MELS, FRAMES)) + np.linspace(-20, 0, N_MELS)[None, :, None]
     for i, speaker in enumerate(owners):
         mels[i] += (offsets or {}).get(speaker, 0.0)
     mels = mels.astype(np.float32)
@@ -73,7 +87,7 @@ def test_hand_made_features_are_in_the_extract_format(features):
 def test_splits_are_speaker_disjoint_and_cover_every_clip(features, tmp_path):
     folder, mels, owners = features
     out = tmp_path / "normalized"
-    summary = normalize(folder, out, val_fraction=0.15, test_fraction=0.2, seed=1)
+    summary = normalize(folder, out, split=SplitParams(val_fraction=0.15, test_fraction=0.2), seed=1)
     split = written_split(out)
     assert set(split["train"]).isdisjoint(split["val"])
     assert set(split["train"]).isdisjoint(split["test"])
@@ -88,23 +102,33 @@ def test_splits_are_speaker_disjoint_and_cover_every_clip(features, tmp_path):
         data = load_split(out, name)
         assert data["x"].shape == (summary["clips"][name], N_MELS, FRAMES)
         assert data["x"].dtype == np.float32
-        assert len(data["digit"]) == len(data["speaker"]) == len(data["take"]) == len(data["gender"]) == len(
-            data["age"]) == len(data["x"])
-        for speaker, digit, take, gender, age in zip(data["speaker"], data["digit"], data["take"], data["gender"],
-                                                     data["age"]):
+        assert (
+            len(data["digit"])
+            == len(data["speaker"])
+            == len(data["take"])
+            == len(data["gender"])
+            == len(data["age"])
+            == len(data["x"])
+        )
+        for speaker, digit, take, gender, age in zip(
+            data["speaker"], data["digit"], data["take"], data["gender"], data["age"]
+        ):
             assert gender == ("female" if int(speaker) % 2 else "male")
             assert age == (-1 if speaker == "03" else 20 + int(speaker))
             assert digit == take % 10  # write_features names clip `take` of a speaker `{take % 10}_{speaker}_{take}`
 
 
-@pytest.mark.parametrize(("n_speakers", "val", "test", "expected"), [
-    (8, 0.25, 0.25, {"train": 4, "val": 2, "test": 2}),
-    (10, 0.0, 0.3, {"train": 7, "val": 0, "test": 3}),
-    (5, 0.05, 0.05, {"train": 3, "val": 1, "test": 1}),  # a share above zero gets at least one speaker
-])
+@pytest.mark.parametrize(
+    ("n_speakers", "val", "test", "expected"),
+    [
+        (8, 0.25, 0.25, {"train": 4, "val": 2, "test": 2}),
+        (10, 0.0, 0.3, {"train": 7, "val": 0, "test": 3}),
+        (5, 0.05, 0.05, {"train": 3, "val": 1, "test": 1}),  # a share above zero gets at least one speaker
+    ],
+)
 def test_split_fractions_are_honoured(tmp_path, n_speakers, val, test, expected):
     write_features(tmp_path / "features", speaker_ids(n_speakers), clips_per_speaker=2)
-    normalize(tmp_path / "features", tmp_path / "out", val_fraction=val, test_fraction=test, seed=3)
+    normalize(tmp_path / "features", tmp_path / "out", split=SplitParams(val_fraction=val, test_fraction=test), seed=3)
     assert {k: len(v) for k, v in written_split(tmp_path / "out").items()} == expected
     assert len(load_split(tmp_path / "out", "val")["x"]) == 2 * expected["val"]
 
@@ -112,7 +136,7 @@ def test_split_fractions_are_honoured(tmp_path, n_speakers, val, test, expected)
 def test_same_seed_gives_identical_files_and_another_seed_another_split(features, tmp_path):
     folder, _, _ = features
     for name, seed in (("a", 5), ("b", 5), ("c", 6)):
-        normalize(folder, tmp_path / name, val_fraction=0.15, test_fraction=0.2, seed=seed)
+        normalize(folder, tmp_path / name, split=SplitParams(val_fraction=0.15, test_fraction=0.2), seed=seed)
     files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
     assert len(files) == 3 * 6 + 2
     for rel in files:
@@ -123,8 +147,8 @@ def test_same_seed_gives_identical_files_and_another_seed_another_split(features
 def test_split_does_not_depend_on_clip_order(tmp_path):
     write_features(tmp_path / "f1", speaker_ids(12))
     write_features(tmp_path / "f2", list(reversed(speaker_ids(12))))
-    normalize(tmp_path / "f1", tmp_path / "o1", val_fraction=0.2, test_fraction=0.2, seed=9)
-    normalize(tmp_path / "f2", tmp_path / "o2", val_fraction=0.2, test_fraction=0.2, seed=9)
+    normalize(tmp_path / "f1", tmp_path / "o1", split=SplitParams(val_fraction=0.2, test_fraction=0.2), seed=9)
+    normalize(tmp_path / "f2", tmp_path / "o2", split=SplitParams(val_fraction=0.2, test_fraction=0.2), seed=9)
     assert written_split(tmp_path / "o1") == written_split(tmp_path / "o2")
 
 
@@ -132,13 +156,15 @@ def test_statistics_come_from_the_training_speakers_only(tmp_path):
     speakers = speaker_ids(10)
     # First find out which speakers the seed puts in test and val (the split ignores the images) ...
     write_features(tmp_path / "probe", speakers)
-    normalize(tmp_path / "probe", tmp_path / "probe_out", val_fraction=0.2, test_fraction=0.2, seed=11)
+    normalize(
+        tmp_path / "probe", tmp_path / "probe_out", split=SplitParams(val_fraction=0.2, test_fraction=0.2), seed=11
+    )
     split = written_split(tmp_path / "probe_out")
     # ... then make the test speakers 30 dB louder and the val speakers 30 dB quieter.
     offsets = {s: 30.0 for s in split["test"]} | {s: -30.0 for s in split["val"]}
     mels, owners = write_features(tmp_path / "features", speakers, offsets=offsets)
     out = tmp_path / "normalized"
-    normalize(tmp_path / "features", out, val_fraction=0.2, test_fraction=0.2, seed=11)
+    normalize(tmp_path / "features", out, split=SplitParams(val_fraction=0.2, test_fraction=0.2), seed=11)
     assert written_split(out) == split
 
     train_rows = np.isin(owners, np.load(out / "train" / "speaker.npy"))
@@ -182,7 +208,7 @@ def test_too_few_speakers_is_an_error_and_writes_nothing(tmp_path):
     write_features(tmp_path / "features", speaker_ids(2))
     out = tmp_path / "normalized"
     with pytest.raises(PipelineError) as info:
-        normalize(tmp_path / "features", out, val_fraction=0.15, test_fraction=0.2, seed=1)
+        normalize(tmp_path / "features", out, split=SplitParams(val_fraction=0.15, test_fraction=0.2), seed=1)
     message = str(info.value)
     assert "\n" not in message
     assert "only 2 speaker(s)" in message
@@ -193,7 +219,9 @@ def test_too_few_speakers_is_an_error_and_writes_nothing(tmp_path):
 
 def test_missing_features_is_a_one_line_error(tmp_path):
     with pytest.raises(PipelineError, match="run the extract stage first"):
-        normalize(tmp_path / "nothing", tmp_path / "out", val_fraction=0.1, test_fraction=0.1, seed=0)
+        normalize(
+            tmp_path / "nothing", tmp_path / "out", split=SplitParams(val_fraction=0.1, test_fraction=0.1), seed=0
+        )
     assert not (tmp_path / "out").exists()
 
 
@@ -201,7 +229,9 @@ def test_mismatched_rows_and_images_is_an_error(tmp_path):
     write_features(tmp_path / "features", speaker_ids(6))
     np.save(tmp_path / "features" / "mels.npy", np.zeros((3, N_MELS, FRAMES), np.float32))
     with pytest.raises(PipelineError, match=r"3 mel images but 24 rows in clips.csv"):
-        normalize(tmp_path / "features", tmp_path / "out", val_fraction=0.1, test_fraction=0.1, seed=0)
+        normalize(
+            tmp_path / "features", tmp_path / "out", split=SplitParams(val_fraction=0.1, test_fraction=0.1), seed=0
+        )
 
 
 # ----------------------------------------------------------------- the judge's split by take

@@ -8,6 +8,7 @@ key (or file), the offending value and what is allowed.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import subprocess
 import sys
 import time
@@ -16,7 +17,7 @@ import pytest
 import yaml
 
 from speakdigits.errors import PipelineError
-from speakdigits.params import load_params
+from speakdigits.params import SCHEMA, MelParams, Params, Rule, load_params
 
 from conftest import BASE, REPO, rejection, tool_env, with_value, without, write_params
 
@@ -25,7 +26,32 @@ from conftest import BASE, REPO, rejection, tool_env, with_value, without, write
 
 def test_repo_params_yaml_validates():
     params = load_params(REPO / "params.yaml")
-    assert params == BASE
+    assert isinstance(params, Params) and isinstance(params.mel, MelParams)
+    as_dict = dataclasses.asdict(params)
+    as_dict["vae"]["filters"] = list(as_dict["vae"]["filters"])
+    assert as_dict == BASE
+
+
+def test_params_are_typed_and_frozen():
+    params = load_params(REPO / "params.yaml")
+    assert params.mel.sample_rate == BASE["mel"]["sample_rate"]
+    assert params.data.synthetic.speakers == BASE["data"]["synthetic"]["speakers"]
+    assert params.vae.filters == tuple(BASE["vae"]["filters"])  # a tuple: nothing in a section can change
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        params.mel.n_mels = 8  # type: ignore[misc]
+
+
+def test_the_schema_is_read_from_the_sections():
+    """Every key of params.yaml has a field with its rule, and every field is a key: one list, not two."""
+
+    def keys(node, prefix=""):
+        out = set()
+        for key, value in node.items():
+            out |= keys(value, f"{prefix}{key}.") if isinstance(value, dict) else {prefix + key}
+        return out
+
+    assert keys(SCHEMA) == keys(BASE)
+    assert SCHEMA["mel"]["n_mels"] == Rule("int", 8, 256)
 
 
 def test_valid_edge_values_are_accepted(tmp_path):
@@ -35,9 +61,10 @@ def test_valid_edge_values_are_accepted(tmp_path):
     params["data"]["source"] = "some/local/folder"  # open choice: a path
     params["split"]["val_fraction"] = 0.0
     loaded = load_params(write_params(tmp_path, params))
-    assert loaded["mel"]["fmax"] == 11025
-    assert loaded["mel"]["trim_db"] is None
-    assert loaded["data"]["source"] == "some/local/folder"
+    assert loaded.mel.fmax == 11025
+    assert loaded.mel.duration == 1.0 and isinstance(loaded.mel.duration, float)
+    assert loaded.mel.trim_db is None
+    assert loaded.data.source == "some/local/folder"
 
 
 # ----------------------------------------------------------------- unknown and missing keys
@@ -207,8 +234,12 @@ def test_stage_stops_at_once_on_bad_params(repo_copy):
 
     start = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-m", "stages.extract"], cwd=repo_copy, env=tool_env(),
-        capture_output=True, text=True, timeout=60,
+        [sys.executable, "-m", "stages.extract"],
+        cwd=repo_copy,
+        env=tool_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     elapsed = time.monotonic() - start
 
@@ -229,10 +260,16 @@ def test_stage_that_cannot_write_its_output_says_so_in_one_line(repo_copy):
     params["data"]["synthetic"].update(speakers=3, takes=1)
     (repo_copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
     (repo_copy / "data").write_text("a user's file where the data folder would go\n")
-    result = subprocess.run([sys.executable, "-m", "stages.download"], cwd=repo_copy, env=tool_env(),
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "stages.download"],
+        cwd=repo_copy,
+        env=tool_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 1
     lines = result.stderr.replace("\r", "\n").splitlines()  # a progress bar may precede it on its line
-    errors = [line[line.find("error:"):] for line in lines if "error:" in line or "Traceback" in line]
+    errors = [line[line.find("error:") :] for line in lines if "error:" in line or "Traceback" in line]
     assert errors == ["error: data: File exists; nothing was written"], result.stderr
     assert (repo_copy / "data").read_text() == "a user's file where the data folder would go\n"

@@ -26,7 +26,6 @@ from speakdigits.formats.raw import write_raw
 from conftest import DVC, TINY_PARAMS, ran_stages, run, tool_env
 
 
-
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -80,9 +79,9 @@ def corrupt_member(archive: Path, index: int) -> str:
     with zipfile.ZipFile(archive) as zf:
         info = zf.infolist()[index]
     data = bytearray(archive.read_bytes())
-    name_len, extra_len = struct.unpack("<HH", data[info.header_offset + 26: info.header_offset + 30])
+    name_len, extra_len = struct.unpack("<HH", data[info.header_offset + 26 : info.header_offset + 30])
     middle = info.header_offset + 30 + name_len + extra_len + info.compress_size // 2
-    data[middle: middle + 16] = bytes(b ^ 0xFF for b in data[middle: middle + 16])
+    data[middle : middle + 16] = bytes(b ^ 0xFF for b in data[middle : middle + 16])
     archive.write_bytes(bytes(data))
     return info.filename
 
@@ -123,8 +122,12 @@ def session_processes(sid: int) -> list[int]:
 def test_interrupted_extract_keeps_the_previous_output(repo_copy):
     leftovers_before = leftovers(repo_copy)
     clip = voiced_wav()
-    write_raw(repo_copy / "data" / "raw", [(f"{i % 4:02d}/{i % 10}_{i % 4:02d}_{i}.wav", clip) for i in range(120)],
-              {}, {"source": "test"})
+    write_raw(
+        repo_copy / "data" / "raw",
+        [(f"{i % 4:02d}/{i % 10}_{i % 4:02d}_{i}.wav", clip) for i in range(120)],
+        {},
+        {"source": "test"},
+    )
     run([sys.executable, "-m", "stages.extract"], repo_copy)
     features = repo_copy / "data" / "features"
     before = {p.name: sha256(p) for p in features.iterdir()}
@@ -138,9 +141,16 @@ def test_interrupted_extract_keeps_the_previous_output(repo_copy):
     # Its own session, so that SIGINT reaches the workers too, as Ctrl-C in a terminal does; and
     # SIGINT's default action restored, as in a terminal: a shell started without job control
     # (`bash .ci/run &`) passes SIGINT on ignored, and Python keeps it ignored.
-    proc = subprocess.Popen([sys.executable, "-m", "stages.extract"], cwd=repo_copy, env=tool_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stages.extract"],
+        cwd=repo_copy,
+        env=tool_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         deadline = time.monotonic() + 60
         pattern = str(repo_copy / "data" / ".features.*.tmp" / "rows.bin")
@@ -175,9 +185,11 @@ def fsdd_like_folder(folder: Path) -> None:
             for take in range(2):
                 tone = np.sin(2 * np.pi * (200 + 40 * digit) * np.arange(4000) / 8000) * rng.uniform(0.3, 0.9)
                 sf.write(folder / f"{digit}_{speaker}_{take}.wav", tone.astype(np.float32), 8000, subtype="PCM_16")
-    (folder / "metadata.py").write_text('"""speakers"""\nmetadata = {\n    "ann": {"gender": "female"},\n'
-                                        '    "bob": {"gender": "male"}, "cy": {"gender": "male"},\n'
-                                        '    "dee": {"gender": "female"},\n}\n')
+    (folder / "metadata.py").write_text(
+        '"""speakers"""\nmetadata = {\n    "ann": {"gender": "female"},\n'
+        '    "bob": {"gender": "male"}, "cy": {"gender": "male"},\n'
+        '    "dee": {"gender": "female"},\n}\n'
+    )
 
 
 def test_a_relative_local_source_works_in_the_workspace_and_in_the_queue(repo_copy):
@@ -215,8 +227,20 @@ def test_queued_experiments_download_a_source_once_and_a_seed_change_remakes_no_
     server.slow = 5.0  # so that the two downloads would overlap
     # They differ in a data.* key, so that DVC's run cache cannot serve the second download from the first.
     for noise_db in (-50, -55):
-        run(DVC + ["exp", "run", "--queue", "normalize", "-S", f"data.source={url}",
-                   "-S", f"data.synthetic.noise_db={noise_db}"], repo_copy)
+        run(
+            DVC
+            + [
+                "exp",
+                "run",
+                "--queue",
+                "normalize",
+                "-S",
+                f"data.source={url}",
+                "-S",
+                f"data.synthetic.noise_db={noise_db}",
+            ],
+            repo_copy,
+        )
     run(DVC + ["queue", "start", "--jobs", "2"], repo_copy)
     try:
         deadline = time.monotonic() + 300

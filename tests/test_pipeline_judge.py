@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from conftest import DVC, UP_TO_DATE, params_of, ran_stages, reproduced_copy, run
-from conftest import browser_check, tags
+from conftest import DVC, UP_TO_DATE, browser_check, params_of, ran_stages, reproduced_copy, run, tags
+
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
@@ -32,8 +32,15 @@ def exp_run(repo: Path, *settings: str):
 def test_repro_trains_the_classifiers_and_judges_the_generated_clips(pipeline):
     repo, first = pipeline
     assert ran_stages(first.stdout)[-2:] == ["classify", "evaluate"]
-    assert set(ran_stages(first.stdout)) == {"download", "extract", "normalize", "train", "generate", "classify",
-                                             "evaluate"}
+    assert set(ran_stages(first.stdout)) == {
+        "download",
+        "extract",
+        "normalize",
+        "train",
+        "generate",
+        "classify",
+        "evaluate",
+    }
 
     classify = json.loads((repo / "metrics" / "classify.json").read_text())
     assert classify["digit"]["available"] is True and 0 <= classify["digit"]["test_accuracy"] <= 1
@@ -64,16 +71,20 @@ def test_repro_trains_the_classifiers_and_judges_the_generated_clips(pipeline):
     novelty = metrics["novelty"]
     # Two epochs: the decoder draws nearly one image for everything, so the distances say little here
     # (tests/test_judge.py checks their meaning); they are there, and plain numbers.
-    assert {"generated_nearest_train", "unheard_nearest_train", "copies"} <= set(novelty) <= {
-        "generated_nearest_train", "unheard_nearest_train", "ratio", "copies"}
+    assert (
+        {"generated_nearest_train", "unheard_nearest_train", "copies"}
+        <= set(novelty)
+        <= {"generated_nearest_train", "unheard_nearest_train", "ratio", "copies"}
+    )
     assert all(value >= 0 for value in novelty.values())
     assert metrics["vocoder_ceiling"]["clips"] == params_of(repo)["evaluate"]["reference_clips"]
     assert {"accuracy", "real_accuracy_same_clips"} <= set(metrics["vocoder_ceiling"])
     assert {"reconstruction_mse", "judge_accuracy_mel", "judge_accuracy_resynthesised"} <= set(metrics["vae"])
 
     # Not declared as metrics (dvc exp show would not fit a terminal), but readable by name.
-    shown = json.loads(run(DVC + ["metrics", "show", "--json", "metrics/classify.json", "metrics/evaluate.json"],
-                           repo).stdout)[""]["data"]
+    shown = json.loads(
+        run(DVC + ["metrics", "show", "--json", "metrics/classify.json", "metrics/evaluate.json"], repo).stdout
+    )[""]["data"]
     for path in ("metrics/classify.json", "metrics/evaluate.json"):
         assert "error" not in shown[path], shown[path]
     plots = json.loads(run(DVC + ["plots", "show", "--json"], repo).stdout)
@@ -96,8 +107,9 @@ def test_the_listening_page_plays_every_clip_offline(pipeline, tmp_path):
         assert not src.startswith(("/", "http:", "https:", "file:")) and (listen / src).is_file(), src
     # The generated clips are on the page as they were generated.
     for digit in range(10):
-        assert (listen / "generated" / f"{digit}_00.wav").read_bytes() == \
-            (repo / "data" / "generated" / f"{digit}_00.wav").read_bytes()
+        assert (listen / "generated" / f"{digit}_00.wav").read_bytes() == (
+            repo / "data" / "generated" / f"{digit}_00.wav"
+        ).read_bytes()
     assert sf.info(listen / audio[-1]).subtype == "PCM_16"
     verdicts = json.loads((listen / "verdicts.json").read_text())
     assert len(verdicts) == len(audio)

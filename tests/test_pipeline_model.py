@@ -88,13 +88,20 @@ def test_generate_cli_asks_for_one_digit(pipeline, tmp_path):
     out = tmp_path / "sevens"
     result = run([sys.executable, "-m", "stages.generate", "--digit", "7", "--count", "3", "--out", str(out)], repo)
     assert str(out.resolve()) in result.stdout
-    assert sorted(p.name for p in out.iterdir()) == ["7_00.wav", "7_01.wav", "7_02.wav", "mels.npy", "mels.png",
-                                                   "samples.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "7_00.wav",
+        "7_01.wav",
+        "7_02.wav",
+        "mels.npy",
+        "mels.png",
+        "samples.json",
+    ]
     assert [r["digit"] for r in json.loads((out / "samples.json").read_text())] == [7, 7, 7]
     assert UP_TO_DATE in run(DVC + ["status"], repo).stdout  # data/generated untouched
 
-    bad = run([sys.executable, "-m", "stages.generate", "--digit", "11", "--out", str(tmp_path / "bad")], repo,
-              check=False)
+    bad = run(
+        [sys.executable, "-m", "stages.generate", "--digit", "11", "--out", str(tmp_path / "bad")], repo, check=False
+    )
     assert bad.returncode == 2
     assert "--digit" in bad.stderr and "invalid choice" in bad.stderr
     assert not (tmp_path / "bad").exists()
@@ -112,22 +119,32 @@ def test_generate_out_never_overwrites_or_removes_a_users_files(pipeline, tmp_pa
     (out / "notes.txt").write_text("my own work\n")
     generate = [sys.executable, "-m", "stages.generate", "--digit", "3", "--count", "2", "--out"]
     run(generate + [str(out)], repo)
-    assert sorted(p.name for p in out.iterdir()) == ["3_00.wav", "3_01.wav", "mels.npy", "mels.png",
-                                                   "notes.txt", "samples.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "3_00.wav",
+        "3_01.wav",
+        "mels.npy",
+        "mels.png",
+        "notes.txt",
+        "samples.json",
+    ]
     assert (out / "notes.txt").read_text() == "my own work\n"
 
     # Again into the same folder: the names clash, so it is refused and nothing changes.
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     again = run(generate + [str(out)], repo, check=False)
     assert again.returncode == 1
-    assert error_lines(again) == [f"error: --out {out}: already holds 3_00.wav; give a new folder "
-                                  "(nothing is ever overwritten there)"]
+    assert error_lines(again) == [
+        f"error: --out {out}: already holds 3_00.wav; give a new folder (nothing is ever overwritten there)"
+    ]
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
     # The repository root, its .git, the home directory: refused before any work, all intact.
     tracked = run(["git", "ls-files"], repo).stdout
-    for target, reason in [(".", "is a repository's root"), (".git", "is inside .git or .dvc"),
-                           (str(Path.home()), "refusing to write into")]:
+    for target, reason in [
+        (".", "is a repository's root"),
+        (".git", "is inside .git or .dvc"),
+        (str(Path.home()), "refusing to write into"),
+    ]:
         result = run(generate + [target], repo, check=False)
         assert result.returncode == 1 and len(error_lines(result)) == 1 and reason in result.stderr, result.stderr
     assert run(["git", "ls-files"], repo).stdout == tracked
@@ -142,8 +159,10 @@ def experiments(repo: Path) -> dict[str, dict]:
         for exp in commit.get("experiments") or []:
             data = exp["revs"][0]["data"]
             metrics = data.get("metrics", {}).get("metrics/vae.json", {}).get("data", {})
-            rows[exp["name"]] = {"latent_dim": data["params"]["params.yaml"]["data"]["latent_dim"],
-                                 "mse": metrics.get("test_mse")}
+            rows[exp["name"]] = {
+                "latent_dim": data["params"]["params.yaml"]["data"]["latent_dim"],
+                "mse": metrics.get("test_mse"),
+            }
     return rows
 
 
@@ -163,8 +182,9 @@ def test_exp_run_with_a_model_param_reruns_train_generate_and_evaluate(pipeline)
     assert UP_TO_DATE in run(DVC + ["status"], repo).stdout
 
     # The README's comparison fits a 120-column terminal: names, the params that differ, the headline metrics.
-    table = run(DVC + ["exp", "show", "--no-pager", "--only-changed", "--drop", "Created|.*/.*"], repo,
-                env={"COLUMNS": "120"}).stdout
+    table = run(
+        DVC + ["exp", "show", "--no-pager", "--only-changed", "--drop", "Created|.*/.*"], repo, env={"COLUMNS": "120"}
+    ).stdout
     header = next(line for line in table.splitlines() if "Experiment" in line)
     for column in ("accuracy", "inception", "frechet", "judge", "test_mse", "latent_dim"):
         assert f" {column} " in f" {header} ", table
@@ -174,17 +194,23 @@ def test_exp_run_with_a_model_param_reruns_train_generate_and_evaluate(pipeline)
 def outputs(repo: Path) -> dict[str, bytes]:
     """Every file under data/ and metrics/ (the pipeline's outputs), by path; not check_params' token,
     which DVC removes before that stage runs."""
-    return {p.relative_to(repo).as_posix(): p.read_bytes()
-            for folder in ("data", "metrics") for p in sorted((repo / folder).rglob("*"))
-            if p.is_file() and p.name != "params_checked.txt"}
+    return {
+        p.relative_to(repo).as_posix(): p.read_bytes()
+        for folder in ("data", "metrics")
+        for p in sorted((repo / folder).rglob("*"))
+        if p.is_file() and p.name != "params_checked.txt"
+    }
 
 
-@pytest.mark.parametrize("change, expected", [
-    (["exp", "run", "-S", "latent_dim=0"], "latent_dim = 0 is not allowed"),
-    (["exp", "run", "-S", "data.source=no/such/folder"], "data.source = 'no/such/folder': no such file or folder"),
-    (["exp", "run", "-S", "+latnet_dim=8"], "unknown key 'latnet_dim'"),  # + appends a key
-    (["repro"], "unknown key 'latnet_dim'"),  # the typo appended to params.yaml by hand
-])
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (["exp", "run", "-S", "latent_dim=0"], "latent_dim = 0 is not allowed"),
+        (["exp", "run", "-S", "data.source=no/such/folder"], "data.source = 'no/such/folder': no such file or folder"),
+        (["exp", "run", "-S", "+latnet_dim=8"], "unknown key 'latnet_dim'"),  # + appends a key
+        (["repro"], "unknown key 'latnet_dim'"),  # the typo appended to params.yaml by hand
+    ],
+)
 def test_refused_params_leave_every_previous_output_in_place(pipeline, change, expected):
     repo, _ = pipeline
     params_yaml = (repo / "params.yaml").read_bytes()
@@ -194,8 +220,9 @@ def test_refused_params_leave_every_previous_output_in_place(pipeline, change, e
     try:
         result = run(DVC + change, repo, check=False)
         assert result.returncode != 0
-        assert f"error: params.yaml: {expected}" in result.stderr or f"error: {expected}" in result.stderr, \
+        assert f"error: params.yaml: {expected}" in result.stderr or f"error: {expected}" in result.stderr, (
             result.stderr
+        )
         assert ran_stages(result.stdout) == []
         after = outputs(repo)
         assert sorted(after) == sorted(before) and after == before  # the model, the data: all still there
@@ -249,8 +276,12 @@ def test_push_clone_pull_round_trip(pipeline, tmp_path):
     assert ran_stages(again.stdout) == []
     for stage in STAGES + ["plots_page"]:
         assert f"Stage '{stage}' didn't change, skipping" in again.stdout
-    for path in ("data/model/decoder.keras", "data/generated/3_00.wav", "data/normalized/train/x.npy",
-                 "metrics/train/metrics.json"):
+    for path in (
+        "data/model/decoder.keras",
+        "data/generated/3_00.wav",
+        "data/normalized/train/x.npy",
+        "metrics/train/metrics.json",
+    ):
         assert (clone / path).read_bytes() == (repo / path).read_bytes(), path
 
 

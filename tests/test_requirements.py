@@ -47,8 +47,9 @@ def test_every_installed_dependency_is_pinned_at_its_installed_version():
         seen.add(key)
         assert canonical(name) in pins, f"{name} is installed as a dependency but not pinned in requirements.txt"
         installed = metadata.version(name)
-        assert installed == pins[canonical(name)], \
+        assert installed == pins[canonical(name)], (
             f"{name}: requirements.txt pins {pins[canonical(name)]}, {installed} is installed"
+        )
         todo += [(req.name, set(req.extras)) for req in dependencies(name, extras)]
     unused = set(pins) - {name for name, _ in seen}
     assert not unused

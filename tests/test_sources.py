@@ -62,9 +62,7 @@ def test_dropped_connection_resumes_with_range(server: FileServer, tmp_path: Pat
     assert "blob.bin" in capsys.readouterr().err  # the tqdm bar went to stderr
 
 
-def test_connection_that_keeps_dropping_gives_up_and_keeps_part(
-    server: FileServer, tmp_path: Path
-):
+def test_connection_that_keeps_dropping_gives_up_and_keeps_part(server: FileServer, tmp_path: Path):
     data = _blob(seed=7)
     (server.root / "blob.bin").write_bytes(data)
     server.drops_left = 100
@@ -180,9 +178,7 @@ def test_wrong_sha256_raises_and_keeps_nothing(server: FileServer, tmp_path: Pat
     assert not _part(dest).exists()
 
 
-def test_right_sha256_passes_and_existing_file_skips_network(
-    server: FileServer, tmp_path: Path
-):
+def test_right_sha256_passes_and_existing_file_skips_network(server: FileServer, tmp_path: Path):
     data = _blob(seed=5)
     (server.root / "blob.bin").write_bytes(data)
     dest = tmp_path / "blob.bin"
@@ -358,9 +354,7 @@ def _assert_refused(source: Path, entry: str, tmp_path: Path) -> None:
 
 
 def test_zip_with_parent_traversal_is_refused(tmp_path: Path):
-    archive = _write_zip(
-        tmp_path / "evil.zip", {"data/01/3_01_7.wav": _wav(0), "../evil.wav": _wav(1)}
-    )
+    archive = _write_zip(tmp_path / "evil.zip", {"data/01/3_01_7.wav": _wav(0), "../evil.wav": _wav(1)})
     assert "../evil.wav" in zipfile.ZipFile(archive).namelist()  # stored verbatim
     _assert_refused(archive, "../evil.wav", tmp_path)
 
@@ -374,7 +368,7 @@ def test_zip_symlink_entry_is_refused(tmp_path: Path):
     path = tmp_path / "link.zip"
     link = zipfile.ZipInfo("data/01/3_01_7.wav")
     link.create_system = 3
-    link.external_attr = (0o120777 << 16)  # S_IFLNK
+    link.external_attr = 0o120777 << 16  # S_IFLNK
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr(link, "/etc/passwd")
     _assert_refused(path, "data/01/3_01_7.wav", tmp_path)
@@ -412,9 +406,7 @@ def test_tar_link_not_kept_is_skipped(tmp_path: Path):
     link = tarfile.TarInfo("data/latest")
     link.type = tarfile.SYMTYPE
     link.linkname = "01"
-    archive = _tar_with(
-        tmp_path / "ok.tar.gz", (link, b""), (tarfile.TarInfo("data/01/3_01_7.wav"), b"wav")
-    )
+    archive = _tar_with(tmp_path / "ok.tar.gz", (link, b""), (tarfile.TarInfo("data/01/3_01_7.wav"), b"wav"))
     assert list(read_archive(archive, _clip)) == [("data/01/3_01_7.wav", b"wav")]
 
 

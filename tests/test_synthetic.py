@@ -114,8 +114,11 @@ def test_espeak_output_does_not_depend_on_what_was_spoken_before():
 
 
 def test_a_sequence_spoken_again_gives_identical_samples_for_each_utterance():
-    sequence = [espeak.Utterance("seven", "en-us+f3", 150, 50, 50, 7), espeak.Utterance("two", "en+m3", 180, 30, 40, 8),
-                espeak.Utterance("seven", "en-us+f3", 150, 50, 50, 7)]
+    sequence = [
+        espeak.Utterance("seven", "en-us+f3", 150, 50, 50, 7),
+        espeak.Utterance("two", "en+m3", 180, 30, 40, 8),
+        espeak.Utterance("seven", "en-us+f3", 150, 50, 50, 7),
+    ]
     first = espeak.speak_sequence(sequence)
     espeak.speak("a long sentence that changes the synthesiser state", voice="en+m3", rate=200, pitch=20, seed=1)
     again = espeak.speak_sequence(sequence)
@@ -137,8 +140,13 @@ print(hashlib.sha256(samples.tobytes()).hexdigest())
 
 def test_same_take_is_byte_identical_in_a_separate_process():
     result = subprocess.run(
-        [sys.executable, "-c", _HASH_SNIPPET.format(seed=SEED)], cwd=REPO, env=tool_env(),
-        capture_output=True, text=True, timeout=60, check=True,
+        [sys.executable, "-c", _HASH_SNIPPET.format(seed=SEED)],
+        cwd=REPO,
+        env=tool_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     speaker = synthetic.make_speakers(3, SEED)[2]
     here = synthetic.speak_take(speaker, 4, 3, seed=SEED, noise_db=-50.0)
@@ -162,10 +170,12 @@ def periodicity(samples: np.ndarray, sr: int) -> tuple[float, float]:
     win = int(0.04 * sr)
     energy = np.convolve(samples**2, np.ones(win), mode="valid")
     start = int(np.argmax(energy))
-    seg = samples[start:start + win] - samples[start:start + win].mean()
+    seg = samples[start : start + win] - samples[start : start + win].mean()
     lags = np.arange(sr // 400, sr // 60)
-    corr = [np.dot(seg[:-lag], seg[lag:]) / np.sqrt(np.dot(seg[:-lag], seg[:-lag]) * np.dot(seg[lag:], seg[lag:]))
-            for lag in lags]
+    corr = [
+        np.dot(seg[:-lag], seg[lag:]) / np.sqrt(np.dot(seg[:-lag], seg[:-lag]) * np.dot(seg[lag:], seg[lag:]))
+        for lag in lags
+    ]
     best = int(np.argmax(corr))
     return float(corr[best]), sr / lags[best]
 

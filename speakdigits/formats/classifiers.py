@@ -27,17 +27,26 @@ CLASSIFIERS_JSON = "classifiers.json"
 EMBEDDING = "embedding"
 
 
-def save_classifiers(out_dir: Path, models: dict[str, keras.Model], shape: tuple[int, int], *,
-                     classes: dict[str, tuple[str, ...]], test_accuracy: dict[str, float],
-                     holdout_takes: float) -> None:
+def save_classifiers(
+    out_dir: Path,
+    models: dict[str, keras.Model],
+    shape: tuple[int, int],
+    *,
+    classes: dict[str, tuple[str, ...]],
+    test_accuracy: dict[str, float],
+    holdout_takes: float,
+) -> None:
     """Write ``<task>.keras`` for each trained task and ``classifiers.json``."""
     from speakdigits.runtime import save_keras
 
     info = {"shape": list(shape), "holdout_takes": holdout_takes, "tasks": {}}
     for task, model in models.items():
         save_keras(model, Path(out_dir) / f"{task}.keras")
-        info["tasks"][task] = {"file": f"{task}.keras", "classes": list(classes[task]),
-                               "test_accuracy": test_accuracy[task]}
+        info["tasks"][task] = {
+            "file": f"{task}.keras",
+            "classes": list(classes[task]),
+            "test_accuracy": test_accuracy[task],
+        }
     (Path(out_dir) / CLASSIFIERS_JSON).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
 
 
@@ -60,6 +69,5 @@ def load_classifier(classifier_dir: Path, task: str) -> tuple[keras.Model, list[
     info = read_classifiers_info(classifier_dir)
     if task not in info["tasks"]:
         raise PipelineError(f"{classifier_dir}: no {task} classifier was trained (metrics/classify.json says why)")
-    model = keras.saving.load_model(Path(classifier_dir) / info["tasks"][task]["file"], safe_mode=True,
-                                    compile=False)
+    model = keras.saving.load_model(Path(classifier_dir) / info["tasks"][task]["file"], safe_mode=True, compile=False)
     return model, info["tasks"][task]["classes"]

@@ -53,8 +53,9 @@ def read_generated(generated_dir: Path) -> list[dict]:
         try:
             record["wav"] = (Path(generated_dir) / record["file"]).read_bytes()
         except FileNotFoundError:
-            raise PipelineError(f"{Path(generated_dir) / record['file']}: listed in {path} but missing; "
-                                f"{_rerun()}") from None
+            raise PipelineError(
+                f"{Path(generated_dir) / record['file']}: listed in {path} but missing; {_rerun()}"
+            ) from None
     return records
 
 

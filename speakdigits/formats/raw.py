@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 import re
 import zipfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
-from typing import Iterable, Iterator
 
 from speakdigits.errors import PipelineError
 from speakdigits.files import atomic_dir
@@ -31,9 +31,7 @@ SOURCE_JSON = "source.json"
 #: Free Spoken Digit Dataset names them (``'george'``).  Explicit ASCII
 #: classes rather than ``\d``/``\w``, which would also accept e.g. Arabic-Indic
 #: digits that ``int()`` silently converts.
-CLIP_NAME = re.compile(
-    r"\A(?P<digit>[0-9])_(?P<speaker>[A-Za-z0-9]+)_(?P<take>[0-9]+)\.wav\Z"
-)
+CLIP_NAME = re.compile(r"\A(?P<digit>[0-9])_(?P<speaker>[A-Za-z0-9]+)_(?P<take>[0-9]+)\.wav\Z")
 
 # A fixed timestamp keeps the archive byte-identical from run to run.
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
@@ -78,8 +76,9 @@ def write_raw(out_dir: Path, clips: Iterable[tuple[str, bytes]], speakers: dict,
         if count == 0:
             raise PipelineError(f"data source {source.get('source')!r}: no .wav files found")
         (tmp / SPEAKERS_JSON).write_text(json.dumps(speakers, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        (tmp / SOURCE_JSON).write_text(json.dumps(dict(source, clips=count), indent=2, sort_keys=True) + "\n",
-                                       encoding="utf-8")
+        (tmp / SOURCE_JSON).write_text(
+            json.dumps(dict(source, clips=count), indent=2, sort_keys=True) + "\n", encoding="utf-8"
+        )
     return count
 
 
@@ -99,8 +98,9 @@ def clip_names(raw_dir: Path) -> list[str]:
     except FileNotFoundError:
         raise missing(path, STAGE) from None
     except zipfile.BadZipFile as err:
-        raise PipelineError(f"{path}: cannot read the raw clips ({err}); rerun the {STAGE} stage "
-                            f"(dvc repro -f {STAGE})") from None
+        raise PipelineError(
+            f"{path}: cannot read the raw clips ({err}); rerun the {STAGE} stage (dvc repro -f {STAGE})"
+        ) from None
 
 
 def skipped_at_download(raw_dir: Path) -> list[dict]:
