@@ -22,7 +22,7 @@ from speakdigits import audio
 from speakdigits.cores import available_cores, init_worker
 from speakdigits.errors import PipelineError
 from speakdigits.files import atomic_dir
-from speakdigits.formats import raw
+from speakdigits.formats import raw, rerun
 from speakdigits.formats.features import write_features
 from speakdigits.formats.raw import parse_clip_name
 from speakdigits.params import MelParams
@@ -100,8 +100,7 @@ def _extract_batch(names: list[str]) -> tuple[list[str], np.ndarray, dict[str, s
             data = _worker["zip"].read(name)
         except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as err:
             raise PipelineError(
-                f"{_worker['zip'].filename}: member '{name}' is corrupt ({err}); "
-                "rebuild it with `dvc repro --force download`"
+                f"{_worker['zip'].filename}: member '{name}' is corrupt ({err}); {rerun(raw.STAGE)}"
             ) from None
         try:
             images.append(audio.clip_to_mel(data, _worker["mel"]))

@@ -33,6 +33,11 @@ def missing(path: str | Path, stage: str) -> PipelineError:
     return PipelineError(f"{path}: not found; run the {stage} stage first (dvc repro {stage})")
 
 
+def rerun(stage: str) -> str:
+    """What to do about a stage's output that is there but unusable (the end of an error's one line)."""
+    return f"rerun the {stage} stage (dvc repro -f {stage})"
+
+
 def read_stage_json(path: str | Path, stage: str) -> Any:
     """Read a JSON file that the DVC stage ``stage`` writes.
 
@@ -47,4 +52,4 @@ def read_stage_json(path: str | Path, stage: str) -> Any:
     except FileNotFoundError:
         raise missing(path, stage) from None
     except json.JSONDecodeError as err:
-        raise PipelineError(f"{path}: not valid JSON ({err}); rerun the {stage} stage (dvc repro -f {stage})") from None
+        raise PipelineError(f"{path}: not valid JSON ({err}); {rerun(stage)}") from None

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from speakdigits.errors import PipelineError
-from speakdigits.formats import missing, read_stage_json
+from speakdigits.formats import missing, read_stage_json, rerun
 
 DIR = Path("data/generated")
 STAGE = "generate"
@@ -41,10 +41,6 @@ def output_names(digits: list[int | None]) -> list[str]:
     return clip_names(digits) + [GRID_PNG, MELS_NPY, SAMPLES_JSON]
 
 
-def _rerun() -> str:
-    return f"rerun the {STAGE} stage (dvc repro -f {STAGE})"
-
-
 def read_generated(generated_dir: Path) -> list[dict]:
     """The clip records (``file``, ``digit`` or None), with each file's bytes as ``wav``."""
     path = Path(generated_dir) / SAMPLES_JSON
@@ -54,7 +50,7 @@ def read_generated(generated_dir: Path) -> list[dict]:
             record["wav"] = (Path(generated_dir) / record["file"]).read_bytes()
         except FileNotFoundError:
             raise PipelineError(
-                f"{Path(generated_dir) / record['file']}: listed in {path} but missing; {_rerun()}"
+                f"{Path(generated_dir) / record['file']}: listed in {path} but missing; {rerun(STAGE)}"
             ) from None
     return records
 
@@ -67,5 +63,5 @@ def read_generated_mels(generated_dir: Path, count: int) -> np.ndarray:
     except FileNotFoundError:
         raise missing(path, STAGE) from None
     if len(mels) != count:
-        raise PipelineError(f"{path}: {len(mels)} images for {count} clips in {SAMPLES_JSON}; {_rerun()}")
+        raise PipelineError(f"{path}: {len(mels)} images for {count} clips in {SAMPLES_JSON}; {rerun(STAGE)}")
     return mels

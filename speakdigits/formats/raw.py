@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 
 from speakdigits.errors import PipelineError
 from speakdigits.files import atomic_dir
-from speakdigits.formats import missing
+from speakdigits.formats import missing, rerun
 
 DIR = Path("data/raw")
 STAGE = "download"
@@ -98,9 +98,7 @@ def clip_names(raw_dir: Path) -> list[str]:
     except FileNotFoundError:
         raise missing(path, STAGE) from None
     except zipfile.BadZipFile as err:
-        raise PipelineError(
-            f"{path}: cannot read the raw clips ({err}); rerun the {STAGE} stage (dvc repro -f {STAGE})"
-        ) from None
+        raise PipelineError(f"{path}: cannot read the raw clips ({err}); {rerun(STAGE)}") from None
 
 
 def skipped_at_download(raw_dir: Path) -> list[dict]:
