@@ -12,5 +12,6 @@ import os
 # AVX2, so that a CPU with AVX-512 runs the same kernels as this one. Set here because TensorFlow
 # reads both once, when it loads, and every entry point (the stages, the tests through conftest,
 # the benchmarks) imports this package before TensorFlow; a value already in the environment wins.
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")
+TENSORFLOW_KERNELS = {"TF_ENABLE_ONEDNN_OPTS": "1", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+for _name, _value in TENSORFLOW_KERNELS.items():
+    os.environ.setdefault(_name, _value)

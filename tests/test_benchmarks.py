@@ -15,8 +15,9 @@ import sys
 import numpy as np
 import soundfile as sf
 
-from benchmarks.__main__ import Measured, fastest, scratch
+from benchmarks.__main__ import Measured, fastest, measured, scratch
 from benchmarks.original import extract as original_extract
+from speakdigits import TENSORFLOW_KERNELS
 
 from conftest import REPO, tool_env
 
@@ -83,3 +84,11 @@ def test_scratch_folders_get_the_repositorys_params_with_overrides(tmp_path):
     original = yaml.safe_load((REPO / "params.yaml").read_text())
     assert params["mel"]["n_mels"] == 50 and params["data"]["source"] == "/somewhere"
     assert params["mel"]["frames"] == original["mel"]["frames"] and params["vae"] == original["vae"]
+
+
+def test_a_job_can_run_without_the_packages_tensorflow_settings(tmp_path, monkeypatch):
+    """The original's jobs run with TensorFlow's default kernels: the settings this package makes are taken out."""
+    show = "import os, sys; sys.stdout.write(os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset'))"
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "1")  # as importing speakdigits sets it
+    assert measured([sys.executable, "-c", show], tmp_path).stdout == "1"
+    assert measured([sys.executable, "-c", show], tmp_path, unset=tuple(TENSORFLOW_KERNELS)).stdout == "unset"

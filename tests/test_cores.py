@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import pytest
 
+from speakdigits import TENSORFLOW_KERNELS
 from speakdigits.cores import CORES_ENV, available_cores, init_worker
 from speakdigits.errors import PipelineError
 from speakdigits.params import MelParams
@@ -68,3 +69,31 @@ def test_griffin_lim_gives_the_same_clips_on_any_number_of_processes():
     two = mel_to_audio_many(images, mel=mel, n_iter=4, momentum=0.99, seeds=list(range(count)), jobs=2)
     assert len(one) == count and all(np.array_equal(a, b) for a, b in zip(one, two, strict=True))
     assert not np.array_equal(one[0], one[1])  # each its own seed
+
+
+ONEDNN_SETTINGS = "import os, speakdigits; print(os.environ['TF_ENABLE_ONEDNN_OPTS'], os.environ['ONEDNN_MAX_CPU_ISA'])"
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [({}, "1 AVX2"), ({"TF_ENABLE_ONEDNN_OPTS": "0", "ONEDNN_MAX_CPU_ISA": "SSE41"}, "0 SSE41")],
+)
+def test_tensorflow_gets_onednn_unless_the_environment_says_otherwise(given, expected):
+    """The package sets TensorFlow's kernel choice before anything can load TensorFlow; a user's value wins."""
+    env = {k: v for k, v in os.environ.items() if k not in TENSORFLOW_KERNELS}
+    out = subprocess.run(
+        [sys.executable, "-c", ONEDNN_SETTINGS],
+        cwd=REPO,
+        env={**env, **given},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.split("\n")[0]
+    assert out == expected
+
+
+def test_a_stage_imports_the_package_before_tensorflow():
+    """TensorFlow reads the oneDNN settings once, when it loads: the stages must reach speakdigits first."""
+    source = (REPO / "stages" / "common.py").read_text(encoding="utf-8")
+    assert source.index("from speakdigits") < source.index("import keras")

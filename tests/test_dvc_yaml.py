@@ -121,6 +121,7 @@ def test_every_listed_param_exists(stage):
 def test_closure_of_extract_is_what_it_imports():
     assert local_closure(REPO / "stages" / "extract.py") == {
         "stages/extract.py",
+        "speakdigits/__init__.py",
         "stages/common.py",
         "speakdigits/features.py",
         "speakdigits/audio.py",
