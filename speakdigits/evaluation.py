@@ -243,20 +243,24 @@ def _verdicts(result: dict, count: int) -> tuple[np.ndarray, np.ndarray]:
     return verdicts, confidence
 
 
-def heard(result: dict, index: int, *, name: str, title: str, wav: bytes, expected: int | None) -> Heard:
-    """Clip ``index`` of a :meth:`Judge.wavs` result, as the listening page shows it."""
+def heard(
+    result: dict, *, names: list[str], titles: list[str], wavs: list[bytes], expected: list[int | None]
+) -> list[Heard]:
+    """Every clip of a :meth:`Judge.wavs` result, as the listening page shows it."""
     verdicts, confidence = _verdicts(result, len(result["mels_db"]))
-    judged = verdicts[index] >= 0
-    return Heard(
-        name=name,
-        title=title,
-        wav=wav,
-        mel_db=result["mels_db"][index],
-        expected=expected,
-        verdict=int(verdicts[index]) if judged else None,
-        confidence=float(confidence[index]) if judged else None,
-        problem=result["problems"][index],
-    )
+    return [
+        Heard(
+            name=name,
+            title=title,
+            wav=wav,
+            mel_db=result["mels_db"][index],
+            expected=want,
+            verdict=int(verdicts[index]) if verdicts[index] >= 0 else None,
+            confidence=float(confidence[index]) if verdicts[index] >= 0 else None,
+            problem=result["problems"][index],
+        )
+        for index, (name, title, wav, want) in enumerate(zip(names, titles, wavs, expected))
+    ]
 
 
 def _judged_summary(result: dict, expected: list[int] | None, count: int) -> dict:
@@ -376,21 +380,18 @@ def evaluate(
         "novelty": novel,
     }
 
-    heard_refs = [
-        (
-            ref["digit"],
-            [
-                heard(
-                    judged_refs[kind],
-                    i,
-                    name=f"{i:03d}_{ref['digit']}_{kind}",
-                    title=title or Path(ref["member"]).name,
-                    wav=ref[kind],
-                    expected=ref["digit"],
-                )
-                for kind, title in REFERENCE_KINDS
-            ],
+    heard_refs = {
+        kind: heard(
+            judged_refs[kind],
+            names=[f"{i:03d}_{ref['digit']}_{kind}" for i, ref in enumerate(refs)],
+            titles=[title or Path(ref["member"]).name for ref in refs],
+            wavs=[ref[kind] for ref in refs],
+            expected=ref_digits,
         )
+        for kind, title in REFERENCE_KINDS
+    }
+    reference_rows = [
+        (ref["digit"], [heard_refs[kind][i] for kind, _ in REFERENCE_KINDS])
         for i, ref in sorted(enumerate(refs), key=lambda item: (item[1]["digit"], item[0]))
     ]
     with atomic_dir(listen_dir) as tmp:
@@ -399,10 +400,13 @@ def evaluate(
             metrics=metrics,
             classes=judge.classes,
             mel_range=(float(judge.mel_min.min()), float(judge.mel_max.max())),
-            generated=[
-                heard(gen, i, name=r["file"][:-4], title=r["file"], wav=r["wav"], expected=r["digit"])
-                for i, r in enumerate(records)
-            ],
-            references=heard_refs,
+            generated=heard(
+                gen,
+                names=[r["file"][:-4] for r in records],
+                titles=[r["file"] for r in records],
+                wavs=[r["wav"] for r in records],
+                expected=requested,
+            ),
+            references=reference_rows,
         )
     return metrics

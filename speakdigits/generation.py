@@ -19,7 +19,7 @@ from speakdigits.audio import wav_bytes
 from speakdigits.errors import PipelineError
 from speakdigits.files import add_files, atomic_dir
 from speakdigits.formats.generated import GRID_PNG, MELS_NPY, SAMPLES_JSON, clip_names, output_names
-from speakdigits.formats.model import load_vae, read_latents, read_model_info
+from speakdigits.formats.model import load_vae, read_latents
 from speakdigits.formats.normalized import denormalize, load_stats
 from speakdigits.model import sample_latents
 from speakdigits.params import GenerateParams, MelParams
@@ -110,7 +110,6 @@ def generate(
     list of dict
         One record per clip: ``file``, ``digit`` (or None), ``seconds``, ``peak``.
     """
-    info = read_model_info(model_dir)
     vae = load_vae(model_dir)
     mel_min, mel_max = load_stats(normalized_dir)
     if any(d is not None for d in digits) and not vae.conditional:
@@ -119,7 +118,7 @@ def generate(
     z = sample_latents(
         latents,
         digits if vae.conditional else [None] * len(digits),
-        latent_dim=info["latent_dim"],
+        latent_dim=vae.latent_dim,
         temperature=generate.temperature,
         rng=np.random.default_rng([seed, 4]),
     )

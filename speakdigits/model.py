@@ -255,6 +255,11 @@ class TrainedVAE:
     decoder: keras.Model
     conditional: bool
 
+    @property
+    def latent_dim(self) -> int:
+        """Size of z: the width of the decoder's first input."""
+        return int(self.decoder.inputs[0].shape[-1])
+
     def _inputs(self, first: np.ndarray, digits: np.ndarray | None):
         return [first, one_hot(digits)] if self.conditional else first
 
