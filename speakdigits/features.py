@@ -9,7 +9,6 @@ the reason, in ``report.json``.
 from __future__ import annotations
 
 import multiprocessing
-import os
 import re
 import zipfile
 import zlib
@@ -23,7 +22,7 @@ from speakdigits.cores import available_cores, init_worker
 from speakdigits.errors import PipelineError
 from speakdigits.files import atomic_dir
 from speakdigits.formats import raw, rerun
-from speakdigits.formats.features import write_features
+from speakdigits.formats.features import close_mels, open_mels, write_features
 from speakdigits.formats.raw import parse_clip_name
 from speakdigits.params import MelParams
 
@@ -147,26 +146,27 @@ def extract(raw_dir: Path, out_dir: Path, mel: MelParams, *, jobs: int | None = 
     PipelineError
         When no usable clip remains.
     """
-    names = raw.clip_names(raw_dir)
+    checksums = raw.clip_checksums(raw_dir)
+    names = list(checksums)
     left_out = raw.skipped_at_download(raw_dir)  # files too large to read
     skipped: list[dict] = list(left_out)
-    kept = _unambiguous(names, raw.clip_checksums(raw_dir), skipped)
-    labelled = [(name, *parse_clip_name(name)) for name in names if name in kept]
+    kept = _unambiguous(names, checksums, skipped)
+    labelled = [(name, *kept[name]) for name in names if name in kept]
     speakers = sorted({speaker for _, _, speaker, _ in labelled})
     metadata, notes = clean_speaker_metadata(raw.read_speakers(raw_dir), speakers)
     labels = {name: (digit, speaker, take) for name, digit, speaker, take in labelled}
 
     jobs = jobs or available_cores()
     with atomic_dir(out_dir) as tmp:
-        # Rows go straight to disk as they arrive, so memory stays flat; the .npy
-        # header (which needs the final count) is put in front at the end.
+        # Rows go straight to disk as they arrive, so memory stays flat.
         rows = []
+        image_shape = (mel.n_mels, mel.frames)
+        order = [name for name, *_ in labelled]
         ctx = multiprocessing.get_context("fork")
         with (
-            open(tmp / "rows.bin", "wb") as rows_file,
+            open_mels(tmp, image_shape=image_shape, most_clips=len(order)) as rows_file,
             ctx.Pool(jobs, initializer=_init_worker, initargs=(str(Path(raw_dir) / raw.AUDIO_ZIP), mel)) as pool,
         ):
-            order = [name for name, *_ in labelled]
             batches = pool.imap(_extract_batch, [order[i : i + _BATCH] for i in range(0, len(order), _BATCH)])
             with tqdm(total=len(order), desc="extracting", unit="clip") as progress:
                 for made, block, reasons in batches:
@@ -176,6 +176,7 @@ def extract(raw_dir: Path, out_dir: Path, mel: MelParams, *, jobs: int | None = 
                         digit, speaker, take = labels[name]
                         rows.append((name, digit, speaker, take, metadata[speaker]["gender"], metadata[speaker]["age"]))
                     progress.update(len(made) + len(reasons))
+            close_mels(rows_file, clips=len(rows), image_shape=image_shape)
         if not rows:
             raise PipelineError(
                 f"{raw_dir}: none of the {len(names)} clips is usable (see the reasons: "
@@ -187,17 +188,17 @@ def extract(raw_dir: Path, out_dir: Path, mel: MelParams, *, jobs: int | None = 
             "speakers": len({row[2] for row in rows}),
             "skipped": sorted(skipped, key=lambda s: s["file"]),
             "metadata_notes": notes,
-            "shape": [mel.n_mels, mel.frames],
+            "shape": list(image_shape),
         }
-        write_features(
-            tmp, rows_path=tmp / "rows.bin", shape=(len(rows), mel.n_mels, mel.frames), clips=rows, report=report
-        )
-        os.remove(tmp / "rows.bin")
+        write_features(tmp, clips=rows, report=report)
     return report
 
 
-def _unambiguous(names: list[str], checksums: dict[str, tuple[int, int]], skipped: list[dict]) -> set[str]:
-    """The clips to use: named ``{digit}_{speaker}_{take}.wav``, each identity once.
+def _unambiguous(
+    names: list[str], checksums: dict[str, tuple[int, int]], skipped: list[dict]
+) -> dict[str, tuple[int, str, int]]:
+    """The clips to use, with their ``(digit, speaker, take)``: named ``{digit}_{speaker}_{take}.wav``,
+    each identity once.
 
     Files in different sub-folders may share a name. Identical copies (same
     CRC-32 and size) count once, the first path in sorted order; when the
@@ -211,11 +212,11 @@ def _unambiguous(names: list[str], checksums: dict[str, tuple[int, int]], skippe
             skipped.append({"file": name, "reason": "name is not {digit}_{speaker}_{take}.wav"})
         else:
             groups.setdefault(parsed, []).append(name)
-    kept = set()
-    for group in groups.values():
+    kept = {}
+    for identity, group in groups.items():
         first, *others = sorted(group)
         if all(checksums[name] == checksums[first] for name in others):
-            kept.add(first)
+            kept[first] = identity
             skipped.extend({"file": name, "reason": f"a copy of {first}"} for name in others)
         else:
             skipped.extend(

@@ -153,7 +153,7 @@ def test_interrupted_extract_keeps_the_previous_output(repo_copy):
     )
     try:
         deadline = time.monotonic() + 60
-        pattern = str(repo_copy / "data" / ".features.*.tmp" / "rows.bin")
+        pattern = str(repo_copy / "data" / ".features.*.tmp" / "mels.npy")
         copied = set(glob.glob(pattern))  # see leftovers()
         while not set(glob.glob(pattern)) - copied:
             assert proc.poll() is None, f"extract ended before it could be interrupted: {proc.communicate()}"

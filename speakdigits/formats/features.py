@@ -8,9 +8,10 @@ files skipped, with reasons, the metadata notes and the counts.
 from __future__ import annotations
 
 import csv
+import io
 import json
-import shutil
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -25,25 +26,47 @@ REPORT_JSON = "report.json"
 CLIP_COLUMNS = ("file", "digit", "speaker", "take", "gender", "age")
 
 
-def write_features(out_dir: Path, *, rows_path: Path, shape: tuple[int, ...], clips: list[tuple], report: dict) -> None:
-    """Write the three files into ``out_dir`` (a stage's temporary folder).
+def open_mels(out_dir: Path, *, image_shape: tuple[int, int], most_clips: int) -> BinaryIO:
+    """Start ``mels.npy`` in ``out_dir`` (a stage's temporary folder) for images appended as they are made.
+
+    The header is written for ``most_clips`` images and corrected by
+    :func:`close_mels`, so the rows go straight to the file and memory stays
+    flat. Write each image as little-endian float32 bytes, in order.
+    """
+    handle = open(Path(out_dir) / MELS_NPY, "wb")
+    handle.write(_header(most_clips, image_shape))
+    return handle
+
+
+def close_mels(handle: BinaryIO, *, clips: int, image_shape: tuple[int, int]) -> None:
+    """Write the header for the ``clips`` images written, in place, and close the file."""
+    header = _header(clips, image_shape)
+    # NumPy pads every header so that its first axis can grow to 21 digits in place.
+    if handle.tell() - clips * 4 * image_shape[0] * image_shape[1] != len(header):
+        raise RuntimeError(f"{handle.name}: {clips} images do not fill the file behind its header")
+    handle.seek(0)
+    handle.write(header)
+    handle.close()
+
+
+def _header(clips: int, image_shape: tuple[int, int]) -> bytes:
+    header = io.BytesIO()
+    description = {"descr": "<f4", "fortran_order": False, "shape": (clips, *image_shape)}
+    np.lib.format.write_array_header_1_0(header, description)
+    return header.getvalue()
+
+
+def write_features(out_dir: Path, *, clips: list[tuple], report: dict) -> None:
+    """Write ``clips.csv`` and ``report.json`` into ``out_dir``, beside the ``mels.npy`` of :func:`open_mels`.
 
     Parameters
     ----------
-    rows_path : Path
-        The images as raw little-endian float32 rows, in order; copied in
-        chunks behind the ``.npy`` header, so memory stays flat.
-    shape : tuple of int
-        ``(clips, n_mels, frames)``.
     clips : list of tuple
         One :data:`CLIP_COLUMNS` row per image (age None when unknown).
     report : dict
         Written as ``report.json``.
     """
     out_dir = Path(out_dir)
-    with open(out_dir / MELS_NPY, "wb") as out, open(rows_path, "rb") as rows:
-        np.lib.format.write_array_header_1_0(out, {"descr": "<f4", "fortran_order": False, "shape": shape})
-        shutil.copyfileobj(rows, out, length=16 << 20)
     with open(out_dir / CLIPS_CSV, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(CLIP_COLUMNS)

@@ -14,7 +14,7 @@ import json
 import re
 import zipfile
 from collections.abc import Iterable, Iterator
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from speakdigits.errors import PipelineError
 from speakdigits.files import atomic_dir
@@ -91,14 +91,7 @@ def iter_clips(raw_dir: Path) -> Iterator[tuple[str, bytes]]:
 
 def clip_names(raw_dir: Path) -> list[str]:
     """Member paths of every clip in a raw data set, in archive order."""
-    path = Path(raw_dir) / AUDIO_ZIP
-    try:
-        with zipfile.ZipFile(path) as archive:
-            return archive.namelist()
-    except FileNotFoundError:
-        raise missing(path, STAGE) from None
-    except zipfile.BadZipFile as err:
-        raise PipelineError(f"{path}: cannot read the raw clips ({err}); {rerun(STAGE)}") from None
+    return list(clip_checksums(raw_dir))
 
 
 def skipped_at_download(raw_dir: Path) -> list[dict]:
@@ -111,9 +104,16 @@ def skipped_at_download(raw_dir: Path) -> list[dict]:
 
 
 def clip_checksums(raw_dir: Path) -> dict[str, tuple[int, int]]:
-    """``{member path: (CRC-32, size)}`` of every clip, from the archive's index (nothing is decompressed)."""
-    with zipfile.ZipFile(Path(raw_dir) / AUDIO_ZIP) as archive:
-        return {info.filename: (info.CRC, info.file_size) for info in archive.infolist()}
+    """``{member path: (CRC-32, size)}`` of every clip, in archive order, from the archive's index
+    (nothing is decompressed)."""
+    path = Path(raw_dir) / AUDIO_ZIP
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return {info.filename: (info.CRC, info.file_size) for info in archive.infolist()}
+    except FileNotFoundError:
+        raise missing(path, STAGE) from None
+    except zipfile.BadZipFile as err:
+        raise PipelineError(f"{path}: cannot read the raw clips ({err}); {rerun(STAGE)}") from None
 
 
 def read_speakers(raw_dir: Path) -> dict:
@@ -144,7 +144,7 @@ def parse_clip_name(path: str) -> tuple[int, str, int] | None:
         a string so ``'01'`` and ``'george'`` keep their spelling.  None when
         the basename is not a clip name.
     """
-    match = CLIP_NAME.fullmatch(PurePosixPath(path).name)
+    match = CLIP_NAME.fullmatch(path.rpartition("/")[2])  # the basename (PurePosixPath's .name, without its cost)
     if match is None:
         return None
     return int(match["digit"]), match["speaker"], int(match["take"])
