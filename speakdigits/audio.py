@@ -220,18 +220,21 @@ def log_mel(
     hop = hop_length(sample_rate=sample_rate, duration=duration, frames=frames)
     # librosa.feature.melspectrogram(center=True, pad_mode="constant", power=2) computed for the
     # first ``frames`` frames only, with its window and filter bank made once, not per clip (the
-    # filter bank alone was a fifth of the extraction time). Same operations, same bytes.
-    padded = _zero_padded(samples, n_fft // 2)
+    # filter bank alone was a fifth of the extraction time). librosa windows and transforms in
+    # float64 and rounds to complex64; float32 throughout is a third faster and moves no value by
+    # more than 0.001 dB (the tests hold it to that).
+    padded = _zero_padded(samples.astype(np.float32, copy=False), n_fft // 2)
     # Onset-aligned clips end in zeros (a spoken digit lasts about half of the default second):
     # a frame that sees only zeros has zero power, so only the frames reaching a non-zero sample
-    # are transformed. Each frame's FFT is its own, so the others come out the same bytes.
+    # are transformed.
     last = len(samples) - int(np.argmax(samples[::-1] != 0))  # past the last non-zero sample (all: none is)
     live = min(frames, -(-(last + n_fft // 2) // hop))
     framed = _frames(padded, frame_length=n_fft, hop_length=hop, count=live)
-    spectrum = scipy.fft.rfft(hann_window(n_fft)[:, None] * framed, axis=-2).astype(np.complex64)
-    power = np.zeros((1 + n_fft // 2, frames), dtype=np.float32)
-    power[:, :live] = np.abs(spectrum) ** 2
-    mel_power = mel_filters(sample_rate=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax) @ power
+    spectrum = scipy.fft.rfft(hann_window(n_fft, dtype=np.float32)[:, None] * framed, axis=-2)
+    mel_power = np.zeros((n_mels, frames), dtype=np.float32)
+    mel_power[:, :live] = mel_filters(sample_rate=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax) @ (
+        np.abs(spectrum) ** 2
+    )
     return power_to_db(mel_power, amin=1e-10, top_db=top_db).astype(np.float32)
 
 
@@ -261,13 +264,14 @@ def _frames(padded: np.ndarray, *, frame_length: int, hop_length: int, count: in
 
 
 @functools.cache
-def hann_window(n_fft: int) -> np.ndarray:
-    """The periodic Hann window of librosa's STFT (``scipy.signal.get_window('hann', n_fft, fftbins=True)``)."""
+def hann_window(n_fft: int, dtype: type = np.float64) -> np.ndarray:
+    """The periodic Hann window of librosa's STFT (``scipy.signal.get_window('hann', n_fft, fftbins=True)``),
+    computed in float64 and then rounded to ``dtype``."""
     fac = np.linspace(-np.pi, np.pi, n_fft + 1, dtype=np.float64)
     window = np.zeros(n_fft + 1, dtype=np.float64)
     for k, a in enumerate((0.5, 0.5)):
         window += a * np.cos(k * fac)
-    window = window[:-1]
+    window = window[:-1].astype(dtype)
     window.setflags(write=False)
     return window
 

@@ -9,6 +9,7 @@ the reason, in ``report.json``.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import re
 import zipfile
 import zlib
@@ -22,7 +23,7 @@ from speakdigits.cores import available_cores, init_worker
 from speakdigits.errors import PipelineError
 from speakdigits.files import atomic_dir
 from speakdigits.formats import raw, rerun
-from speakdigits.formats.features import close_mels, open_mels, write_features
+from speakdigits.formats.features import finish_mels, mels_offset, start_mels, write_features
 from speakdigits.formats.raw import parse_clip_name
 from speakdigits.params import MelParams
 
@@ -85,14 +86,21 @@ def clean_speaker_metadata(metadata: dict, speakers: list[str]) -> tuple[dict[st
 _worker: dict = {}
 
 
-def _init_worker(zip_path: str, mel: MelParams) -> None:
+def _init_worker(zip_path: str, mel: MelParams, mels_path: str) -> None:
     init_worker()
     _worker["zip"] = zipfile.ZipFile(zip_path)
     _worker["mel"] = mel
+    _worker["mels"] = os.open(mels_path, os.O_WRONLY)
 
 
-def _extract_batch(names: list[str]) -> tuple[list[str], np.ndarray, dict[str, str]]:
-    """Mel images of ``names``: those made (in order) as one float32 block, and the reasons for the rest."""
+def _extract_batch(batch: tuple[int, list[str]]) -> tuple[list[str], dict[str, str]]:
+    """Write the mel images of a batch of clips into ``mels.npy``, from row ``first`` on.
+
+    Returns the clips made (in order) and the reasons for the rest. The rows
+    go straight to the file, not through the parent process, which would
+    spend a core's worth of time receiving them.
+    """
+    first, names = batch
     made, images, reasons = [], [], {}
     for name in names:
         try:
@@ -106,9 +114,14 @@ def _extract_batch(names: list[str]) -> tuple[list[str], np.ndarray, dict[str, s
             made.append(name)
         except audio.BadClip as err:
             reasons[name] = str(err)
-    mel = _worker["mel"]
-    block = np.stack(images) if images else np.zeros((0, mel.n_mels, mel.frames), dtype=np.float32)
-    return made, block.astype("<f4", copy=False), reasons
+    if images:
+        mel = _worker["mel"]
+        block = np.stack(images).astype("<f4", copy=False).tobytes()
+        offset = mels_offset(first, (mel.n_mels, mel.frames))
+        while block:  # pwrite may write less than asked
+            written = os.pwrite(_worker["mels"], block, offset)
+            block, offset = block[written:], offset + written
+    return made, reasons
 
 
 # Clips per task: one message per batch instead of one per clip (the parent's share of
@@ -158,25 +171,25 @@ def extract(raw_dir: Path, out_dir: Path, mel: MelParams, *, jobs: int | None = 
 
     jobs = jobs or available_cores()
     with atomic_dir(out_dir) as tmp:
-        # Rows go straight to disk as they arrive, so memory stays flat.
-        rows = []
+        # Rows go straight to disk, so memory stays flat.
+        rows, blocks = [], []
         image_shape = (mel.n_mels, mel.frames)
         order = [name for name, *_ in labelled]
+        mels_path = start_mels(tmp, image_shape=image_shape, most_clips=len(order))
         ctx = multiprocessing.get_context("fork")
-        with (
-            open_mels(tmp, image_shape=image_shape, most_clips=len(order)) as rows_file,
-            ctx.Pool(jobs, initializer=_init_worker, initargs=(str(Path(raw_dir) / raw.AUDIO_ZIP), mel)) as pool,
-        ):
-            batches = pool.imap(_extract_batch, [order[i : i + _BATCH] for i in range(0, len(order), _BATCH)])
+        with ctx.Pool(
+            jobs, initializer=_init_worker, initargs=(str(Path(raw_dir) / raw.AUDIO_ZIP), mel, str(mels_path))
+        ) as pool:
+            tasks = [(first, order[first : first + _BATCH]) for first in range(0, len(order), _BATCH)]
             with tqdm(total=len(order), desc="extracting", unit="clip") as progress:
-                for made, block, reasons in batches:
+                for (first, _), (made, reasons) in zip(tasks, pool.imap(_extract_batch, tasks)):
                     skipped.extend({"file": name, "reason": reason} for name, reason in reasons.items())
-                    rows_file.write(block.tobytes())
+                    blocks.append((first, len(made)))
                     for name in made:
                         digit, speaker, take = labels[name]
                         rows.append((name, digit, speaker, take, metadata[speaker]["gender"], metadata[speaker]["age"]))
                     progress.update(len(made) + len(reasons))
-            close_mels(rows_file, clips=len(rows), image_shape=image_shape)
+        finish_mels(mels_path, blocks=blocks, image_shape=image_shape)
         if not rows:
             raise PipelineError(
                 f"{raw_dir}: none of the {len(names)} clips is usable (see the reasons: "

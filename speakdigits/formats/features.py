@@ -11,7 +11,6 @@ import csv
 import io
 import json
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 
@@ -26,27 +25,58 @@ REPORT_JSON = "report.json"
 CLIP_COLUMNS = ("file", "digit", "speaker", "take", "gender", "age")
 
 
-def open_mels(out_dir: Path, *, image_shape: tuple[int, int], most_clips: int) -> BinaryIO:
-    """Start ``mels.npy`` in ``out_dir`` (a stage's temporary folder) for images appended as they are made.
+def start_mels(out_dir: Path, *, image_shape: tuple[int, int], most_clips: int) -> Path:
+    """Start ``mels.npy`` in ``out_dir`` (a stage's temporary folder), to be filled in place.
 
-    The header is written for ``most_clips`` images and corrected by
-    :func:`close_mels`, so the rows go straight to the file and memory stays
-    flat. Write each image as little-endian float32 bytes, in order.
+    Writers put the image of row ``r`` at :func:`mels_offset` ``(r)`` as
+    little-endian float32 bytes, each straight to the file, so memory stays
+    flat and several processes can write at once; :func:`finish_mels` closes
+    up the rows left empty and corrects the header, written here for
+    ``most_clips`` images.
     """
-    handle = open(Path(out_dir) / MELS_NPY, "wb")
-    handle.write(_header(most_clips, image_shape))
-    return handle
+    path = Path(out_dir) / MELS_NPY
+    path.write_bytes(_header(most_clips, image_shape))
+    return path
 
 
-def close_mels(handle: BinaryIO, *, clips: int, image_shape: tuple[int, int]) -> None:
-    """Write the header for the ``clips`` images written, in place, and close the file."""
-    header = _header(clips, image_shape)
-    # NumPy pads every header so that its first axis can grow to 21 digits in place.
-    if handle.tell() - clips * 4 * image_shape[0] * image_shape[1] != len(header):
-        raise RuntimeError(f"{handle.name}: {clips} images do not fill the file behind its header")
-    handle.seek(0)
-    handle.write(header)
-    handle.close()
+def mels_offset(row: int, image_shape: tuple[int, int]) -> int:
+    """Where row ``row`` of a :func:`start_mels` file starts."""
+    # NumPy pads every header so that its first axis can grow to 21 digits in place: one length for all counts.
+    return len(_header(0, image_shape)) + row * _row_bytes(image_shape)
+
+
+def finish_mels(path: Path, *, blocks: list[tuple[int, int]], image_shape: tuple[int, int]) -> int:
+    """Close up a :func:`start_mels` file and write its header; returns the number of images.
+
+    Parameters
+    ----------
+    blocks : list of (int, int)
+        ``(first row, rows)`` of every block written, in order; the rows
+        between blocks (clips that could not be used) are removed by moving
+        the later blocks up, a few megabytes at a time.
+    """
+    row_bytes = _row_bytes(image_shape)
+    with open(path, "r+b") as handle:
+        clips = 0
+        for first, count in blocks:
+            if first != clips:
+                for done in range(0, count * row_bytes, _MOVE_BYTES):
+                    handle.seek(mels_offset(first, image_shape) + done)
+                    chunk = handle.read(min(_MOVE_BYTES, count * row_bytes - done))
+                    handle.seek(mels_offset(clips, image_shape) + done)
+                    handle.write(chunk)
+            clips += count
+        handle.truncate(mels_offset(clips, image_shape))
+        handle.seek(0)
+        handle.write(_header(clips, image_shape))
+    return clips
+
+
+_MOVE_BYTES = 16 << 20
+
+
+def _row_bytes(image_shape: tuple[int, int]) -> int:
+    return 4 * image_shape[0] * image_shape[1]
 
 
 def _header(clips: int, image_shape: tuple[int, int]) -> bytes:
@@ -57,7 +87,7 @@ def _header(clips: int, image_shape: tuple[int, int]) -> bytes:
 
 
 def write_features(out_dir: Path, *, clips: list[tuple], report: dict) -> None:
-    """Write ``clips.csv`` and ``report.json`` into ``out_dir``, beside the ``mels.npy`` of :func:`open_mels`.
+    """Write ``clips.csv`` and ``report.json`` into ``out_dir``, beside the ``mels.npy`` of :func:`start_mels`.
 
     Parameters
     ----------
