@@ -1,9 +1,9 @@
 """The ``extract`` stage: every raw clip to a log-mel image, with its labels.
 
 Clips are read one by one from the raw archive by worker processes (one per
-core) and each row is written to disk as it arrives, so memory stays flat
-however many clips there are. Unusable clips are skipped and listed, with
-the reason, in ``report.json``.
+core), and each worker writes its rows straight into ``mels.npy`` at their
+place, so memory stays flat however many clips there are. Unusable clips are
+skipped and listed, with the reason, in ``report.json``.
 """
 
 from __future__ import annotations
