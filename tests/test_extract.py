@@ -268,6 +268,9 @@ def test_many_clips_stream_through_the_memmap_in_order(tmp_path):
     assert all(np.abs(mels[i] - mels[i + 1]).max() > 0.1 for i in range(189))
     assert sorted(p.name for p in out.iterdir()) == ["clips.csv", "mels.npy", "report.json"]
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    # One worker writes every batch itself: the same bytes.
+    extract(raw_dir, tmp_path / "one", MEL, jobs=1)
+    assert (tmp_path / "one" / "mels.npy").read_bytes() == (out / "mels.npy").read_bytes()
 
 
 # ----------------------------------------------------------------- metadata cleaning
