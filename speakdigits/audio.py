@@ -332,11 +332,8 @@ def trim_bounds(
     # Each sample squared once, not once per frame it falls in (four times): the same squares,
     # summed over the same frames in the same (pairwise) order as librosa's, so the same bytes.
     squares = np.square(_zero_padded(samples, frame_length // 2), dtype=np.float32)
-    count = 1 + (len(squares) - frame_length) // hop_length
-    frames = np.lib.stride_tricks.as_strided(
-        squares, shape=(count, frame_length), strides=(hop_length * squares.strides[0], squares.strides[0])
-    )
-    rms = np.sqrt(np.mean(frames, axis=-1))
+    frames = _frames(squares, frame_length=frame_length, hop_length=hop_length, count=len(squares))
+    rms = np.sqrt(np.mean(frames, axis=0))
     magnitude = np.abs(rms)
     ref = np.max(magnitude)
     db = power_to_db(np.square(magnitude, out=magnitude), ref=ref**2, amin=1e-5**2, top_db=None)
