@@ -326,6 +326,17 @@ run_train(Path(sys.argv[1]), "watched", Path(sys.argv[2]), epochs=200, patience=
 """
 
 
+def live_summary(path: Path, deadline: float) -> dict:
+    """DVCLive's ``metrics.json`` as a reader sees it while training: DVCLive rewrites the file in
+    place each epoch, so a read can fall between the truncation and the write; read again then."""
+    while True:
+        try:
+            return json.loads(path.read_text())
+        except json.JSONDecodeError:
+            assert time.monotonic() < deadline, f"{path} never held a whole summary"
+            time.sleep(0.05)
+
+
 def test_curves_can_be_read_while_the_model_trains(trained):
     """DVCLive writes into metrics/train (not a temporary folder), so dvc plots show sees each epoch."""
     live = trained["root"] / "watched" / "live"
@@ -345,7 +356,7 @@ def test_curves_can_be_read_while_the_model_trains(trained):
             time.sleep(0.1)
         assert proc.poll() is None  # still training, 198 epochs to go
         assert (live / "plots" / "metrics" / "eval" / "loss.tsv").is_file()  # validation, same quantity
-        assert json.loads((live / "metrics.json").read_text())["step"] >= 1
+        assert live_summary(live / "metrics.json", deadline)["step"] >= 1
         assert not (trained["root"] / "watched" / "model").exists()  # the model only once it is done
     finally:
         proc.kill()
