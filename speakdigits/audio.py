@@ -1,8 +1,9 @@
 """Audio in and out: decoding clips, fixed-length log-mel spectrograms, wav bytes.
 
 Plain functions with explicit keyword parameters. The same settings (the
-``mel`` section of params.yaml) serve extraction and, later, inversion back
-to audio, so :func:`hop_length` is the single place that decides the frame hop.
+``mel`` geometry: :class:`speakdigits.params.MelParams`, whose ``hop`` and
+``n_samples`` are derived in one place) serve extraction and, later, inversion
+back to audio.
 """
 
 from __future__ import annotations
@@ -33,17 +34,6 @@ MAX_CLIP_BYTES = int(MAX_CLIP_SECONDS * MAX_SAMPLE_RATE) * 2 * 4 + 2**20
 
 class BadClip(ValueError):
     """A clip that cannot be used; the message says why in a few words."""
-
-
-def hop_length(*, sample_rate: int, duration: float, frames: int) -> int:
-    """Frame hop that gives exactly ``frames`` centred frames over ``duration`` seconds.
-
-    With centred frames librosa yields ``1 + n_samples // hop`` frames; the hop
-    ``n_samples // (frames - 1)`` gives at least ``frames`` of them, and
-    :func:`log_mel` keeps the first ``frames``.
-    """
-    n_samples = round(duration * sample_rate)
-    return max(1, n_samples // (frames - 1))
 
 
 def _check_header(sr: int, frames: int) -> None:
@@ -81,6 +71,31 @@ def _pcm16_wav(data: bytes) -> tuple[int, int, memoryview] | None:
                 return None
             return rate, channels, view[body : body + size - size % block_align]
         offset = body + size + (size & 1)  # chunks are padded to an even length
+    return None
+
+
+#: Enough of a wav file's start to hold its ``fmt`` chunk (after any metadata chunks a recorder puts first).
+HEADER_BYTES = 4096
+
+
+def header_sample_rate(head: bytes) -> int | None:
+    """The sample rate a wav file's ``fmt`` chunk declares, from the file's first bytes.
+
+    None when ``head`` is not the start of a RIFF/WAVE file, holds no complete
+    ``fmt`` chunk, or declares a rate no spoken-digit clip has (see
+    ``MIN_SAMPLE_RATE``).
+    """
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    offset = 12
+    while offset + 8 <= len(head):
+        chunk_id, size = head[offset : offset + 4], struct.unpack_from("<I", head, offset + 4)[0]
+        if chunk_id == b"fmt ":
+            if size < 16 or offset + 24 > len(head):
+                return None
+            rate = struct.unpack_from("<I", head, offset + 12)[0]  # after the format tag and channel count
+            return rate if MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE else None
+        offset += 8 + size + (size & 1)  # chunks are padded to an even length
     return None
 
 
@@ -189,27 +204,16 @@ def _peak(samples: np.ndarray) -> np.floating:
     return max(samples.max(), -samples.min())
 
 
-def log_mel(
-    samples: np.ndarray,
-    *,
-    sample_rate: int,
-    n_mels: int,
-    frames: int,
-    n_fft: int,
-    duration: float,
-    fmin: float,
-    fmax: float | None,
-    top_db: float,
-) -> np.ndarray:
-    """Log-mel spectrogram of a fixed-length clip, ``n_mels`` x ``frames``, in dB.
+def log_mel(samples: np.ndarray, *, mel: MelParams) -> np.ndarray:
+    """Log-mel spectrogram of a prepared clip, ``mel.n_mels`` x ``mel.frames``, in dB.
 
     Parameters
     ----------
     samples : numpy.ndarray
-        ``duration * sample_rate`` mono samples (see :func:`fix_length`).
-    sample_rate, n_mels, frames, n_fft, duration, fmin, fmax, top_db
-        The ``mel`` section of params.yaml; ``top_db`` floors the result that
-        many dB below its maximum.
+        ``mel.n_samples`` mono samples (see :func:`prepare`).
+    mel : MelParams
+        The geometry; ``mel.top_db`` floors the result that many dB below its
+        maximum, and ``mel.fmax`` None is ``sample_rate / 2``.
 
     Returns
     -------
@@ -217,7 +221,7 @@ def log_mel(
         float32 array of shape ``(n_mels, frames)``: ``power_to_db`` of the
         mel power spectrogram with reference 1.0.
     """
-    hop = hop_length(sample_rate=sample_rate, duration=duration, frames=frames)
+    n_fft, frames, hop = mel.n_fft, mel.frames, mel.hop
     # librosa.feature.melspectrogram(center=True, pad_mode="constant", power=2) computed for the
     # first ``frames`` frames only, with its window and filter bank made once, not per clip (the
     # filter bank alone was a fifth of the extraction time). librosa windows and transforms in
@@ -231,11 +235,11 @@ def log_mel(
     live = min(frames, -(-(last + n_fft // 2) // hop))
     framed = _frames(padded, frame_length=n_fft, hop_length=hop, count=live)
     spectrum = scipy.fft.rfft(hann_window(n_fft, dtype=np.float32)[:, None] * framed, axis=-2)
-    mel_power = np.zeros((n_mels, frames), dtype=np.float32)
-    mel_power[:, :live] = mel_filters(sample_rate=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax) @ (
-        np.abs(spectrum) ** 2
-    )
-    return power_to_db(mel_power, amin=1e-10, top_db=top_db).astype(np.float32)
+    mel_power = np.zeros((mel.n_mels, frames), dtype=np.float32)
+    mel_power[:, :live] = mel_filters(
+        sample_rate=mel.sample_rate, n_fft=n_fft, n_mels=mel.n_mels, fmin=mel.fmin, fmax=mel.fmax
+    ) @ (np.abs(spectrum) ** 2)
+    return power_to_db(mel_power, amin=1e-10, top_db=mel.top_db).astype(np.float32)
 
 
 def _zero_padded(samples: np.ndarray, pad: int) -> np.ndarray:
@@ -343,8 +347,9 @@ def trim_bounds(
     return int(loud[0] * hop_length), min(len(samples), int((loud[-1] + 1) * hop_length))
 
 
-def clip_to_mel(data: bytes, mel: MelParams) -> np.ndarray:
-    """Wav bytes to the pipeline's log-mel image, with the ``mel`` params.
+def prepare(data: bytes, mel: MelParams) -> np.ndarray:
+    """Wav bytes to the clip every later step works on: decoded, resampled to ``mel.sample_rate``,
+    trimmed, peak-normalised and cut or padded to ``mel.duration`` (:func:`fix_length`).
 
     Raises
     ------
@@ -354,18 +359,18 @@ def clip_to_mel(data: bytes, mel: MelParams) -> np.ndarray:
     samples, sr = decode_wav(data)
     if sr != mel.sample_rate:
         samples = resample(samples, orig_sr=sr, target_sr=mel.sample_rate)
-    fixed = fix_length(samples, sample_rate=mel.sample_rate, duration=mel.duration, trim_db=mel.trim_db)
-    return log_mel(
-        fixed,
-        sample_rate=mel.sample_rate,
-        n_mels=mel.n_mels,
-        frames=mel.frames,
-        n_fft=mel.n_fft,
-        duration=mel.duration,
-        fmin=mel.fmin,
-        fmax=mel.fmax,
-        top_db=mel.top_db,
-    )
+    return fix_length(samples, sample_rate=mel.sample_rate, duration=mel.duration, trim_db=mel.trim_db)
+
+
+def clip_to_mel(data: bytes, mel: MelParams) -> np.ndarray:
+    """Wav bytes to the pipeline's log-mel image: :func:`log_mel` of :func:`prepare`.
+
+    Raises
+    ------
+    BadClip
+        When the clip is unusable.
+    """
+    return log_mel(prepare(data, mel), mel=mel)
 
 
 def wav_bytes(samples: np.ndarray, sample_rate: int) -> bytes:

@@ -1,23 +1,31 @@
-"""The ``evaluate`` stage: how good are the generated voices, judged by the digit classifier.
+"""The ``evaluate`` stage: do the generated voices say the digit asked for, and do they sound spoken?
 
-A judge is only as good as its own accuracy, so that comes first: the digit
-classifier's accuracy on real recordings it never heard (held-out takes, see
-:mod:`speakdigits.classifier`). Below ``evaluate.trusted_judge_accuracy`` the
-metrics and the listening page say plainly that the generated-clip figures are
-unreliable.
+Two digit judges hear every clip, and a judge is only as good as its own
+accuracy, so that comes first: each one's accuracy on real takes it never heard
+(held-out takes, see :mod:`speakdigits.classifier`). The first (the classify
+stage's) hears the pipeline's own log-mel images; below
+``evaluate.trusted_judge_accuracy`` the metrics and the listening page say
+plainly that its figures are unreliable. The second (:mod:`speakdigits.mfcc_judge`)
+hears the audio through a front end of its own. The headline accuracy is the
+lower of the two. A judge that hears generated clips better than real
+recordings flatters the generator, and the metrics and the page say so
+(:func:`flattery`).
 
-Everything the judge hears is audio, re-extracted through the same mel
-pipeline as the training data:
+Everything is heard as audio:
 
 - the generated wav files (data/generated);
-- real clips of the test speakers that the judge never heard (their held-out
-  takes), as recorded (the clean reference), and the same clips passed
-  through mel → Griffin-Lim → audio with the pipeline's own settings (the
-  *vocoder ceiling*: the best a perfect mel generator could score);
-- the VAE's reconstructions of those clips, re-synthesised the same way.
+- real clips of the test speakers that the judges never heard (their held-out
+  takes), as the pipeline prepares them (trimmed, peak-normalised, one
+  second), and the same clips rebuilt from their own mel and pitch track by
+  the vocoder (the *vocoder ceiling*: the best a perfect generator of features
+  could do);
+- the VAE's reconstructions of those clips, through the same vocoder.
 
-The generated mels are also compared with the training clips
-(:mod:`speakdigits.novelty`), to tell new voices from replayed ones.
+Each clip is also measured for how it sounds, with tools that never see the
+pipeline's features (:mod:`speakdigits.quality`): its voiced share and f0
+(pYIN), DNSMOS, and, for the rebuilt clips, PESQ against the real one. The
+generated mels are compared with the training clips (:mod:`speakdigits.novelty`),
+to tell new voices from replayed ones.
 
 Besides the metrics (``metrics/evaluate.json``) it writes the listening page,
 ``data/listen/index.html``, with every clip it judged.
@@ -26,30 +34,35 @@ Besides the metrics (``metrics/evaluate.json``) it writes the listening page,
 from __future__ import annotations
 
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from speakdigits.audio import BadClip, decode_wav, wav_bytes
+from speakdigits.audio import BadClip, log_mel, prepare, wav_bytes
 from speakdigits.classifier import take_split
 from speakdigits.files import atomic_dir
 from speakdigits.formats import raw
 from speakdigits.formats.classifiers import read_classifiers_info
 from speakdigits.formats.generated import read_generated, read_generated_mels
-from speakdigits.formats.model import load_vae
+from speakdigits.formats.mfcc_judge import load_judge, read_judge_info
+from speakdigits.formats.model import load_vae, read_geometry
 from speakdigits.formats.normalized import denormalize, load_split, load_stats
 from speakdigits.judge import Judge, accuracy, frechet_distance, summary
 from speakdigits.listening import Heard, percent, write_listening_page
+from speakdigits.mfcc_judge import MfccJudge
 from speakdigits.model import TrainedVAE
 from speakdigits.novelty import novelty
 from speakdigits.params import EvaluateParams, GenerateParams, MelParams
-from speakdigits.vocoder import mel_to_audio
+from speakdigits.pitch import F0, VOICING, from_unit, to_unit, track
+from speakdigits.quality import measure_many, summarize
+from speakdigits.vocoder import synthesize_many
 
 # Reconstructed clips of unheard speakers, the novelty yardstick: enough for a stable median and a
 # 1 % quantile, few enough that the distances stay quick at AudioMNIST's size.
 NOVELTY_REFERENCE_CLIPS = 500
 #: The references' three versions of each clip, in the page's column order, and the title of the two made ones.
-REFERENCE_KINDS = (("real", None), ("ceiling", "Griffin-Lim of its mel"), ("vae", "VAE reconstruction"))
+REFERENCE_KINDS = (("real", None), ("vocoder", "its mel and pitch, vocoded"), ("vae", "VAE reconstruction, vocoded"))
 
 
 def digits_in_turn(digits: np.ndarray, *, seed: int) -> np.ndarray:
@@ -94,93 +107,100 @@ def reference_candidates(raw_dir: Path, clips: dict, *, seed: int) -> list[tuple
     return [found[i] for i in order]
 
 
-def _resynthesise(mel_db: np.ndarray, *, mel: MelParams, generate: GenerateParams, seed: int) -> bytes:
-    samples = mel_to_audio(
-        mel_db, mel=mel, n_iter=generate.griffin_lim_iters, momentum=generate.griffin_lim_momentum, seed=seed
-    )
-    return wav_bytes(samples, mel.sample_rate)
-
-
 def references(
     judge: Judge,
     vae: TrainedVAE,
     raw_dir: Path,
-    clips: dict,
+    candidates: list[tuple[str, int]],
     *,
     count: int,
     mel: MelParams,
     generate: GenerateParams,
     seed: int,
 ) -> list[dict]:
-    """Up to ``count`` real clips, each as recorded, through Griffin-Lim and through the VAE.
+    """Up to ``count`` real clips, each as the pipeline prepares it, through the vocoder and through the VAE.
 
-    The vocoder ceiling inverts the clip's mel as the pipeline represents it
-    (scaled to [0, 1] and back, so clipped to the training range), with the
-    generate stage's Griffin-Lim settings; the VAE version decodes the
+    The vocoder version rebuilds the clip from its own features, as the
+    pipeline represents them (the mel scaled to [0, 1] and back, so clipped to
+    the training range, and the pitch track), with the generate stage's
+    vocoder: what the vocoder alone allows. The VAE version decodes the
     encoder's mean (z = μ) instead. Clips the extract stage would skip are
     skipped here too.
 
     Parameters
     ----------
     judge : Judge
-        Makes the mels (and holds the scaling statistics).
+        Holds the scaling statistics.
     vae : TrainedVAE
         The trained model.
     raw_dir : Path
         Output of the download stage.
-    clips : dict
-        Which clips may serve (a split's arrays: the test speakers' unheard
-        takes).
+    candidates : list of (str, int)
+        Raw members and their digits, in the order to use them
+        (:func:`reference_candidates`).
     count : int
         How many clips (``evaluate.reference_clips``).
-    mel, generate : MelParams, GenerateParams
-        Sections of params.yaml (mel settings, Griffin-Lim settings).
+    mel : MelParams
+        The geometry of the features.
+    generate : GenerateParams
+        The vocoder's settings.
     seed : int
-        Seed of the choice of clips and of Griffin-Lim's initial phases.
+        Seed of the vocoder's noise (or initial phases).
 
     Returns
     -------
     list of dict
-        Per clip: ``member``, ``digit``, and ``real``, ``ceiling``, ``vae``
-        wav bytes.
+        Per clip: ``member``, ``digit``, and ``real`` (the prepared clip),
+        ``vocoder``, ``vae`` wav bytes.
     """
     chosen = []
     with zipfile.ZipFile(Path(raw_dir) / raw.AUDIO_ZIP) as archive:
-        for member, digit in reference_candidates(raw_dir, clips, seed=[seed, 5]):
+        for member, digit in candidates:
             if len(chosen) == count:
                 break
-            data = archive.read(member)
             try:
-                mel_db = judge.mel_db(data)
-                samples, rate = decode_wav(data)
+                samples = prepare(archive.read(member), mel)
             except BadClip:
                 continue
             chosen.append(
                 {
                     "member": member,
                     "digit": digit,
-                    "real": wav_bytes(samples, rate),
-                    "image": judge.scaled(mel_db[None])[0],
+                    "real": wav_bytes(samples, mel.sample_rate),
+                    "image": judge.scaled(log_mel(samples, mel=mel)[None])[0],
+                    "pitch": to_unit(track(samples, mel=mel)),
                 }
             )
     if not chosen:
         return []
-    images = np.stack([c["image"] for c in chosen])
-    rebuilt = vae.reconstruct(images, np.array([c["digit"] for c in chosen]))
-    ceiling_db = denormalize(images, judge.mel_min, judge.mel_max)
-    vae_db = denormalize(rebuilt, judge.mel_min, judge.mel_max)
-    for index, clip in enumerate(chosen):
-        clip["ceiling"] = _resynthesise(ceiling_db[index], mel=mel, generate=generate, seed=seed + index)
-        clip["vae"] = _resynthesise(vae_db[index], mel=mel, generate=generate, seed=seed + index)
-        del clip["image"]
+    images, pitches = np.stack([c["image"] for c in chosen]), np.stack([c["pitch"] for c in chosen])
+    rebuilt, rebuilt_pitch = vae.reconstruct(images, pitches, np.array([c["digit"] for c in chosen]))
+    versions = {
+        "vocoder": (denormalize(images, judge.mel_min, judge.mel_max), from_unit(pitches)),
+        "vae": (denormalize(rebuilt, judge.mel_min, judge.mel_max), from_unit(rebuilt_pitch)),
+    }
+    for kind, (images_db, tracks) in versions.items():
+        clips = synthesize_many(
+            images_db,
+            tracks,
+            mel=mel,
+            vocoder=generate.vocoder,
+            n_iter=generate.vocoder_iters,
+            momentum=generate.griffin_lim_momentum,
+            seeds=[seed + index for index in range(len(chosen))],
+        )
+        for clip, samples in zip(chosen, clips):
+            clip[kind] = wav_bytes(samples, mel.sample_rate)
+    for clip in chosen:
+        del clip["image"], clip["pitch"]
     return chosen
 
 
 def rebuild(vae: TrainedVAE, split: dict) -> np.ndarray:
-    """The VAE's reconstructions (z = μ, clipped) of every clip of a split."""
+    """The VAE's reconstructed mels (z = μ, clipped) of every clip of a split."""
     if len(split["x"]) == 0:
         return np.zeros_like(split["x"])
-    return vae.reconstruct(split["x"], split["digit"])
+    return vae.reconstruct(split["x"], split["pitch"], split["digit"])[0]
 
 
 def vae_reconstruction(judge: Judge, test: dict, rebuilt: np.ndarray) -> dict:
@@ -235,68 +255,138 @@ def judge_reliability(test_accuracy: float, *, holdout_takes: float, trusted_acc
     return out
 
 
-def _verdicts(result: dict, count: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per clip of a :meth:`Judge.wavs` result: the verdict (-1 when unjudgeable) and its confidence (0)."""
+def flattery(name: str, *, generated: float | None, real: float | None) -> dict:
+    """The sanity rule: a judge that hears generated clips better than real recordings flatters the generator.
+
+    Parameters
+    ----------
+    name : str
+        The judge, as the warning names it.
+    generated, real : float or None
+        Its accuracy on the generated clips and on the test speakers' real
+        recordings that it never heard.
+
+    Returns
+    -------
+    dict
+        ``flatters`` and, when it does, ``warning``: one plain sentence.
+    """
+    flatters = generated is not None and real is not None and generated > real
+    out = {"flatters": bool(flatters)}
+    if flatters:
+        out["warning"] = (
+            f"FLATTERS: the {name} hears the generated clips better ({percent(generated)}) than real recordings "
+            f"of the test speakers ({percent(real)}), so its figures say how typical the clips are in its own "
+            "feature space, not how well a listener would hear them"
+        )
+    return out
+
+
+def _verdicts(probs: np.ndarray, judged: list[int], count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per clip: the verdict (-1 when unjudgeable) and its confidence (0)."""
     verdicts, confidence = np.full(count, -1), np.zeros(count)
-    verdicts[result["judged"]] = result["probs"].argmax(axis=1)
-    confidence[result["judged"]] = result["probs"].max(axis=1)
+    if len(judged):
+        verdicts[judged] = probs.argmax(axis=1)
+        confidence[judged] = probs.max(axis=1)
     return verdicts, confidence
 
 
-def heard(
-    result: dict, *, names: list[str], titles: list[str], wavs: list[bytes], expected: list[int | None]
-) -> list[Heard]:
-    """Every clip of a :meth:`Judge.wavs` result, as the listening page shows it."""
-    verdicts, confidence = _verdicts(result, len(result["mels_db"]))
-    return [
-        Heard(
-            name=name,
-            title=title,
-            wav=wav,
-            mel_db=result["mels_db"][index],
-            expected=want,
-            verdict=int(verdicts[index]) if verdicts[index] >= 0 else None,
-            confidence=float(confidence[index]) if verdicts[index] >= 0 else None,
-            problem=result["problems"][index],
-        )
-        for index, (name, title, wav, want) in enumerate(zip(names, titles, wavs, expected))
-    ]
+def accuracy_over_all(probs: np.ndarray, judged: list[int], expected: list[int]) -> float | None:
+    """Accuracy over every clip, an unjudgeable one counting as wrong; None for no clip."""
+    if not expected:
+        return None
+    return float(np.mean(_verdicts(probs, judged, len(expected))[0] == np.asarray(expected)))
 
 
-def _judged_summary(result: dict, expected: list[int] | None, count: int) -> dict:
-    """:func:`summary` of the judged clips; accuracy over every clip, an unjudgeable one counting as wrong."""
-    out = summary(result["probs"])
-    out.pop("class_histogram", None)
-    out["clips"] = count
-    if expected is not None and count:
-        out["accuracy"] = float(np.mean(_verdicts(result, count)[0] == np.asarray(expected)))
+@dataclass(frozen=True)
+class JudgedSet:
+    """A set of clips, heard by both judges and measured (:mod:`speakdigits.quality`)."""
+
+    wavs: list[bytes]
+    expected: list[int | None]
+    mel: dict  # :meth:`Judge.wavs`
+    mfcc: tuple[np.ndarray, list[int], list[str | None]]  # :meth:`MfccJudge.wavs`
+    sound: list[dict]  # :func:`speakdigits.quality.measure`, one per clip
+
+    def accuracy(self, judge: str) -> float | None:
+        """Share of clips the ``'mel'`` or ``'mfcc'`` judge hears as expected (None: nothing was asked)."""
+        if any(e is None for e in self.expected):
+            return None
+        probs, judged = (self.mel["probs"], self.mel["judged"]) if judge == "mel" else self.mfcc[:2]
+        return accuracy_over_all(probs, judged, self.expected)
+
+    def heard(self, *, names: list[str], titles: list[str]) -> list[Heard]:
+        """Every clip as the listening page shows it."""
+        count = len(self.wavs)
+        verdicts, confidence = _verdicts(self.mel["probs"], self.mel["judged"], count)
+        second, second_confidence = _verdicts(*self.mfcc[:2], count)
+        return [
+            Heard(
+                name=name,
+                title=title,
+                wav=self.wavs[i],
+                mel_db=self.mel["mels_db"][i],
+                expected=self.expected[i],
+                verdict=int(verdicts[i]) if verdicts[i] >= 0 else None,
+                confidence=float(confidence[i]) if verdicts[i] >= 0 else None,
+                problem=self.mel["problems"][i],
+                second_verdict=int(second[i]) if second[i] >= 0 else None,
+                second_confidence=float(second_confidence[i]) if second[i] >= 0 else None,
+                sound=self.sound[i],
+            )
+            for i, (name, title) in enumerate(zip(names, titles))
+        ]
+
+
+def judge_sets(
+    judge: Judge, second: MfccJudge, sets: dict[str, tuple[list[bytes], list]], references: dict[str, list]
+) -> dict[str, JudgedSet]:
+    """Both judges and every measure on each named set of ``(wavs, expected digits)``; the clips of a set
+    named in ``references`` are also rated against those wavs (PESQ). The measures of every set run in
+    one pool of worker processes."""
+    names = list(sets)
+    wavs = [wav for name in names for wav in sets[name][0]]
+    against = [ref for name in names for ref in references.get(name, [None] * len(sets[name][0]))]
+    sound = measure_many(wavs, against)
+    out, start = {}, 0
+    for name in names:
+        clips, expected = sets[name]
+        out[name] = JudgedSet(clips, expected, judge.wavs(clips), second.wavs(clips), sound[start : start + len(clips)])
+        start += len(clips)
     return out
+
+
+def f0_range(pitch: np.ndarray, *, low: float = 1, high: float = 99) -> list[float]:
+    """The ``low``-th and ``high``-th percentiles of the f0 (Hz) of every voiced frame of normalised pitch tracks."""
+    tracks = from_unit(pitch)
+    f0 = tracks[:, F0][tracks[:, VOICING] > 0.5]
+    return [float(v) for v in np.percentile(f0, [low, high])] if f0.size else []
 
 
 def evaluate(
     *,
     generated_dir: Path,
     classifier_dir: Path,
+    mfcc_judge_dir: Path,
     normalized_dir: Path,
     model_dir: Path,
     raw_dir: Path,
     listen_dir: Path,
-    mel: MelParams,
     generate: GenerateParams,
     evaluate: EvaluateParams,
     seed: int,
 ) -> dict:
-    """Judge the generated clips and the references; write the listening page.
+    """Judge the generated clips and the references, measure how they sound; write the listening page.
 
     Parameters
     ----------
-    generated_dir, classifier_dir, normalized_dir, model_dir, raw_dir : Path
-        Outputs of the generate, classify, normalize, train and download stages.
+    generated_dir, classifier_dir, mfcc_judge_dir, normalized_dir, model_dir, raw_dir : Path
+        Outputs of the generate, classify, mfcc_judge, normalize, train and download stages.
     listen_dir : Path
         Written atomically: ``index.html``, the clips and mel images it shows,
-        and ``verdicts.json`` (every clip's verdict).
-    mel, generate : MelParams, GenerateParams
-        Sections of params.yaml (the mel settings, the Griffin-Lim settings).
+        and ``verdicts.json`` (every clip's verdicts and measures).
+    generate : GenerateParams
+        The vocoder's settings (for the references).
     evaluate : EvaluateParams
         ``reference_clips``, how many real test clips to resynthesise, and
         ``trusted_judge_accuracy``, the judge's accuracy on held-out takes
@@ -307,16 +397,21 @@ def evaluate(
     Returns
     -------
     dict
-        The metrics: ``judge`` (:func:`judge_reliability`), ``generated``
-        (``accuracy`` for a conditional model, ``inception_score``,
-        ``mean_confidence``, ``class_histogram``, ``frechet_distance`` to the
-        real test clips), ``real`` (the test speakers' unheard takes; its
-        ``frechet_distance`` is :func:`real_frechet_floor`),
-        ``vocoder_ceiling``, ``vae`` and ``novelty``
-        (:func:`speakdigits.novelty.novelty`).
+        The metrics: ``judge`` (:func:`judge_reliability`), ``judges`` (per
+        judge: its own accuracy, its accuracy on the test speakers' unheard
+        recordings and on the generated clips, and :func:`flattery`),
+        ``generated`` (``accuracy``, the lower of the two judges',
+        ``accuracy_mel``, ``accuracy_mfcc``, the mel judge's
+        ``inception_score``, ``mean_confidence``, ``class_histogram`` and
+        ``frechet_distance`` to the real test clips, ``sound``:
+        :func:`speakdigits.quality.summarize`, and ``f0_in_range``), ``real``
+        (the test speakers' unheard takes), ``vocoder_ceiling``, ``vae``,
+        ``novelty`` (:func:`speakdigits.novelty.novelty`) and ``training_f0``.
     """
+    mel = read_geometry(model_dir)
     mel_min, mel_max = load_stats(normalized_dir)
     judge = Judge.load(classifier_dir, mel=mel, mel_min=mel_min, mel_max=mel_max)
+    second = MfccJudge(*load_judge(mfcc_judge_dir))
     info = read_classifiers_info(classifier_dir)
     holdout_takes = info["holdout_takes"]
     reliability = judge_reliability(
@@ -327,43 +422,71 @@ def evaluate(
     records = read_generated(generated_dir)
     requested = [r["digit"] for r in records]
     conditional = any(d is not None for d in requested)
-    gen = judge.wavs([r["wav"] for r in records])
     test = load_split(normalized_dir, "test")
     test_unheard = unheard(test, holdout_takes=holdout_takes)
-    real_probs, real_embeddings = judge.images(test_unheard["x"])
+    candidates = reference_candidates(raw_dir, test_unheard, seed=[seed, 5])
     vae = load_vae(model_dir)
     refs = references(
-        judge, vae, raw_dir, test_unheard, count=evaluate.reference_clips, mel=mel, generate=generate, seed=seed
+        judge, vae, raw_dir, candidates, count=evaluate.reference_clips, mel=mel, generate=generate, seed=seed
     )
     ref_digits = [r["digit"] for r in refs]
-    judged_refs = {kind: judge.wavs([r[kind] for r in refs]) for kind, _ in REFERENCE_KINDS}
+    sets = judge_sets(
+        judge,
+        second,
+        {"generated": ([r["wav"] for r in records], requested)}
+        | {kind: ([r[kind] for r in refs], ref_digits) for kind, _ in REFERENCE_KINDS},
+        {kind: [r["real"] for r in refs] for kind in ("vocoder", "vae")},
+    )
+    gen = sets["generated"]
 
-    generated = summary(gen["probs"])
-    generated.update(clips=len(records), unjudgeable=len(records) - len(gen["judged"]), conditional=conditional)
+    # Each judge on every real take of the test speakers that it never heard: the ceiling for any generator.
+    real_probs, real_embeddings = judge.images(test_unheard["x"])
+    with zipfile.ZipFile(Path(raw_dir) / raw.AUDIO_ZIP) as archive:
+        unheard_wavs = [archive.read(member) for member, _ in candidates]
+    unheard_mfcc = second.wavs(unheard_wavs)
+    real_mfcc = accuracy_over_all(unheard_mfcc[0], unheard_mfcc[1], [digit for _, digit in candidates])
+
+    generated = summary(gen.mel["probs"])
+    generated.update(clips=len(records), unjudgeable=len(records) - len(gen.mel["judged"]), conditional=conditional)
     if conditional:
-        generated["accuracy"] = _judged_summary(gen, requested, len(records))["accuracy"]
-    if len(gen["judged"]) and len(real_embeddings):
-        generated["frechet_distance"] = frechet_distance(gen["embeddings"], real_embeddings)
+        generated["accuracy_mel"], generated["accuracy_mfcc"] = gen.accuracy("mel"), gen.accuracy("mfcc")
+        generated["accuracy"] = min(generated["accuracy_mel"], generated["accuracy_mfcc"])
+    if len(gen.mel["judged"]) and len(real_embeddings):
+        generated["frechet_distance"] = frechet_distance(gen.mel["embeddings"], real_embeddings)
+    generated["sound"] = summarize(gen.sound)
+    training_f0 = f0_range(load_split(normalized_dir, "train")["pitch"])
+    generated_f0 = np.concatenate([m["f0"] for m in gen.sound if "f0" in m] or [np.zeros(0)])
+    if training_f0 and len(generated_f0):
+        generated["f0_in_range"] = float(np.mean((generated_f0 >= training_f0[0]) & (generated_f0 <= training_f0[1])))
+
     real = summary(real_probs, test_unheard["digit"])
     real.pop("class_histogram", None)
+    if real_mfcc is not None:
+        real["accuracy_mfcc"] = real_mfcc
     real_fd = real_frechet_floor(
         judge,
         unheard(load_split(normalized_dir, "val"), holdout_takes=holdout_takes),
         real_embeddings,
-        count=len(gen["judged"]),
+        count=len(gen.mel["judged"]),
         seed=seed,
     )
     if real_fd is not None:
         real["frechet_distance"] = real_fd
-    ceiling = _judged_summary(judged_refs["ceiling"], ref_digits, len(refs))
+    real["sound"] = summarize(sets["real"].sound)
+    ceiling = {"clips": len(refs), "sound": summarize(sets["vocoder"].sound)}
     if refs:
-        ceiling["real_accuracy_same_clips"] = _judged_summary(judged_refs["real"], ref_digits, len(refs))["accuracy"]
+        ceiling |= {
+            "accuracy": sets["vocoder"].accuracy("mel"),
+            "accuracy_mfcc": sets["vocoder"].accuracy("mfcc"),
+            "real_accuracy_same_clips": sets["real"].accuracy("mel"),
+            "real_accuracy_mfcc_same_clips": sets["real"].accuracy("mfcc"),
+        }
     test_rebuilt = rebuild(vae, test)
     vae_metrics = vae_reconstruction(judge, test, test_rebuilt)
+    vae_metrics["sound"] = summarize(sets["vae"].sound)
     if refs:
-        vae_metrics["judge_accuracy_resynthesised"] = _judged_summary(judged_refs["vae"], ref_digits, len(refs))[
-            "accuracy"
-        ]
+        vae_metrics["judge_accuracy_resynthesised"] = sets["vae"].accuracy("mel")
+        vae_metrics["mfcc_judge_accuracy_resynthesised"] = sets["vae"].accuracy("mfcc")
     train = load_split(normalized_dir, "train")
     yardstick = digits_evenly(test["digit"], NOVELTY_REFERENCE_CLIPS, seed=[seed, 7])
     novel = novelty(
@@ -371,27 +494,44 @@ def evaluate(
         test_rebuilt[yardstick],
         np.concatenate([train["x"], rebuild(vae, train)]),
     )
+    judges = {
+        "mel": {
+            "accuracy": reliability["accuracy"],
+            "real": real.get("accuracy"),
+            "generated": generated.get("accuracy_mel"),
+            **flattery(
+                "digit judge (the pipeline's log-mel)",
+                generated=generated.get("accuracy_mel"),
+                real=real.get("accuracy"),
+            ),
+        },
+        "mfcc": {
+            "accuracy": read_judge_info(mfcc_judge_dir)["test_accuracy"],
+            "real": real_mfcc,
+            "generated": generated.get("accuracy_mfcc"),
+            **flattery("MFCC judge", generated=generated.get("accuracy_mfcc"), real=real_mfcc),
+        },
+    }
     metrics = {
         "judge": reliability,
+        "judges": judges,
         "generated": generated,
         "real": real,
         "vocoder_ceiling": ceiling,
         "vae": vae_metrics,
         "novelty": novel,
+        "training_f0": training_f0,
     }
 
-    heard_refs = {
-        kind: heard(
-            judged_refs[kind],
+    reference_heard = {
+        kind: sets[kind].heard(
             names=[f"{i:03d}_{ref['digit']}_{kind}" for i, ref in enumerate(refs)],
             titles=[title or Path(ref["member"]).name for ref in refs],
-            wavs=[ref[kind] for ref in refs],
-            expected=ref_digits,
         )
         for kind, title in REFERENCE_KINDS
     }
     reference_rows = [
-        (ref["digit"], [heard_refs[kind][i] for kind, _ in REFERENCE_KINDS])
+        (ref["digit"], [reference_heard[kind][i] for kind, _ in REFERENCE_KINDS])
         for i, ref in sorted(enumerate(refs), key=lambda item: (item[1]["digit"], item[0]))
     ]
     with atomic_dir(listen_dir) as tmp:
@@ -400,13 +540,7 @@ def evaluate(
             metrics=metrics,
             classes=judge.classes,
             mel_range=(float(judge.mel_min.min()), float(judge.mel_max.max())),
-            generated=heard(
-                gen,
-                names=[r["file"][:-4] for r in records],
-                titles=[r["file"] for r in records],
-                wavs=[r["wav"] for r in records],
-                expected=requested,
-            ),
+            generated=gen.heard(names=[r["file"][:-4] for r in records], titles=[r["file"] for r in records]),
             references=reference_rows,
         )
     return metrics

@@ -1,13 +1,18 @@
-"""The ``extract`` stage: every raw clip to a log-mel image, with its labels.
+"""The ``extract`` stage: every raw clip to a log-mel image and a pitch track, with its labels.
 
 Clips are read one by one from the raw archive by worker processes (one per
-core), and each worker writes its rows straight into ``mels.npy`` at their
-place, so memory stays flat however many clips there are. Unusable clips are
-skipped and listed, with the reason, in ``report.json``.
+core), and each worker writes its rows straight into ``mels.npy`` and
+``pitch.npy`` at their place, so memory stays flat however many clips there
+are. Unusable clips are skipped and listed, with the reason, in
+``report.json``. ``mel.fmax`` null is resolved here, from the recordings
+themselves, to the band they hold (:func:`resolve_geometry`), and the geometry
+used is written beside the features.
 """
 
 from __future__ import annotations
 
+import collections
+import dataclasses
 import multiprocessing
 import os
 import re
@@ -18,12 +23,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from speakdigits import audio
+from speakdigits import audio, pitch
 from speakdigits.cores import available_cores, init_worker
 from speakdigits.errors import PipelineError
 from speakdigits.files import atomic_dir
 from speakdigits.formats import raw, rerun
-from speakdigits.formats.features import finish_mels, mels_offset, start_mels, write_features
+from speakdigits.formats.features import MELS_NPY, PITCH_NPY, finish_rows, row_offset, start_rows, write_features
 from speakdigits.formats.raw import parse_clip_name
 from speakdigits.params import MelParams
 
@@ -86,42 +91,87 @@ def clean_speaker_metadata(metadata: dict, speakers: list[str]) -> tuple[dict[st
 _worker: dict = {}
 
 
-def _init_worker(zip_path: str, mel: MelParams, mels_path: str) -> None:
+def _init_worker(zip_path: str, mel: MelParams, out_dir: str) -> None:
     init_worker()
     _worker["zip"] = zipfile.ZipFile(zip_path)
     _worker["mel"] = mel
-    _worker["mels"] = os.open(mels_path, os.O_WRONLY)
+    _worker["mels"] = os.open(Path(out_dir) / MELS_NPY, os.O_WRONLY)
+    _worker["pitch"] = os.open(Path(out_dir) / PITCH_NPY, os.O_WRONLY)
+
+
+def _read_member(name: str) -> bytes:
+    try:
+        return _worker["zip"].read(name)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as err:
+        raise PipelineError(
+            f"{_worker['zip'].filename}: member '{name}' is corrupt ({err}); {rerun(raw.STAGE)}"
+        ) from None
+
+
+def _write_rows(fd: int, rows: list[np.ndarray], first: int) -> None:
+    """Write rows ``first``, ``first + 1``, ... of a :func:`start_rows` file."""
+    block = np.stack(rows).astype("<f4", copy=False).tobytes()
+    offset = row_offset(first, rows[0].shape)
+    while block:  # pwrite may write less than asked
+        written = os.pwrite(fd, block, offset)
+        block, offset = block[written:], offset + written
 
 
 def _extract_batch(batch: tuple[int, list[str]]) -> tuple[list[str], dict[str, str]]:
-    """Write the mel images of a batch of clips into ``mels.npy``, from row ``first`` on.
+    """Write the mel images and pitch tracks of a batch of clips into ``mels.npy`` and ``pitch.npy``,
+    from row ``first`` on.
 
     Returns the clips made (in order) and the reasons for the rest. The rows
-    go straight to the file, not through the parent process, which would
+    go straight to the files, not through the parent process, which would
     spend a core's worth of time receiving them.
     """
     first, names = batch
-    made, images, reasons = [], [], {}
+    mel = _worker["mel"]
+    made, images, tracks, reasons = [], [], [], {}
     for name in names:
+        data = _read_member(name)
         try:
-            data = _worker["zip"].read(name)
-        except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as err:
-            raise PipelineError(
-                f"{_worker['zip'].filename}: member '{name}' is corrupt ({err}); {rerun(raw.STAGE)}"
-            ) from None
-        try:
-            images.append(audio.clip_to_mel(data, _worker["mel"]))
-            made.append(name)
+            samples = audio.prepare(data, mel)
         except audio.BadClip as err:
             reasons[name] = str(err)
+            continue
+        images.append(audio.log_mel(samples, mel=mel))
+        tracks.append(pitch.track(samples, mel=mel))
+        made.append(name)
     if images:
-        mel = _worker["mel"]
-        block = np.stack(images).astype("<f4", copy=False).tobytes()
-        offset = mels_offset(first, (mel.n_mels, mel.frames))
-        while block:  # pwrite may write less than asked
-            written = os.pwrite(_worker["mels"], block, offset)
-            block, offset = block[written:], offset + written
+        _write_rows(_worker["mels"], images, first)
+        _write_rows(_worker["pitch"], tracks, first)
     return made, reasons
+
+
+def native_rate(archive: zipfile.ZipFile, name: str) -> int | None:
+    """The sample rate of a member, from its header (None: unreadable; extraction will say why)."""
+    try:
+        with archive.open(name) as member:
+            rate = audio.header_sample_rate(member.read(audio.HEADER_BYTES))
+        return rate if rate is not None else audio.decode_wav(archive.read(name))[1]
+    except (audio.BadClip, zipfile.BadZipFile, zlib.error, EOFError, OSError):
+        return None
+
+
+def resolve_geometry(mel: MelParams, native_rates: list[int | None]) -> MelParams:
+    """The geometry to extract with: ``mel`` with ``fmax`` null resolved to the recordings' band.
+
+    The band is half the sample rate that most of the recordings have (their
+    Nyquist frequency: FSDD, recorded at 8 kHz, holds nothing above 4 kHz), at
+    most half of ``mel.sample_rate``. Mel bands above what the recordings hold
+    would describe only the resampler's silence, and take resolution from the
+    band where the voice is: with FSDD at 16 kHz, a quarter of 64 bands.
+    """
+    if mel.fmax is not None:
+        return mel
+    counts = collections.Counter(rate for rate in native_rates if rate)
+    nyquist = mel.sample_rate / 2
+    if counts:
+        # The most common rate; among equally common ones, the highest (keep the wider band).
+        rate = max(counts.items(), key=lambda item: (item[1], item[0]))[0]
+        nyquist = min(nyquist, rate / 2)
+    return dataclasses.replace(mel, fmax=float(nyquist))
 
 
 # Clips per task: one message per batch instead of one per clip (the parent's share of
@@ -143,7 +193,7 @@ def extract(raw_dir: Path, out_dir: Path, mel: MelParams, *, jobs: int | None = 
     out_dir : Path
         Directory to write, replaced atomically.
     mel : MelParams
-        The ``mel`` section of params.yaml.
+        The ``mel`` section of params.yaml (``fmax`` null: :func:`resolve_geometry`).
     jobs : int, optional
         Worker processes; by default every core the process may use
         (:func:`speakdigits.cores.available_cores`). The output is the same
@@ -170,17 +220,20 @@ def extract(raw_dir: Path, out_dir: Path, mel: MelParams, *, jobs: int | None = 
     labels = {name: (digit, speaker, take) for name, digit, speaker, take in labelled}
 
     jobs = jobs or available_cores()
+    zip_path = str(Path(raw_dir) / raw.AUDIO_ZIP)
+    order = [name for name, *_ in labelled]
+    tasks = [(first, order[first : first + _BATCH]) for first in range(0, len(order), _BATCH)]
+    if mel.fmax is None:
+        with zipfile.ZipFile(zip_path) as archive:
+            mel = resolve_geometry(mel, [native_rate(archive, name) for name in order])
     with atomic_dir(out_dir) as tmp:
         # Rows go straight to disk, so memory stays flat.
         rows, blocks = [], []
-        image_shape = (mel.n_mels, mel.frames)
-        order = [name for name, *_ in labelled]
-        mels_path = start_mels(tmp, image_shape=image_shape, most_clips=len(order))
+        shapes = {MELS_NPY: (mel.n_mels, mel.frames), PITCH_NPY: (2, mel.frames)}
+        for name, shape in shapes.items():
+            start_rows(tmp / name, row_shape=shape, most_clips=len(order))
         ctx = multiprocessing.get_context("fork")
-        with ctx.Pool(
-            jobs, initializer=_init_worker, initargs=(str(Path(raw_dir) / raw.AUDIO_ZIP), mel, str(mels_path))
-        ) as pool:
-            tasks = [(first, order[first : first + _BATCH]) for first in range(0, len(order), _BATCH)]
+        with ctx.Pool(jobs, initializer=_init_worker, initargs=(zip_path, mel, str(tmp))) as pool:
             with tqdm(total=len(order), desc="extracting", unit="clip") as progress:
                 for (first, _), (made, reasons) in zip(tasks, pool.imap(_extract_batch, tasks)):
                     skipped.extend({"file": name, "reason": reason} for name, reason in reasons.items())
@@ -189,7 +242,8 @@ def extract(raw_dir: Path, out_dir: Path, mel: MelParams, *, jobs: int | None = 
                         digit, speaker, take = labels[name]
                         rows.append((name, digit, speaker, take, metadata[speaker]["gender"], metadata[speaker]["age"]))
                     progress.update(len(made) + len(reasons))
-        finish_mels(mels_path, blocks=blocks, image_shape=image_shape)
+        for name, shape in shapes.items():
+            finish_rows(tmp / name, blocks=blocks, row_shape=shape)
         if not rows:
             raise PipelineError(
                 f"{raw_dir}: none of the {len(names)} clips is usable (see the reasons: "
@@ -201,9 +255,10 @@ def extract(raw_dir: Path, out_dir: Path, mel: MelParams, *, jobs: int | None = 
             "speakers": len({row[2] for row in rows}),
             "skipped": sorted(skipped, key=lambda s: s["file"]),
             "metadata_notes": notes,
-            "shape": list(image_shape),
+            "shape": list(shapes[MELS_NPY]),
+            "fmax": mel.fmax,
         }
-        write_features(tmp, clips=rows, report=report)
+        write_features(tmp, clips=rows, report=report, geometry=mel)
     return report
 
 

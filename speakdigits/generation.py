@@ -2,9 +2,10 @@
 
 z drawn from where the training clips of the asked digit lie in latent space
 (``generate.sampling: fitted``, the default) or from the prior N(0, I)
-(``prior``), its spread scaled by the temperature → decoder → undo the
-normalisation → dB → power → Griffin-Lim → 16-bit wav at ``mel.sample_rate``.
-All randomness comes from the seed, so the same seed gives the same files.
+(``prior``), its spread scaled by the temperature → decoder → a log-mel image
+and a pitch track → undo the normalisation → the vocoder (harmonic, or
+Griffin-Lim: :mod:`speakdigits.vocoder`) → 16-bit wav at the features' sample
+rate. All randomness comes from the seed, so the same seed gives the same files.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from speakdigits.formats.model import load_vae, read_latents
 from speakdigits.formats.normalized import denormalize, load_stats
 from speakdigits.model import sample_latents
 from speakdigits.params import GenerateParams, MelParams
-from speakdigits.vocoder import mel_to_audio_many
+from speakdigits.pitch import from_unit
+from speakdigits.vocoder import synthesize_many
 
 #: The mel grid shows at most this many clips of each digit (rows of up to 10 for an unconditional model),
 #: so its size stays bounded whatever the count.
@@ -94,16 +96,17 @@ def generate(
         it, and it is refused if it already holds any of them
         (:func:`speakdigits.files.add_files`). The files: :mod:`speakdigits.formats.generated`.
     mel : MelParams
-        The ``mel`` section of params.yaml (for inversion).
+        The geometry of the features the model learnt
+        (:func:`speakdigits.formats.model.read_geometry`), for inversion.
     generate : GenerateParams
         ``sampling`` (where z comes from: the Gaussian fitted to the training
         clips' latents of the digit, ``latents.json``, or N(0, I)),
         ``temperature`` (scale of z's spread around its mean) and the
-        Griffin-Lim settings.
+        vocoder's settings.
     digits : list of int or None
         One entry per clip: the digit to say (conditional model) or None.
     seed : int
-        Seed of the latents and of Griffin-Lim's initial phases.
+        Seed of the latents and of the vocoder's noise (or initial phases).
 
     Returns
     -------
@@ -123,14 +126,16 @@ def generate(
         rng=np.random.default_rng([seed, 4]),
     )
     labels = np.array([0 if d is None else d for d in digits])
-    images = vae.decode(z, labels if vae.conditional else None)
+    images, pitch = vae.decode(z, labels if vae.conditional else None)
     images_db = denormalize(np.clip(images, 0.0, 1.0), mel_min, mel_max)
     records = []
     with atomic_dir(out_dir) if replace else add_files(out_dir, output_names(digits)) as tmp:
-        clips = mel_to_audio_many(
+        clips = synthesize_many(
             images_db,
+            from_unit(pitch),
             mel=mel,
-            n_iter=generate.griffin_lim_iters,
+            vocoder=generate.vocoder,
+            n_iter=generate.vocoder_iters,
             momentum=generate.griffin_lim_momentum,
             seeds=[seed + index for index in range(len(digits))],
         )

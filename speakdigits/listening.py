@@ -32,23 +32,25 @@ REFERENCE_SUBDIR = "reference"
 
 PAGE_TITLE = "Spoken digits: generated voices, judged"
 PAGE_INTRO = [
-    "Every clip below was judged by the digit classifier of the classify stage, from its audio: the wav file "
-    "is turned into a log-mel image exactly as the training clips were. The image above each player is that "
-    "mel; the caption gives the judge's verdict and its confidence (✓ when it is the digit asked for).",
+    "Every clip below was heard by two digit judges, from its audio. The first (the classify stage's) turns the "
+    "wav file into a log-mel image exactly as the training clips were: the image above each player is that mel. "
+    "The second (the mfcc_judge stage's) hears it through a front end of its own, MFCCs of the audio at 16 kHz. "
+    "The captions give each judge's verdict and confidence (✓ when it is the digit asked for), then how the "
+    "clip sounds: the share of its speech that has a pitch (pYIN), its median f0, and DNSMOS's overall rating.",
     "For scale: DiffWave (ICLR 2021) reached 91.2 % accuracy and inception score 6.63 on class-conditional "
     "spoken digits, where real test clips scored 98.76 % and 8.47; the original student VAE was about 80 % "
     "recognisable by ear on 20 samples.",
 ]
 REFERENCE_HEADER = [
     "digit",
-    "real test clip never heard by the judge, as recorded",
-    "vocoder ceiling: mel → Griffin-Lim → audio",
-    "VAE reconstruction (z = μ) → Griffin-Lim",
+    "real test clip never heard by the judges, as the pipeline prepares it",
+    "vocoder ceiling: its own mel and pitch track → the vocoder",
+    "VAE reconstruction (z = μ) → the vocoder",
 ]
 PAGE_NOTES = [
-    "The vocoder ceiling is what a perfect mel generator would sound like with this pipeline's "
-    "Griffin-Lim settings; generated clips cannot be judged better than it, except by chance.",
-    "verdicts.json beside this page lists every clip's verdict and confidence.",
+    "The vocoder ceiling is what a perfect generator of mels and pitch tracks would sound like with this "
+    "pipeline's vocoder; generated clips cannot be judged better than it, except by chance.",
+    "verdicts.json beside this page lists every clip's verdicts and measures.",
 ]
 
 
@@ -74,6 +76,10 @@ class Heard:
         The judge's probability of its verdict.
     problem : str or None
         Why it could not be judged.
+    second_verdict, second_confidence : int or None, float or None
+        The MFCC judge's class and probability (None when it could not hear the clip).
+    sound : dict or None
+        How it sounds (:func:`speakdigits.quality.measure`).
     """
 
     name: str
@@ -84,6 +90,9 @@ class Heard:
     verdict: int | None
     confidence: float | None
     problem: str | None
+    second_verdict: int | None = None
+    second_confidence: float | None = None
+    sound: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -107,6 +116,10 @@ class Clip:
         verdict is marked right or wrong against it.
     note : str or None
         Shown instead of a verdict (e.g. why the clip could not be judged).
+    second_verdict, second_confidence : str or None, float or None
+        The second judge's class and probability.
+    sound : str or None
+        A line on how it sounds.
     """
 
     audio: str
@@ -116,6 +129,9 @@ class Clip:
     confidence: float | None = None
     expected: str | None = None
     note: str | None = None
+    second_verdict: str | None = None
+    second_confidence: float | None = None
+    sound: str | None = None
 
 
 def save_mel_png(path: Path, mel_db: np.ndarray, *, low: float, high: float) -> None:
@@ -185,12 +201,19 @@ def _clip_cell(clip: Clip) -> str:
     if clip.image is not None:
         parts.append(f'<img src="{e(clip.image)}" alt="log-mel spectrogram of {e(clip.title)}">')
     parts.append(f'<audio controls preload="auto" src="{e(clip.audio)}"></audio>')
-    if clip.verdict is not None:
+    for label, verdict, confidence in (
+        ("judge", clip.verdict, clip.confidence),
+        ("MFCC judge", clip.second_verdict, clip.second_confidence),
+    ):
+        if verdict is None:
+            continue
         mark = ""
         if clip.expected is not None:
-            mark = ' <span class="right">✓</span>' if clip.verdict == clip.expected else ' <span class="wrong">✗</span>'
-        confidence = f" ({clip.confidence:.0%})" if clip.confidence is not None else ""
-        parts.append(f"<figcaption>judge: {e(clip.verdict)}{e(confidence)}{mark}</figcaption>")
+            mark = ' <span class="right">✓</span>' if verdict == clip.expected else ' <span class="wrong">✗</span>'
+        sure = f" ({confidence:.0%})" if confidence is not None else ""
+        parts.append(f"<figcaption>{e(label)}: {e(verdict)}{e(sure)}{mark}</figcaption>")
+    if clip.sound:
+        parts.append(f'<figcaption class="note">{e(clip.sound)}</figcaption>')
     if clip.note:
         parts.append(f'<figcaption class="note">{e(clip.note)}</figcaption>')
     parts.append("</figure>")
@@ -218,7 +241,8 @@ def render_page(
     references: list[tuple[str, list[Clip]]],
     reference_header: list[str],
     notes: list[str],
-    warning: str | None = None,
+    warnings: list[str] = (),
+    sound: tuple[list[str], list[list[str]]] | None = None,
 ) -> str:
     """The page's HTML.
 
@@ -236,14 +260,22 @@ def render_page(
         Rows of reference clips.
     reference_header : list of str
         Column titles of the reference table (the first is the label column).
-    warning : str, optional
-        Shown in a red box above everything else (an unreliable judge).
+    warnings : list of str
+        Each shown in a red box above everything else (an unreliable judge, a judge that flatters).
+    sound : (list of str, list of list of str), optional
+        The header and rows of a table of how each set of clips sounds.
     """
     e = html.escape
     metrics = "\n".join(f"<tr><th>{e(name)}</th><td>{e(value)}</td></tr>" for name, value in headline)
     paragraphs = "\n".join(f"<p>{e(text)}</p>" for text in intro)
     endnotes = "\n".join(f'<p class="note">{e(text)}</p>' for text in notes)
-    alert = f'<p class="warning" role="alert">{e(warning)}</p>' if warning else ""
+    alert = "\n".join(f'<p class="warning" role="alert">{e(warning)}</p>' for warning in warnings)
+    sound_table = ""
+    if sound is not None:
+        header, rows = sound
+        cells = ["<tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>"]
+        cells += ["<tr>" + "".join(f"<td>{e(v)}</td>" for v in row) + "</tr>" for row in rows]
+        sound_table = "<h2>How they sound</h2>\n<table>\n" + "\n".join(cells) + "\n</table>"
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -259,6 +291,7 @@ def render_page(
 <table>
 {metrics}
 </table>
+{sound_table}
 <h2>Generated clips</h2>
 {_table(generated)}
 <h2>References: real test clips, the vocoder ceiling and the VAE's reconstructions</h2>
@@ -291,18 +324,32 @@ def number(value: float | None, digits: int = 3) -> str:
 def headline(metrics: dict) -> list[tuple[str, str]]:
     """The page's metric table, from the evaluate stage's metrics: ``(name, formatted value)`` rows."""
     gen, real, ceiling, vae = (metrics[k] for k in ("generated", "real", "vocoder_ceiling", "vae"))
-    judge, novel = metrics["judge"], metrics["novelty"]
+    judge, judges, novel = metrics["judge"], metrics["judges"], metrics["novelty"]
     rows = [
         (
-            "The judge itself: accuracy on real takes it never heard (every speaker)",
+            "The digit judge (log-mel) itself: accuracy on real takes it never heard (every speaker)",
             percent(judge["accuracy"])
             + (" — trusted" if judge["reliable"] else f" — UNRELIABLE (needs {percent(judge['trusted_accuracy'])})"),
-        )
+        ),
+        (
+            "The MFCC judge itself: accuracy on real takes it never heard (every speaker)",
+            percent(judges["mfcc"]["accuracy"]),
+        ),
     ]
     if gen["conditional"]:
-        rows.append(("Generated: share that says the digit asked for", percent(gen.get("accuracy"))))
+        rows += [
+            (
+                "Generated: share that says the digit asked for (the lower of the two judges)",
+                percent(gen.get("accuracy")),
+            ),
+            (
+                "Generated: digit judge / MFCC judge",
+                f"{percent(gen.get('accuracy_mel'))} / {percent(gen.get('accuracy_mfcc'))}"
+                + "".join(f" — the {n} judge flatters" for n in ("mel", "mfcc") if judges[n]["flatters"]),
+            ),
+        ]
     rows += [
-        ("Generated: inception score (10 at most)", number(gen.get("inception_score"))),
+        ("Generated: inception score (digit judge; 10 at most)", number(gen.get("inception_score"))),
         ("Generated: mean judge confidence", percent(gen.get("mean_confidence"))),
         (
             "Generated: Fréchet distance to real test clips (judge embeddings)",
@@ -314,20 +361,27 @@ def headline(metrics: dict) -> list[tuple[str, str]]:
             ", ".join(f"{d}: {n}" for d, n in gen.get("class_histogram", {}).items()) or "–",
         ),
         (
-            f"Real test-speaker clips the judge never heard ({real['clips']}): judge accuracy",
-            percent(real.get("accuracy")),
+            "Generated: voiced frames with f0 within the training speakers' range "
+            f"({' – '.join(f'{v:.0f}' for v in metrics.get('training_f0', [])) or '–'} Hz)",
+            percent(gen.get("f0_in_range")),
         ),
-        ("Real test-speaker clips the judge never heard: inception score", number(real.get("inception_score"))),
         (
-            f"Vocoder ceiling ({ceiling['clips']} test clips, mel → Griffin-Lim → audio): judge accuracy",
-            percent(ceiling.get("accuracy"))
-            + f" (same clips as recorded: {percent(ceiling.get('real_accuracy_same_clips'))})",
+            f"Real test-speaker clips the judges never heard ({real['clips']}): digit judge / MFCC judge",
+            f"{percent(real.get('accuracy'))} / {percent(real.get('accuracy_mfcc'))}",
+        ),
+        ("Real test-speaker clips the judges never heard: inception score", number(real.get("inception_score"))),
+        (
+            f"Vocoder ceiling ({ceiling['clips']} test clips, own mel and pitch → vocoder): digit judge / MFCC judge",
+            f"{percent(ceiling.get('accuracy'))} / {percent(ceiling.get('accuracy_mfcc'))} (same clips as "
+            f"prepared: {percent(ceiling.get('real_accuracy_same_clips'))} / "
+            f"{percent(ceiling.get('real_accuracy_mfcc_same_clips'))})",
         ),
         ("VAE on test clips: reconstruction MSE (z = μ, normalised mels)", number(vae.get("reconstruction_mse"))),
         ("VAE on test clips: judge accuracy on the reconstructed mels", percent(vae.get("judge_accuracy_mel"))),
         (
-            "VAE reconstructions re-synthesised (reference clips): judge accuracy",
-            percent(vae.get("judge_accuracy_resynthesised")),
+            "VAE reconstructions vocoded (reference clips): digit judge / MFCC judge",
+            f"{percent(vae.get('judge_accuracy_resynthesised'))} / "
+            f"{percent(vae.get('mfcc_judge_accuracy_resynthesised'))}",
         ),
         (
             "Novelty: median distance to the nearest training mel, generated / reconstructed unheard speakers",
@@ -340,6 +394,49 @@ def headline(metrics: dict) -> list[tuple[str, str]]:
         ),
     ]
     return rows
+
+
+SOUND_HEADER = [
+    "set (clips)",
+    "voiced share (pYIN)",
+    "f0, 5–50–95 % (Hz)",
+    "DNSMOS SIG",
+    "BAK",
+    "OVRL",
+    "P.808",
+    "PESQ-WB",
+]
+
+
+def sound_rows(metrics: dict) -> list[list[str]]:
+    """The page's table of how each set sounds (:func:`speakdigits.quality.summarize` of each)."""
+    rows = []
+    for label, key in (
+        ("generated", "generated"),
+        ("real (test speakers, as prepared)", "real"),
+        ("vocoder ceiling", "vocoder_ceiling"),
+        ("VAE reconstructions, vocoded", "vae"),
+    ):
+        sound = metrics[key].get("sound", {})
+        rows.append(
+            [
+                f"{label} ({sound.get('clips', 0)})",
+                percent(sound.get("voiced")),
+                " – ".join(f"{v:.0f}" for v in sound.get("f0", [])) or "–",
+                *(number(sound.get(k)) for k in ("sig", "bak", "ovrl", "p808")),
+                number(sound.get("pesq")),
+            ]
+        )
+    return rows
+
+
+def sound_line(sound: dict | None) -> str | None:
+    """One clip's measures as a caption: voiced share, median f0, DNSMOS OVRL (and PESQ where rated)."""
+    if not sound or "problem" in sound:
+        return None
+    f0 = "–" if sound.get("f0_median") is None else f"{sound['f0_median']:.0f} Hz"
+    line = f"voiced {sound['voiced']:.0%}, f0 {f0}, OVRL {sound['ovrl']:.2f}"
+    return line + (f", PESQ {sound['pesq']:.2f}" if sound.get("pesq") is not None else "")
 
 
 def write_listening_page(
@@ -356,7 +453,8 @@ def write_listening_page(
     Parameters
     ----------
     metrics : dict
-        The evaluate stage's metrics (:func:`headline`; ``judge.warning`` if any).
+        The evaluate stage's metrics (:func:`headline`, :func:`sound_rows`; the warnings of ``judge`` and
+        ``judges``, if any).
     classes : list of str
         The judge's class names, which ``expected`` and ``verdict`` index.
     mel_range : (float, float)
@@ -384,6 +482,9 @@ def write_listening_page(
                 "verdict": heard.verdict,
                 "confidence": heard.confidence,
                 "problem": heard.problem,
+                "mfcc_verdict": heard.second_verdict,
+                "mfcc_confidence": heard.second_confidence,
+                "sound": None if heard.sound is None else {k: v for k, v in heard.sound.items() if k != "f0"},
             }
         )
         return Clip(
@@ -394,6 +495,9 @@ def write_listening_page(
             confidence=heard.confidence,
             expected=None if heard.expected is None else classes[heard.expected],
             note=None if heard.verdict is not None else f"not judged: {heard.problem}",
+            second_verdict=None if heard.second_verdict is None else classes[heard.second_verdict],
+            second_confidence=heard.second_confidence,
+            sound=sound_line(heard.sound),
         )
 
     clips = [place(GENERATED_SUBDIR, heard) for heard in generated]
@@ -413,7 +517,10 @@ def write_listening_page(
         title=PAGE_TITLE,
         headline=headline(metrics),
         intro=PAGE_INTRO,
-        warning=metrics["judge"].get("warning"),
+        warnings=[
+            w for w in (metrics["judge"].get("warning"), *(j.get("warning") for j in metrics["judges"].values())) if w
+        ],
+        sound=(SOUND_HEADER, sound_rows(metrics)),
         generated=rows,
         references=reference_rows,
         reference_header=REFERENCE_HEADER,

@@ -15,9 +15,10 @@ import numpy as np
 
 from speakdigits.errors import PipelineError
 from speakdigits.files import atomic_dir
-from speakdigits.formats.features import read_features
+from speakdigits.formats.features import read_features, read_geometry
 from speakdigits.formats.normalized import SPLITS, scale, write_split, write_stats
 from speakdigits.params import SplitParams
+from speakdigits.pitch import to_unit
 
 
 def split_speakers(speakers: list[str], *, split: SplitParams, seed: int) -> dict[str, list[str]]:
@@ -85,7 +86,7 @@ def normalize(features_dir: Path, out_dir: Path, *, split: SplitParams, seed: in
     dict
         Clip and speaker counts per split.
     """
-    mels, clips = read_features(features_dir)
+    mels, pitch, clips = read_features(features_dir)
     speakers = np.array([clip["speaker"] for clip in clips])
     speakers_of = split_speakers(sorted(set(speakers)), split=split, seed=seed)
     masks = {name: np.isin(speakers, speakers_of[name]) for name in SPLITS}
@@ -97,6 +98,7 @@ def normalize(features_dir: Path, out_dir: Path, *, split: SplitParams, seed: in
             rows = [clips[i] for i in index]
             arrays = {
                 "x": scale(mels[index], mel_min, mel_max) if len(index) else np.zeros((0, *mels.shape[1:]), np.float32),
+                "pitch": to_unit(pitch[index]) if len(index) else np.zeros((0, *pitch.shape[1:]), np.float32),
                 "digit": np.array([r["digit"] for r in rows], dtype=np.int64),
                 "speaker": np.array([r["speaker"] for r in rows], dtype=str),
                 "take": np.array([r["take"] for r in rows], dtype=np.int64),
@@ -105,5 +107,5 @@ def normalize(features_dir: Path, out_dir: Path, *, split: SplitParams, seed: in
             }
             write_split(tmp, name, arrays)
             summary["clips"][name] = int(len(index))
-        write_stats(tmp, mel_min=mel_min, mel_max=mel_max, speakers=speakers_of)
+        write_stats(tmp, mel_min=mel_min, mel_max=mel_max, speakers=speakers_of, geometry=read_geometry(features_dir))
     return summary

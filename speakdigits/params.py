@@ -161,6 +161,18 @@ class MelParams:
     trim_db: float | None = key("float", 1, 120, nullable=True)
     top_db: float = key("float", 10, 200)
 
+    # Derived once, here (as whisper's audio.py does), so that no two places compute them differently.
+    @property
+    def n_samples(self) -> int:
+        """Samples of a prepared clip: ``duration`` at ``sample_rate``."""
+        return round(self.duration * self.sample_rate)
+
+    @property
+    def hop(self) -> int:
+        """Frame hop that gives exactly ``frames`` centred frames over a clip: with centred frames there
+        are ``1 + n_samples // hop`` of them, at least ``frames``, and the first ``frames`` are kept."""
+        return max(1, self.n_samples // (self.frames - 1))
+
 
 @dataclass(frozen=True)
 class SplitParams:
@@ -188,6 +200,7 @@ class TrainParams:
     batch_size: int = key("int", 1, 65536)
     learning_rate: float = key("float", 1e-7, 10)
     reconstruction_weight: float = key("float", 0.001, 1e7)
+    pitch_weight: float = key("float", 0, 100)
     patience: int = key("int", 1, 10000)
 
 
@@ -199,7 +212,8 @@ class GenerateParams:
     n_samples: int = key("int", 1, 10000)
     sampling: str = key("str", choices=("fitted", "prior"))
     temperature: float = key("float", 0, 10)
-    griffin_lim_iters: int = key("int", 1, 1000)
+    vocoder: str = key("str", choices=("harmonic", "griffin_lim"))
+    vocoder_iters: int = key("int", 1, 1000)
     griffin_lim_momentum: float = key("float", 0, 1.5)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -14,8 +15,16 @@ from dvclive.keras import DVCLiveCallback
 from speakdigits.errors import PipelineError
 from speakdigits.files import atomic_dir
 from speakdigits.formats.model import save_vae
-from speakdigits.formats.normalized import load_split
-from speakdigits.model import VAE, build_encoder_decoder, fit_latent_gaussians, one_hot, reconstruction_mse
+from speakdigits.formats.normalized import load_geometry, load_split
+from speakdigits.model import (
+    VAE,
+    build_encoder_decoder,
+    fit_latent_gaussians,
+    one_hot,
+    pitch_mse,
+    reconstruction_mse,
+    to_channels,
+)
 from speakdigits.params import TrainParams, VaeParams
 from speakdigits.runtime import make_deterministic
 
@@ -33,14 +42,25 @@ def first_non_finite(history: keras.callbacks.History) -> str | None:
     return None
 
 
+def _channels(mels: tf.Tensor, pitch: tf.Tensor, digits: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """:func:`speakdigits.model.to_channels` of a batch, in TensorFlow."""
+    columns = tf.broadcast_to(tf.transpose(pitch, (0, 2, 1))[:, None], (*tf.unstack(tf.shape(mels)), 2))
+    return tf.concat([mels[..., None], columns], axis=-1), digits
+
+
 def batches(split: dict, batch_size: int, *, shuffle_seed: int | None) -> tf.data.Dataset:
-    """A split as batches of ``(images, one-hot digits)``, reshuffled every epoch when ``shuffle_seed`` is given."""
-    data = tf.data.Dataset.from_tensor_slices((split["x"][..., None].astype(np.float32), one_hot(split["digit"])))
+    """A split as batches of ``(images, one-hot digits)`` (images: :func:`speakdigits.model.to_channels`),
+    reshuffled every epoch when ``shuffle_seed`` is given."""
+    data = tf.data.Dataset.from_tensor_slices(
+        (split["x"].astype(np.float32), split["pitch"].astype(np.float32), one_hot(split["digit"]))
+    )
     if shuffle_seed is not None:
         data = data.shuffle(len(split["x"]), seed=shuffle_seed, reshuffle_each_iteration=True)
-    # Batches are cut from tensors in TensorFlow's own threads, the next one while a step runs
-    # (no Python per batch; on 2 CPU cores the step itself is the bottleneck either way).
-    return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    # Batches are cut, and their pitch spread down the columns, in TensorFlow's own threads, the next
+    # one while a step runs (no Python per batch; on 2 CPU cores the step itself is the bottleneck
+    # either way). Spread per batch, not beforehand: the whole set at three channels would take
+    # three times the memory.
+    return data.batch(batch_size).map(_channels).prefetch(tf.data.AUTOTUNE)
 
 
 def compiled_vae(shape: tuple[int, int], *, latent_dim: int, vae: VaeParams, train: TrainParams, seed: int) -> VAE:
@@ -56,7 +76,12 @@ def compiled_vae(shape: tuple[int, int], *, latent_dim: int, vae: VaeParams, tra
         dense=vae.dense,
     )
     model = VAE(
-        encoder, decoder, conditional=vae.conditional, reconstruction_weight=train.reconstruction_weight, seed=seed
+        encoder,
+        decoder,
+        conditional=vae.conditional,
+        reconstruction_weight=train.reconstruction_weight,
+        pitch_weight=train.pitch_weight,
+        seed=seed,
     )
     # Not compiled by XLA: Keras turns XLA off whenever TensorFlow's op determinism is on, which
     # the same weights from the same seed need (see speakdigits.runtime.make_deterministic).
@@ -65,19 +90,20 @@ def compiled_vae(shape: tuple[int, int], *, latent_dim: int, vae: VaeParams, tra
 
 
 def test_metrics(vae: VAE, test: dict, *, batch_size: int) -> dict:
-    """Reconstruction MSE (z = μ), KL and ELBO of the model on the test split.
+    """Reconstruction MSE of the log-mel and of the pitch track (z = μ), KL and ELBO of the model on the test split.
 
     ``elbo`` is the negative of the training objective on the test clips,
-    ``-(reconstruction_weight * MSE + KL)``, with z sampled (fixed seed).
+    ``-(reconstruction_weight * (MSE + pitch_weight * pitch MSE) + KL)``, with z sampled (fixed seed).
     """
     if len(test["x"]) == 0:
         return {}
     trained = vae.trained()
-    mu, _ = trained.encode(test["x"], test["digit"], batch_size=batch_size)
-    x_hat = trained.decode(mu, test["digit"], batch_size=batch_size)[..., None]  # unclipped: the loss's own MSE
-    mse = float(np.mean(keras.ops.convert_to_numpy(reconstruction_mse(test["x"][..., None], x_hat))))
+    mu, _ = trained.encode(test["x"], test["pitch"], test["digit"], batch_size=batch_size)
+    x = to_channels(test["x"], test["pitch"])
+    x_hat = to_channels(*trained.decode(mu, test["digit"], batch_size=batch_size))  # unclipped: the loss's own MSE
+    mse, pitch = (float(np.mean(keras.ops.convert_to_numpy(f(x, x_hat)))) for f in (reconstruction_mse, pitch_mse))
     scores = vae.evaluate(batches(test, batch_size, shuffle_seed=None), return_dict=True, verbose=0)
-    return {"mse": mse, "kl": float(scores["kl"]), "elbo": -float(scores["loss"])}
+    return {"mse": mse, "pitch_mse": pitch, "kl": float(scores["kl"]), "elbo": -float(scores["loss"])}
 
 
 def train(
@@ -159,7 +185,9 @@ def train(
             live.log_metric(f"test/{key}", value, plot=False)
         live.end()
         trained = model.trained()
-        mu, log_var = trained.encode(splits["train"]["x"], splits["train"]["digit"], batch_size=train.batch_size)
+        mu, log_var = trained.encode(
+            splits["train"]["x"], splits["train"]["pitch"], splits["train"]["digit"], batch_size=train.batch_size
+        )
         latents = fit_latent_gaussians(mu, log_var, splits["train"]["digit"] if vae.conditional else None)
         save_vae(
             model_tmp,
@@ -171,6 +199,7 @@ def train(
                 "latent_dim": latent_dim,
                 "shape": list(shape),
                 "epochs_run": len(model.history.epoch) if model.history else 0,
+                "mel": dataclasses.asdict(load_geometry(normalized_dir)),
             },
         )
     return metrics

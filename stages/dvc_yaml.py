@@ -21,7 +21,18 @@ REPO = Path(__file__).resolve().parents[1]
 DVC_YAML = REPO / "dvc.yaml"
 PACKAGES = ("speakdigits", "stages")
 #: The stages, in the order they run; ``cmd`` of each is ``python -m stages.<name>``.
-STAGES = ("check_params", "download", "extract", "normalize", "train", "generate", "classify", "evaluate", "plots_page")
+STAGES = (
+    "check_params",
+    "download",
+    "extract",
+    "normalize",
+    "train",
+    "generate",
+    "classify",
+    "mfcc_judge",
+    "evaluate",
+    "plots_page",
+)
 
 
 # ----------------------------------------------------------------- the import closure

@@ -1,5 +1,6 @@
-"""DVC stage ``evaluate``: the generated voices judged by the digit classifier, in
-metrics/evaluate.json, and the listening page data/listen/index.html."""
+"""DVC stage ``evaluate``: the generated voices heard by two digit judges and measured for how they
+sound, in metrics/evaluate.json (headline numbers in metrics/summary.json), and the listening page
+data/listen/index.html."""
 
 import argparse
 import math
@@ -7,15 +8,15 @@ from pathlib import Path
 
 from speakdigits import listening
 from speakdigits.files import write_json
-from speakdigits.formats import classifiers, generated, model, normalized, raw
+from speakdigits.formats import check_geometry, classifiers, generated, mfcc_judge, model, normalized, raw
 from speakdigits.params import load_params
 from stages.common import Stage, entry_point
 
 METRICS = Path("metrics/evaluate.json")
 SUMMARY = Path("metrics/summary.json")
 DVC_STAGE = Stage(
-    deps=(generated.DIR, classifiers.DIR, model.DIR, normalized.DIR, raw.DIR),
-    params=("seed", "mel", "generate", "evaluate"),
+    deps=(generated.DIR, classifiers.DIR, mfcc_judge.DIR, model.DIR, normalized.DIR, raw.DIR),
+    params=("seed", "generate", "evaluate"),
     outs=(listening.DIR,),
     metrics=(METRICS, SUMMARY),
 )
@@ -28,11 +29,14 @@ def summary(metrics: dict) -> dict[str, float]:
     A number that cannot be had (no clip judged, no held-out judge, no novelty
     yardstick) is left out rather than written as NaN.
     """
+    gen = metrics["generated"]
     values = {
-        "accuracy": metrics["generated"].get("accuracy"),
-        "inception": metrics["generated"].get("inception_score"),
-        "frechet": metrics["generated"].get("frechet_distance"),
+        "accuracy": gen.get("accuracy"),
         "judge": metrics["judge"].get("accuracy"),
+        "judge_mfcc": metrics["judges"]["mfcc"].get("accuracy"),
+        "voiced": gen["sound"].get("voiced"),
+        "naturalness": gen["sound"].get("ovrl"),
+        "pesq": metrics["vocoder_ceiling"]["sound"].get("pesq"),
         "novelty": metrics["novelty"].get("ratio"),
     }
     return {key: float(f"{value:.4g}") for key, value in values.items() if value is not None and math.isfinite(value)}
@@ -43,14 +47,15 @@ def main(args: argparse.Namespace) -> None:
     from speakdigits.evaluation import evaluate
 
     params = load_params()
+    check_geometry(model.read_geometry(model.DIR), params.mel, model.DIR)
     metrics = evaluate(
         generated_dir=generated.DIR,
         classifier_dir=classifiers.DIR,
+        mfcc_judge_dir=mfcc_judge.DIR,
         normalized_dir=normalized.DIR,
         model_dir=model.DIR,
         raw_dir=raw.DIR,
         listen_dir=listening.DIR,
-        mel=params.mel,
         generate=params.generate,
         evaluate=params.evaluate,
         seed=params.seed,
@@ -59,12 +64,21 @@ def main(args: argparse.Namespace) -> None:
     write_json(SUMMARY, summary(metrics))
     gen, real, ceiling, judge = metrics["generated"], metrics["real"], metrics["vocoder_ceiling"], metrics["judge"]
     print(
-        f"evaluate: the judge: accuracy {judge['accuracy']:.3f} on real takes it never heard "
-        f"({'trusted' if judge['reliable'] else 'below ' + format(judge['trusted_accuracy'], '.3f')})"
+        f"evaluate: the digit judge: accuracy {judge['accuracy']:.3f} on real takes it never heard "
+        f"({'trusted' if judge['reliable'] else 'below ' + format(judge['trusted_accuracy'], '.3f')}); "
+        f"the MFCC judge: {metrics['judges']['mfcc']['accuracy']:.3f}"
     )
-    if not judge["reliable"]:
-        print(f"evaluate: warning: {judge['warning']}")
-    parts = [f"accuracy {gen['accuracy']:.3f}"] if "accuracy" in gen else []
+    for warning in (judge.get("warning"), *(j.get("warning") for j in metrics["judges"].values())):
+        if warning:
+            print(f"evaluate: warning: {warning}")
+    parts = (
+        [
+            f"accuracy {gen['accuracy']:.3f} (digit judge {gen['accuracy_mel']:.3f}, "
+            f"MFCC judge {gen['accuracy_mfcc']:.3f})"
+        ]
+        if "accuracy" in gen
+        else []
+    )
     parts += [
         f"{key.replace('_', ' ')} {gen[key]:.3f}"
         for key in ("inception_score", "mean_confidence", "frechet_distance")
@@ -81,6 +95,14 @@ def main(args: argparse.Namespace) -> None:
         f"evaluate: judge accuracy on the test speakers' unheard takes {real.get('accuracy', float('nan')):.3f}, "
         f"vocoder ceiling {ceiling.get('accuracy', float('nan')):.3f} ({ceiling['clips']} clips)"
     )
+    for label, key in (("generated", "generated"), ("real", "real"), ("vocoder", "vocoder_ceiling"), ("vae", "vae")):
+        sound = metrics[key]["sound"]
+        if sound.get("clips"):
+            pesq = f", PESQ-WB {sound['pesq']:.2f}" if "pesq" in sound else ""
+            print(
+                f"evaluate: sound of {label} clips: voiced {sound['voiced']:.3f}, DNSMOS SIG {sound['sig']:.2f} "
+                f"BAK {sound['bak']:.2f} OVRL {sound['ovrl']:.2f} P.808 {sound['p808']:.2f}{pesq}"
+            )
     print(f"evaluate: listening page {(listening.DIR / listening.INDEX_HTML).resolve()}")
 
 

@@ -16,7 +16,8 @@ def main(args: argparse.Namespace) -> None:
     report = extract(raw.DIR, features.DIR, params.mel)
     print(
         f"extract: {report['clips_used']} of {report['clips_found']} clips from {report['speakers']} speakers, "
-        f"{len(report['skipped'])} skipped (see {features.DIR / features.REPORT_JSON})"
+        f"{len(report['skipped'])} skipped (see {features.DIR / features.REPORT_JSON}); "
+        f"mel bands up to {report['fmax']:g} Hz"
     )
     for note in report["metadata_notes"]:
         print(f"extract: metadata: {note}")

@@ -14,11 +14,11 @@ from pathlib import Path
 
 from speakdigits.errors import PipelineError
 from speakdigits.files import check_user_folder
-from speakdigits.formats import generated, model, normalized
+from speakdigits.formats import check_geometry, generated, model, normalized
 from speakdigits.params import load_params
 from stages.common import Stage, entry_point
 
-DVC_STAGE = Stage(deps=(model.DIR, normalized.DIR), params=("seed", "mel", "generate"), outs=(generated.DIR,))
+DVC_STAGE = Stage(deps=(model.DIR, normalized.DIR), params=("seed", "generate"), outs=(generated.DIR,))
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,6 +46,8 @@ def main(args: argparse.Namespace) -> None:
     params = load_params()
     gen = params.generate
     conditional = model.read_model_info(model.DIR)["conditional"]
+    geometry = model.read_geometry(model.DIR)
+    check_geometry(geometry, params.mel, model.DIR)
     if args.count is not None and args.count < 1:
         raise PipelineError(f"--count {args.count}: expected a positive number of clips")
     if args.digit is not None:
@@ -66,7 +68,7 @@ def main(args: argparse.Namespace) -> None:
         model.DIR,
         normalized.DIR,
         out,
-        mel=params.mel,
+        mel=geometry,
         generate=gen,
         digits=digits,
         seed=params.seed if args.seed is None else args.seed,

@@ -19,6 +19,7 @@ import scipy.signal
 import soundfile as sf
 
 from speakdigits import audio
+from speakdigits.params import MelParams
 
 RNG = np.random.default_rng(1234)
 
@@ -97,7 +98,18 @@ def test_log_mel_is_librosas_melspectrogram_in_db(n_mels, frames, n_fft, fmax, s
     samples = speechlike(sr, np.random.default_rng(n_mels), lead=2000, length=9000, noise=1e-3)
     if speech_ends is not None:
         samples[speech_ends:] = 0.0  # as fix_length pads an onset-aligned clip
-    hop = audio.hop_length(sample_rate=sr, duration=duration, frames=frames)
+    mel = MelParams(
+        sample_rate=sr,
+        duration=duration,
+        n_mels=n_mels,
+        frames=frames,
+        n_fft=n_fft,
+        fmin=0.0,
+        fmax=fmax,
+        trim_db=None,
+        top_db=80.0,
+    )
+    hop = mel.hop
     power = librosa.feature.melspectrogram(
         y=samples,
         sr=sr,
@@ -111,17 +123,7 @@ def test_log_mel_is_librosas_melspectrogram_in_db(n_mels, frames, n_fft, fmax, s
         pad_mode="constant",
     )
     theirs = librosa.power_to_db(power, ref=1.0, amin=1e-10, top_db=80.0)[:, :frames].astype(np.float32)
-    ours = audio.log_mel(
-        samples,
-        sample_rate=sr,
-        n_mels=n_mels,
-        frames=frames,
-        n_fft=n_fft,
-        duration=duration,
-        fmin=0.0,
-        fmax=fmax,
-        top_db=80.0,
-    )
+    ours = audio.log_mel(samples, mel=mel)
     assert ours.shape == (n_mels, frames) and ours.dtype == np.float32
     assert np.abs(ours - theirs).max() <= 1e-3
 

@@ -27,7 +27,7 @@ from speakdigits.classifier import (
 )
 from speakdigits.errors import PipelineError
 from speakdigits.formats.classifiers import CLASSIFIERS_JSON, load_classifier, read_classifiers_info, save_classifiers
-from speakdigits.formats.normalized import scale
+from speakdigits.formats.normalized import scale, write_split
 from speakdigits.judge import Judge
 from speakdigits.normalize import fit_min_max
 from speakdigits.params import ClassifyParams, MelParams
@@ -60,8 +60,10 @@ def settings(*, epochs: int, batch_size: int, patience: int, learning_rate: floa
 
 def split_of(x, digits, gender=None, age=None, speaker="s", takes=None) -> dict:
     n = len(digits)
+    x = np.asarray(x, dtype=np.float32)
     return {
-        "x": np.asarray(x, dtype=np.float32),
+        "x": x,
+        "pitch": np.full((n, 2, x.shape[-1]), 0.5, dtype=np.float32),  # the VAE's; the judges never read it
         "digit": np.asarray(digits, dtype=np.int64),
         "speaker": np.array([speaker] * n, dtype=str),
         "take": np.asarray(takes if takes is not None else np.arange(n) // 10, dtype=np.int64),
@@ -281,10 +283,9 @@ def test_training_is_deterministic():
 
 
 def write_normalized(folder: Path, splits: dict) -> None:
+    folder.mkdir(parents=True)
     for name, split in splits.items():
-        (folder / name).mkdir(parents=True)
-        for key, array in split.items():
-            np.save(folder / name / f"{key}.npy", array, allow_pickle=False)
+        write_split(folder, name, split)
 
 
 def test_classify_trains_what_the_metadata_allows_and_explains_the_rest(tmp_path):

@@ -15,7 +15,7 @@ from speakdigits import TENSORFLOW_KERNELS
 from speakdigits.cores import CORES_ENV, available_cores, init_worker
 from speakdigits.errors import PipelineError
 from speakdigits.params import MelParams
-from speakdigits.vocoder import CLIPS_PER_PROCESS, mel_to_audio_many
+from speakdigits.vocoder import CLIPS_PER_PROCESS, synthesize_many
 
 from conftest import REPO
 
@@ -59,14 +59,17 @@ def test_worker_processes_use_one_thread_per_library(method):
             assert threads and set(threads) == {1}, threads
 
 
-def test_griffin_lim_gives_the_same_clips_on_any_number_of_processes():
+@pytest.mark.parametrize("vocoder", ["harmonic", "griffin_lim"])
+def test_the_vocoders_give_the_same_clips_on_any_number_of_processes(vocoder):
     mel = MelParams(
         sample_rate=8000, duration=0.25, n_mels=16, frames=16, n_fft=256, fmin=0.0, fmax=None, trim_db=None, top_db=80.0
     )
     count = 2 * CLIPS_PER_PROCESS  # enough for two processes
-    images = np.random.default_rng(0).uniform(-60, 0, (count, 16, 16)).astype(np.float32)
-    one = mel_to_audio_many(images, mel=mel, n_iter=4, momentum=0.99, seeds=list(range(count)), jobs=1)
-    two = mel_to_audio_many(images, mel=mel, n_iter=4, momentum=0.99, seeds=list(range(count)), jobs=2)
+    rng = np.random.default_rng(0)
+    images = rng.uniform(-60, 0, (count, 16, 16)).astype(np.float32)
+    pitch = np.stack([rng.uniform(90, 250, (count, 16)), rng.uniform(0, 1, (count, 16))], axis=1).astype(np.float32)
+    kwargs = dict(mel=mel, vocoder=vocoder, n_iter=4, momentum=0.99, seeds=list(range(count)))
+    one, two = (synthesize_many(images, pitch, jobs=jobs, **kwargs) for jobs in (1, 2))
     assert len(one) == count and all(np.array_equal(a, b) for a, b in zip(one, two, strict=True))
     assert not np.array_equal(one[0], one[1])  # each its own seed
 

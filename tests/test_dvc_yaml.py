@@ -130,6 +130,7 @@ def test_closure_of_extract_is_what_it_imports():
         "speakdigits/formats/features.py",
         "speakdigits/files.py",
         "speakdigits/params.py",
+        "speakdigits/pitch.py",
         "speakdigits/errors.py",
         "speakdigits/cores.py",
     }

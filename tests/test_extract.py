@@ -6,6 +6,7 @@ output; and the tolerant reading of messy speaker metadata."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import re
@@ -18,10 +19,10 @@ import pytest
 import soundfile as sf
 import yaml
 
-from speakdigits import audio, espeak, synthetic
+from speakdigits import audio, espeak, pitch, synthetic
 from speakdigits.errors import PipelineError
-from speakdigits.features import clean_speaker_metadata, extract
-from speakdigits.formats.features import CLIP_COLUMNS, read_features
+from speakdigits.features import clean_speaker_metadata, extract, resolve_geometry
+from speakdigits.formats.features import CLIP_COLUMNS, read_features, read_geometry
 from speakdigits.formats.raw import write_raw
 from speakdigits.params import MelParams
 
@@ -133,8 +134,15 @@ def test_broken_clips_are_skipped_with_reasons(odd_features):
 
 
 def test_good_clips_become_finite_mels_with_matching_rows(odd_features, odd_raw):
-    assert sorted(p.name for p in odd_features.iterdir()) == ["clips.csv", "mels.npy", "report.json"]
-    mels, clips = read_features(odd_features)
+    assert sorted(p.name for p in odd_features.iterdir()) == [
+        "clips.csv",
+        "geometry.json",
+        "mels.npy",
+        "pitch.npy",
+        "report.json",
+    ]
+    mels, tracks, clips = read_features(odd_features)
+    assert tracks.dtype == np.float32 and tracks.shape == (len(GOOD), 2, MEL.frames)
     assert mels.dtype == np.float32
     assert mels.shape == (len(GOOD), MEL.n_mels, MEL.frames)
     assert np.all(np.isfinite(mels))
@@ -150,17 +158,20 @@ def test_good_clips_become_finite_mels_with_matching_rows(odd_features, odd_raw)
         assert mel.max() - mel.min() <= MEL.top_db + 1e-3
     by_speaker = {c["speaker"]: (c["gender"], c["age"]) for c in clips}
     assert by_speaker == {"01": ("female", 25), "02": ("male", None), "03": ("male", 31), "05": ("unknown", None)}
+    # And its own pitch track, on the same frames.
+    for clip, track in zip(clips, tracks):
+        np.testing.assert_array_equal(track, pitch.track(audio.prepare(GOOD[clip["file"]](), MEL), mel=MEL))
 
 
 def test_stereo_and_mono_of_the_same_signal_give_the_same_mel(odd_features):
-    mels, clips = read_features(odd_features)
+    mels, _, clips = read_features(odd_features)
     rows = {c["file"]: i for i, c in enumerate(clips)}
     mono, stereo = mels[rows["01/0_01_0.wav"]], mels[rows["01/1_01_0.wav"]]
     assert np.abs(mono - stereo).max() < 0.5
 
 
 def test_48k_and_22k_versions_of_the_same_signal_give_nearly_the_same_mel(odd_features):
-    mels, clips = read_features(odd_features)
+    mels, _, clips = read_features(odd_features)
     rows = {c["file"]: i for i, c in enumerate(clips)}
     ref, resampled = mels[rows["01/0_01_0.wav"]], mels[rows["02/3_02_0.wav"]]
     diff = np.abs(ref - resampled)
@@ -171,12 +182,18 @@ def test_48k_and_22k_versions_of_the_same_signal_give_nearly_the_same_mel(odd_fe
 
 
 def test_8_bit_and_8k_clips_keep_the_loud_part_of_the_signal(odd_features):
-    mels, clips = read_features(odd_features)
+    mels, _, clips = read_features(odd_features)
     rows = {c["file"]: i for i, c in enumerate(clips)}
-    ref = mels[rows["01/0_01_0.wav"]]
+
+    def spectrum(image: np.ndarray) -> np.ndarray:
+        """dB per mel band over the whole clip: where the 8-bit clip's noise floor moves the trimmed onset by
+        a few samples, frame by frame comparisons see the shift; the spectrum does not."""
+        return 10 * np.log10(np.mean(10 ** (image / 10), axis=1))
+
+    ref = spectrum(mels[rows["01/0_01_0.wav"]])
     loud = ref > ref.max() - 30
     for name in ("02/2_02_0.wav", "03/4_03_0.wav"):
-        assert np.abs(mels[rows[name]] - ref)[loud].mean() < 1.0, name
+        assert np.abs(spectrum(mels[rows[name]]) - ref)[loud].mean() < 1.0, name
 
 
 def test_extract_is_deterministic(odd_raw, odd_features, tmp_path):
@@ -260,17 +277,26 @@ def test_many_clips_stream_through_the_memmap_in_order(tmp_path):
     assert sorted(s["file"] for s in report["skipped"]) == sorted(n for i, (n, _) in enumerate(members) if i % 20 == 13)
     mels = np.load(out / "mels.npy")  # a plain .npy file, readable without mmap
     assert mels.shape == (190, MEL.n_mels, MEL.frames)
-    _, clips = read_features(out)
+    _, tracks, clips = read_features(out)
     assert [c["file"] for c in clips] == [name for name, _ in good]
     for index in range(190):  # every row: the workers write each batch in its place, closed up at the end
         np.testing.assert_allclose(mels[index], audio.clip_to_mel(good[index][1], MEL), atol=1e-3)
+    for index in range(0, 190, 7):  # and every pitch track beside its mel (a sample: pYIN takes its time)
+        np.testing.assert_array_equal(tracks[index], pitch.track(audio.prepare(good[index][1], MEL), mel=MEL))
     # Neighbouring rows are different clips, not one image written twice.
     assert all(np.abs(mels[i] - mels[i + 1]).max() > 0.1 for i in range(189))
-    assert sorted(p.name for p in out.iterdir()) == ["clips.csv", "mels.npy", "report.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "clips.csv",
+        "geometry.json",
+        "mels.npy",
+        "pitch.npy",
+        "report.json",
+    ]
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
     # One worker writes every batch itself: the same bytes.
     extract(raw_dir, tmp_path / "one", MEL, jobs=1)
-    assert (tmp_path / "one" / "mels.npy").read_bytes() == (out / "mels.npy").read_bytes()
+    for name in ("mels.npy", "pitch.npy"):
+        assert (tmp_path / "one" / name).read_bytes() == (out / name).read_bytes(), name
 
 
 # ----------------------------------------------------------------- metadata cleaning
@@ -353,3 +379,36 @@ def test_metadata_extra_speakers_are_ignored():
     clean, notes = clean_speaker_metadata({"01": {"gender": "m"}, "99": {"gender": "f"}}, ["01"])
     assert clean == {"01": {"gender": "male", "age": None}}
     assert notes == []
+
+
+# ----------------------------------------------------------------- the mel band of the recordings
+
+
+def test_mel_fmax_null_takes_the_band_most_recordings_hold(tmp_path):
+    """FSDD is recorded at 8 kHz: nothing above 4 kHz, so no mel band is spent there."""
+    members = [(f"0{i % 3}/{i % 10}_0{i % 3}_{i}.wav", wav(tone(8000), 8000)) for i in range(5)]
+    members.append(("09/1_09_0.wav", wav(tone(SR), SR)))  # one clip at a higher rate does not widen the band
+    write_raw(tmp_path / "raw", members, {}, {"source": "test"})
+    report = extract(tmp_path / "raw", tmp_path / "features", MEL, jobs=1)
+    assert report["fmax"] == 4000.0
+    assert read_geometry(tmp_path / "features") == dataclasses.replace(MEL, fmax=4000.0)
+    # Set, it is kept: the geometry records what was asked.
+    fixed = dataclasses.replace(MEL, fmax=3000.0)
+    extract(tmp_path / "raw", tmp_path / "fixed", fixed, jobs=1)
+    assert read_geometry(tmp_path / "fixed") == fixed
+
+
+def test_resolve_geometry_caps_the_band_at_the_pipelines_own_nyquist():
+    wide = resolve_geometry(MEL, [48000] * 3 + [None])
+    assert wide.fmax == MEL.sample_rate / 2
+    assert resolve_geometry(MEL, [8000, 8000, 22050]).fmax == 4000.0
+    assert resolve_geometry(MEL, [8000, 22050]).fmax == MEL.sample_rate / 2  # a tie: the wider band
+    assert resolve_geometry(MEL, []).fmax == MEL.sample_rate / 2
+
+
+def test_a_headers_sample_rate_is_read_from_its_first_bytes():
+    data = wav(tone(SR), SR)
+    assert audio.header_sample_rate(data[:64]) == SR
+    assert audio.header_sample_rate(b"RIFF\0\0\0\0WAVE") is None  # no fmt chunk yet
+    assert audio.header_sample_rate(data[:20]) is None  # a fmt chunk cut short
+    assert audio.header_sample_rate(b"not a wav file at all") is None

@@ -1,7 +1,8 @@
-"""The judge's metrics on constructed cases with known answers (pure NumPy, no
+"""The judges' metrics on constructed cases with known answers (pure NumPy, no
 model): inception score, Fréchet distance, the judge's reliability flag, the
-novelty check that catches a generator replaying its training clips, and the
-choice of reference clips for the vocoder ceiling."""
+sanity rule that calls out a judge flattering the generator, the novelty check
+that catches a generator replaying its training clips, and the choice of
+reference clips for the vocoder ceiling."""
 
 from __future__ import annotations
 
@@ -12,17 +13,20 @@ import numpy as np
 import pytest
 
 from speakdigits.evaluation import (
-    _judged_summary,
     _verdicts,
+    accuracy_over_all,
     digits_evenly,
     digits_in_turn,
+    f0_range,
+    flattery,
     judge_reliability,
     reference_candidates,
     unheard,
 )
 from speakdigits.judge import accuracy, class_histogram, frechet_distance, inception_score, mean_confidence, summary
-from speakdigits.listening import headline
+from speakdigits.listening import headline, sound_rows
 from speakdigits.novelty import nearest_distances, novelty
+from speakdigits.pitch import to_unit
 
 # ----------------------------------------------------------------- inception score
 
@@ -112,47 +116,103 @@ def test_summary_of_a_perfect_balanced_judge():
 
 def test_an_unjudgeable_clip_counts_as_wrong():
     # Three clips; the middle one could not be judged (silent), the other two are right.
-    result = {"probs": np.array([np.eye(10)[3], np.eye(10)[5]]), "judged": [0, 2], "mels_db": [0, None, 0]}
-    verdicts, confidence = _verdicts(result, 3)
+    probs, judged = np.array([np.eye(10)[3], np.eye(10)[5]]), [0, 2]
+    verdicts, confidence = _verdicts(probs, judged, 3)
     assert verdicts.tolist() == [3, -1, 5] and confidence.tolist() == [1.0, 0.0, 1.0]
-    out = _judged_summary(result, [3, 4, 5], 3)
-    assert out["accuracy"] == pytest.approx(2 / 3)
-    assert out["clips"] == 3
+    assert accuracy_over_all(probs, judged, [3, 4, 5]) == pytest.approx(2 / 3)
+    assert accuracy_over_all(np.zeros((0, 10)), [], []) is None
 
 
-def test_headline_formats_every_metric():
-    metrics = {
+def headline_metrics() -> dict:
+    return {
         "judge": judge_reliability(0.983, holdout_takes=0.1, trusted_accuracy=0.97),
+        "judges": {
+            "mel": {"accuracy": 0.983, "real": 0.985, "generated": 0.9, "flatters": False},
+            "mfcc": {"accuracy": 0.99, "real": 0.95, "generated": 0.97, "flatters": True, "warning": "FLATTERS: ..."},
+        },
         "generated": {
             "conditional": True,
             "accuracy": 0.9,
+            "accuracy_mel": 0.9,
+            "accuracy_mfcc": 0.97,
             "inception_score": 7.25,
             "mean_confidence": 0.8,
             "frechet_distance": 12.5,
             "class_histogram": {"0": 3, "1": 1},
+            "sound": {"clips": 2, "voiced": 0.6, "f0": [100.0, 150.0, 200.0], "sig": 2.5, "ovrl": 2.1},
+            "f0_in_range": 0.98,
         },
-        "real": {"clips": 400, "accuracy": 0.985, "inception_score": 9.7},
-        "vocoder_ceiling": {"clips": 20, "accuracy": 0.95, "real_accuracy_same_clips": 1.0},
-        "vae": {"reconstruction_mse": 0.007, "judge_accuracy_mel": 0.99},
+        "real": {"clips": 400, "accuracy": 0.985, "accuracy_mfcc": 0.95, "inception_score": 9.7, "sound": {}},
+        "vocoder_ceiling": {
+            "clips": 20,
+            "accuracy": 0.95,
+            "real_accuracy_same_clips": 1.0,
+            "sound": {"clips": 20, "pesq": 3.1},
+        },
+        "vae": {"reconstruction_mse": 0.007, "judge_accuracy_mel": 0.99, "sound": {}},
         "novelty": {"generated_nearest_train": 0.1, "unheard_nearest_train": 0.125, "ratio": 0.8, "copies": 0.02},
+        "training_f0": [80.0, 240.0],
     }
+
+
+def test_headline_formats_every_metric():
+    metrics = headline_metrics()
     rows = dict(headline(metrics))
     assert headline(metrics)[0] == (
-        "The judge itself: accuracy on real takes it never heard (every speaker)",
+        "The digit judge (log-mel) itself: accuracy on real takes it never heard (every speaker)",
         "98.3 % — trusted",
     )
     assert any(value.startswith("0.1 / 0.125 (ratio 0.8;") for value in rows.values())
-    assert rows["Generated: share that says the digit asked for"] == "90.0 %"
-    assert rows["Generated: inception score (10 at most)"] == "7.25"
+    assert rows["Generated: share that says the digit asked for (the lower of the two judges)"] == "90.0 %"
+    assert rows["Generated: digit judge / MFCC judge"] == "90.0 % / 97.0 % — the mfcc judge flatters"
+    assert rows["Generated: inception score (digit judge; 10 at most)"] == "7.25"
     assert rows["Generated: judge's verdicts, digit: count"] == "0: 3, 1: 1"
-    assert rows["Real test-speaker clips the judge never heard (400): judge accuracy"] == "98.5 %"
-    assert any(value.startswith("95.0 % (same clips as recorded: 100.0 %)") for value in rows.values())
+    assert rows["Generated: voiced frames with f0 within the training speakers' range (80 – 240 Hz)"] == "98.0 %"
+    assert rows["Real test-speaker clips the judges never heard (400): digit judge / MFCC judge"] == "98.5 % / 95.0 %"
+    assert any(value.startswith("95.0 % / – (same clips as prepared: 100.0 % / –)") for value in rows.values())
     # A metric that could not be measured shows as a dash, not as an error.
-    assert rows["VAE reconstructions re-synthesised (reference clips): judge accuracy"] == "–"
+    assert rows["VAE reconstructions vocoded (reference clips): digit judge / MFCC judge"] == "– / –"
     metrics["generated"]["conditional"] = False
-    assert "Generated: share that says the digit asked for" not in dict(headline(metrics))
+    assert "Generated: digit judge / MFCC judge" not in dict(headline(metrics))
     metrics["judge"] = judge_reliability(0.688, holdout_takes=0.1, trusted_accuracy=0.97)
     assert headline(metrics)[0][1] == "68.8 % — UNRELIABLE (needs 97.0 %)"
+
+
+def test_the_sound_table_has_a_row_per_set_and_dashes_for_what_was_not_measured():
+    rows = sound_rows(headline_metrics())
+    assert [row[0] for row in rows] == [
+        "generated (2)",
+        "real (test speakers, as prepared) (0)",
+        "vocoder ceiling (20)",
+        "VAE reconstructions, vocoded (0)",
+    ]
+    assert rows[0][:4] == ["generated (2)", "60.0 %", "100 – 150 – 200", "2.5"]
+    assert rows[2][-1] == "3.1" and rows[1][1:] == ["–"] * 7
+
+
+# ----------------------------------------------------------------- the sanity rule
+
+
+def test_a_judge_hearing_generated_clips_better_than_real_speech_is_called_a_flatterer():
+    out = flattery("digit judge", generated=0.99, real=0.94)
+    assert out["flatters"] is True
+    assert out["warning"].startswith("FLATTERS: the digit judge hears the generated clips better (99.0 %) than real")
+    assert "not how well a listener would hear them" in out["warning"]
+    json.dumps(out)
+
+
+@pytest.mark.parametrize(("generated", "real"), [(0.94, 0.94), (0.9, 0.98), (None, 0.9), (0.9, None)])
+def test_a_judge_hearing_generated_clips_no_better_than_real_speech_is_not(generated, real):
+    assert flattery("MFCC judge", generated=generated, real=real) == {"flatters": False}
+
+
+def test_the_training_speakers_f0_range_counts_voiced_frames_only():
+    hz = np.array([[100.0, 200.0, 400.0, 50.0]])
+    voiced = np.array([[1.0, 1.0, 1.0, 0.0]])
+    tracks = to_unit(np.stack([hz, voiced], axis=1))  # one clip, four frames; the unvoiced one at 50 Hz
+    low, high = f0_range(tracks, low=0, high=100)
+    assert low == pytest.approx(100.0, rel=1e-4) and high == pytest.approx(400.0, rel=1e-4)
+    assert f0_range(to_unit(np.stack([hz, 0 * voiced], axis=1))) == []
 
 
 # ----------------------------------------------------------------- the judge's own accuracy

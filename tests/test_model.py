@@ -1,7 +1,7 @@
 """Library-level tests of the model half: the VAE's architectures, saving and
 loading, the KL term, training with DVCLive (determinism and the NaN guard),
-generation of wav files, and Griffin-Lim inversion. Real TensorFlow on tiny
-hand-made data; no DVC."""
+generation of wav files, and the vocoders. Real TensorFlow on tiny hand-made
+data; no DVC."""
 
 from __future__ import annotations
 
@@ -24,9 +24,19 @@ from PIL import Image
 
 from speakdigits.audio import log_mel
 from speakdigits.errors import PipelineError
-from speakdigits.formats.model import load_vae, read_latents, read_model_info, save_vae
+from speakdigits.formats.model import load_vae, read_geometry, read_latents, read_model_info, save_vae
+from speakdigits.formats.normalized import write_split, write_stats
 from speakdigits.generation import generate, grid_rows, requested_digits, save_mel_grid
-from speakdigits.model import TrainedVAE, build_encoder_decoder, fit_latent_gaussians, kl_divergence, sample_latents
+from speakdigits.model import (
+    CHANNELS,
+    TrainedVAE,
+    build_encoder_decoder,
+    fit_latent_gaussians,
+    from_channels,
+    kl_divergence,
+    sample_latents,
+    to_channels,
+)
 from speakdigits.params import GenerateParams, MelParams, TrainParams, VaeParams, load_params
 from speakdigits.training import train
 from speakdigits.vocoder import mel_to_audio
@@ -36,7 +46,9 @@ from conftest import REPO
 SHAPE = (16, 16)
 LATENT = 4
 VAE_PARAMS = VaeParams(arch="conv", conditional=True, filters=(8, 16), dense=32)
-TRAIN_PARAMS = TrainParams(epochs=2, batch_size=16, learning_rate=0.001, reconstruction_weight=2000.0, patience=8)
+TRAIN_PARAMS = TrainParams(
+    epochs=2, batch_size=16, learning_rate=0.001, reconstruction_weight=2000.0, pitch_weight=1.0, patience=8
+)
 # Small, fast inversion settings matching SHAPE: 2000 samples, hop 133, n_fft 256.
 MEL = MelParams(
     sample_rate=8000,
@@ -70,7 +82,7 @@ SEED_DECODER = {
     "up1": (22, 22, 25),
     "deconv1": (24, 24, 40),
     "up2": (48, 48, 40),
-    "deconv2": (50, 50, 1),
+    "deconv2": (50, 50, 2),  # the log-mel and f0; the voicing is read off them
 }
 
 
@@ -85,7 +97,7 @@ def test_seed_arch_reproduces_the_notebook_layer_shapes(conditional):
         assert tuple(encoder.get_layer(name).output.shape[1:]) == (7,)
     for name, shape in SEED_DECODER.items():
         assert tuple(decoder.get_layer(name).output.shape[1:]) == shape, name
-    assert tuple(decoder.output.shape[1:]) == (50, 50, 1)
+    assert tuple(decoder.output.shape[1:]) == (50, 50, CHANNELS)
     # The digit goes in only for conditional models.
     assert len(encoder.inputs) == len(decoder.inputs) == (2 if conditional else 1)
     assert tuple(decoder.inputs[0].shape[1:]) == (7,)
@@ -106,15 +118,30 @@ def test_conv_arch_keeps_any_shape_and_outputs_unit_range(shape, conditional):
     encoder, decoder = build_encoder_decoder(
         shape, latent_dim=5, arch="conv", conditional=conditional, filters=[8, 16], dense=32
     )
-    assert tuple(decoder.output.shape[1:]) == (*shape, 1)
-    images = np.random.default_rng(0).uniform(0, 1, (3, *shape, 1)).astype(np.float32)
+    assert tuple(decoder.output.shape[1:]) == (*shape, CHANNELS)
+    images = np.random.default_rng(0).uniform(0, 1, (3, *shape, CHANNELS)).astype(np.float32)
     digits = keras.utils.to_categorical([1, 5, 9], 10)
     mu, log_var = encoder.predict([images, digits] if conditional else images, verbose=0)
     assert mu.shape == log_var.shape == (3, 5)
     z = np.random.default_rng(1).normal(0, 3, (3, 5)).astype(np.float32)
-    out = TrainedVAE(encoder, decoder, conditional).decode(z, np.array([1, 5, 9]) if conditional else None)
-    assert out.shape == (3, *shape)
-    assert np.all(np.isfinite(out)) and out.min() >= 0 and out.max() <= 1
+    mels, pitch = TrainedVAE(encoder, decoder, conditional).decode(z, np.array([1, 5, 9]) if conditional else None)
+    assert mels.shape == (3, *shape) and pitch.shape == (3, 2, shape[1])
+    for out in (mels, pitch):
+        assert np.all(np.isfinite(out)) and out.min() >= 0 and out.max() <= 1
+
+
+def test_the_pitch_track_goes_down_every_column_and_comes_back_as_the_column_mean():
+    rng = np.random.default_rng(0)
+    mels, pitch = rng.uniform(size=(2, 5, 7)), rng.uniform(size=(2, 2, 7))
+    image = to_channels(mels, pitch)
+    assert image.shape == (2, 5, 7, 3) and image.dtype == np.float32
+    np.testing.assert_array_equal(image[1, :, 4, 1], np.full(5, pitch[1, 0, 4], np.float32))  # f0 of frame 4
+    np.testing.assert_array_equal(image[0, 2, :, 2], pitch[0, 1].astype(np.float32))  # voicing along a row
+    back_mels, back_pitch = from_channels(image)
+    np.testing.assert_allclose(back_mels, mels, rtol=1e-6)
+    np.testing.assert_allclose(back_pitch, pitch, rtol=1e-6)
+    image[:, 0, :, 1] += 0.5  # one row of the f0 channel off: the frame's f0 is the column's mean
+    np.testing.assert_allclose(from_channels(image)[1][:, 0], pitch[:, 0] + 0.1, rtol=1e-5)
 
 
 def test_save_and_load_round_trip_gives_identical_predictions(tmp_path):
@@ -130,7 +157,7 @@ def test_save_and_load_round_trip_gives_identical_predictions(tmp_path):
     assert loaded.conditional
     loaded_encoder, loaded_decoder = loaded.encoder, loaded.decoder
     rng = np.random.default_rng(2)
-    images = rng.uniform(0, 1, (4, 20, 12, 1)).astype(np.float32)
+    images = rng.uniform(0, 1, (4, 20, 12, CHANNELS)).astype(np.float32)
     digits = keras.utils.to_categorical([0, 3, 6, 9], 10)
     for a, b in zip(encoder.predict([images, digits], verbose=0), loaded_encoder.predict([images, digits], verbose=0)):
         np.testing.assert_array_equal(a, b)
@@ -165,21 +192,29 @@ def test_kl_divergence():
 
 
 def write_normalized(folder: Path, shape=SHAPE, counts=(("train", 40), ("val", 10), ("test", 10))) -> Path:
-    """A normalize-stage output folder by hand: each digit a bright band at its own height."""
+    """A normalize-stage output folder, with its writers: each digit a bright band at its own height,
+    voiced where the band is, at an f0 of its own."""
     rng = np.random.default_rng(0)
+    folder.mkdir(parents=True)
     for split, n in counts:
         digits = np.arange(n) % 10
         x = rng.uniform(0, 0.2, (n, *shape))
+        pitch = np.zeros((n, 2, shape[1]), np.float32)
         for i, digit in enumerate(digits):
             x[i, digit * shape[0] // 10 : digit * shape[0] // 10 + 2, :] += 0.7
-        (folder / split).mkdir(parents=True)
-        np.save(folder / split / "x.npy", np.clip(x, 0, 1).astype(np.float32))
-        np.save(folder / split / "digit.npy", digits.astype(np.int64))
-        np.save(folder / split / "speaker.npy", np.array([f"{split}{i % 2}" for i in range(n)], dtype=str))
-        np.save(folder / split / "take.npy", (np.arange(n) // 10).astype(np.int64))
-        np.save(folder / split / "gender.npy", np.array(["female"] * n, dtype=str))
-        np.save(folder / split / "age.npy", np.full(n, -1, dtype=np.int64))
-    (folder / "stats.json").write_text(json.dumps({"mel_min": [-80.0] * shape[0], "mel_max": [0.0] * shape[0]}))
+            pitch[i, 0], pitch[i, 1, 2:-2] = 0.1 * digit, 1.0
+        arrays = {
+            "x": np.clip(x, 0, 1).astype(np.float32),
+            "pitch": pitch,
+            "digit": digits.astype(np.int64),
+            "speaker": np.array([f"{split}{i % 2}" for i in range(n)], dtype=str),
+            "take": (np.arange(n) // 10).astype(np.int64),
+            "gender": np.array(["female"] * n, dtype=str),
+            "age": np.full(n, -1, dtype=np.int64),
+        }
+        write_split(folder, split, arrays)
+    mel_range = np.full(shape[0], -80.0, np.float32), np.zeros(shape[0], np.float32)
+    write_stats(folder, mel_min=mel_range[0], mel_max=mel_range[1], speakers={}, geometry=MEL)
     return folder
 
 
@@ -231,18 +266,20 @@ def test_train_writes_model_and_dvclive_metrics(trained):
         "latent_dim": LATENT,
         "shape": list(SHAPE),
         "epochs_run": 2,
+        "mel": dataclasses.asdict(MEL),
     }
+    assert read_geometry(model_dir) == MEL  # carried from the features, for generation to invert with
     # No temporary folders of the atomic writes are left beside the outputs.
     assert sorted(p.name for p in model_dir.parent.iterdir()) == ["live", "model"]
 
     metrics = json.loads((live_dir / "metrics.json").read_text())
     for section in ("train", "eval"):
-        assert set(metrics[section]) >= {"loss", "reconstruction", "kl"}
+        assert set(metrics[section]) >= {"loss", "reconstruction", "pitch", "kl"}
         assert all(math.isfinite(v) for v in metrics[section].values())
-    assert set(metrics["test"]) == {"mse", "kl", "elbo"}
+    assert set(metrics["test"]) == {"mse", "pitch_mse", "kl", "elbo"}
     assert metrics["test"] == pytest.approx(trained["metrics"])
-    assert 0 < metrics["test"]["mse"] < 1 and metrics["test"]["kl"] >= 0
-    # elbo is minus the training objective: weight x MSE (with sampled z) + KL, so at most -KL.
+    assert 0 < metrics["test"]["mse"] < 1 and 0 < metrics["test"]["pitch_mse"] < 1 and metrics["test"]["kl"] >= 0
+    # elbo is minus the training objective: weight x (MSE + pitch MSE) (with sampled z) + KL, so at most -KL.
     assert metrics["test"]["elbo"] < -metrics["test"]["kl"]
     assert metrics["step"] == 1
 
@@ -388,7 +425,13 @@ def test_empty_training_split_is_a_pipeline_error(tmp_path):
 
 def gen(trained, out: Path, digits, *, seed=3, model=None, sampling="fitted"):
     settings = GenerateParams(
-        per_digit=1, n_samples=1, sampling=sampling, temperature=1.0, griffin_lim_iters=4, griffin_lim_momentum=0.99
+        per_digit=1,
+        n_samples=1,
+        sampling=sampling,
+        temperature=1.0,
+        vocoder="harmonic",
+        vocoder_iters=4,
+        griffin_lim_momentum=0.99,
     )
     return generate(
         model or trained["model"], trained["normalized"], out, mel=MEL, generate=settings, digits=digits, seed=seed
@@ -554,13 +597,7 @@ def test_griffin_lim_recovers_the_pitch_of_a_harmonic_tone(f0):
     )
     t = np.arange(mel.sample_rate) / mel.sample_rate
     tone = sum(a * np.sin(2 * np.pi * k * f0 * t) for k, a in ((1, 0.6), (2, 0.25), (3, 0.1))).astype(np.float32)
-    image = log_mel(
-        tone,
-        **{
-            k: getattr(mel, k)
-            for k in ("sample_rate", "n_mels", "frames", "n_fft", "duration", "fmin", "fmax", "top_db")
-        },
-    )
+    image = log_mel(tone, mel=mel)
     assert image.shape == (64, 64)
 
     audio = mel_to_audio(image, mel=mel, n_iter=32, momentum=0.99, seed=0)

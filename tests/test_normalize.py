@@ -1,10 +1,9 @@
 """Tests for the normalize stage's library code (speakdigits.normalize) on
-hand-made feature folders in the extract stage's format (mels.npy + clips.csv),
-checked through the files it writes."""
+hand-made feature folders in the extract stage's format (mels.npy, pitch.npy,
+clips.csv, geometry.json), checked through the files it writes."""
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -13,19 +12,31 @@ import pytest
 
 from speakdigits.classifier import take_split
 from speakdigits.errors import PipelineError
-from speakdigits.formats.features import CLIP_COLUMNS, read_features
-from speakdigits.formats.normalized import SPLITS, denormalize, load_split, load_stats, scale
+from speakdigits.formats.features import MELS_NPY, PITCH_NPY, read_features, write_features
+from speakdigits.formats.normalized import SPLITS, denormalize, load_geometry, load_split, load_stats, scale
 from speakdigits.normalize import normalize
-from speakdigits.params import SplitParams
+from speakdigits.params import MelParams, SplitParams
+from speakdigits.pitch import to_unit
 
 N_MELS, FRAMES = 12, 10
+GEOMETRY = MelParams(
+    sample_rate=8000,
+    duration=0.5,
+    n_mels=N_MELS,
+    frames=FRAMES,
+    n_fft=256,
+    fmin=0,
+    fmax=4000.0,
+    trim_db=None,
+    top_db=80,
+)
 
 
 def speaker_ids(n: int) -> list[str]:
     return [f"{i:02d}" for i in range(1, n + 1)]
 
 
-def write_features(
+def hand_made_features(
     folder: Path,
     speakers: list[str],
     clips_per_speaker: int = 4,
@@ -56,12 +67,12 @@ def write_features(
     for i, speaker in enumerate(owners):
         mels[i] += (offsets or {}).get(speaker, 0.0)
     mels = mels.astype(np.float32)
+    tracks = np.stack([rng.uniform(80, 300, (len(rows), FRAMES)), rng.integers(0, 2, (len(rows), FRAMES))], axis=1)
     folder.mkdir(parents=True)
-    np.save(folder / "mels.npy", mels)
-    with open(folder / "clips.csv", "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(CLIP_COLUMNS)
-        writer.writerows(rows)
+    np.save(folder / MELS_NPY, mels)
+    np.save(folder / PITCH_NPY, tracks.astype(np.float32))
+    clips = [(*row[:5], None if row[5] == "" else row[5]) for row in rows]
+    write_features(folder, clips=clips, report={}, geometry=GEOMETRY)
     return mels, np.array(owners)
 
 
@@ -73,14 +84,14 @@ def written_split(out: Path) -> dict[str, list[str]]:
 @pytest.fixture
 def features(tmp_path) -> tuple[Path, np.ndarray, np.ndarray]:
     folder = tmp_path / "features"
-    mels, owners = write_features(folder, speaker_ids(20))
+    mels, owners = hand_made_features(folder, speaker_ids(20))
     return folder, mels, owners
 
 
 def test_hand_made_features_are_in_the_extract_format(features):
     folder, mels, owners = features
-    read_mels, clips = read_features(folder)
-    assert np.array_equal(read_mels, mels)
+    read_mels, tracks, clips = read_features(folder)
+    assert np.array_equal(read_mels, mels) and tracks.shape == (len(mels), 2, FRAMES)
     assert [c["speaker"] for c in clips] == owners.tolist()
 
 
@@ -97,11 +108,13 @@ def test_splits_are_speaker_disjoint_and_cover_every_clip(features, tmp_path):
     assert {k: len(v) for k, v in split.items()} == {"train": 13, "val": 3, "test": 4}
     assert json.loads((out / "split.json").read_text()) == split
     assert summary == {"clips": {"train": 52, "val": 12, "test": 16}, "speakers": {"train": 13, "val": 3, "test": 4}}
-    # Every clip lands in exactly the split of its speaker, with its labels.
+    # Every clip lands in exactly the split of its speaker, with its labels and its pitch track, scaled.
+    tracks = read_features(folder)[1]
     for name in SPLITS:
         data = load_split(out, name)
         assert data["x"].shape == (summary["clips"][name], N_MELS, FRAMES)
         assert data["x"].dtype == np.float32
+        np.testing.assert_array_equal(data["pitch"], to_unit(tracks[np.isin(owners, split[name])]))
         assert (
             len(data["digit"])
             == len(data["speaker"])
@@ -115,7 +128,7 @@ def test_splits_are_speaker_disjoint_and_cover_every_clip(features, tmp_path):
         ):
             assert gender == ("female" if int(speaker) % 2 else "male")
             assert age == (-1 if speaker == "03" else 20 + int(speaker))
-            assert digit == take % 10  # write_features names clip `take` of a speaker `{take % 10}_{speaker}_{take}`
+            assert digit == take % 10  # clip `take` of a speaker is named `{take % 10}_{speaker}_{take}`
 
 
 @pytest.mark.parametrize(
@@ -127,7 +140,7 @@ def test_splits_are_speaker_disjoint_and_cover_every_clip(features, tmp_path):
     ],
 )
 def test_split_fractions_are_honoured(tmp_path, n_speakers, val, test, expected):
-    write_features(tmp_path / "features", speaker_ids(n_speakers), clips_per_speaker=2)
+    hand_made_features(tmp_path / "features", speaker_ids(n_speakers), clips_per_speaker=2)
     normalize(tmp_path / "features", tmp_path / "out", split=SplitParams(val_fraction=val, test_fraction=test), seed=3)
     assert {k: len(v) for k, v in written_split(tmp_path / "out").items()} == expected
     assert len(load_split(tmp_path / "out", "val")["x"]) == 2 * expected["val"]
@@ -138,15 +151,15 @@ def test_same_seed_gives_identical_files_and_another_seed_another_split(features
     for name, seed in (("a", 5), ("b", 5), ("c", 6)):
         normalize(folder, tmp_path / name, split=SplitParams(val_fraction=0.15, test_fraction=0.2), seed=seed)
     files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
-    assert len(files) == 3 * 6 + 2
+    assert len(files) == 3 * 7 + 2  # per split x, pitch and five labels; stats.json, split.json
     for rel in files:
         assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
     assert written_split(tmp_path / "a") != written_split(tmp_path / "c")
 
 
 def test_split_does_not_depend_on_clip_order(tmp_path):
-    write_features(tmp_path / "f1", speaker_ids(12))
-    write_features(tmp_path / "f2", list(reversed(speaker_ids(12))))
+    hand_made_features(tmp_path / "f1", speaker_ids(12))
+    hand_made_features(tmp_path / "f2", list(reversed(speaker_ids(12))))
     normalize(tmp_path / "f1", tmp_path / "o1", split=SplitParams(val_fraction=0.2, test_fraction=0.2), seed=9)
     normalize(tmp_path / "f2", tmp_path / "o2", split=SplitParams(val_fraction=0.2, test_fraction=0.2), seed=9)
     assert written_split(tmp_path / "o1") == written_split(tmp_path / "o2")
@@ -155,14 +168,14 @@ def test_split_does_not_depend_on_clip_order(tmp_path):
 def test_statistics_come_from_the_training_speakers_only(tmp_path):
     speakers = speaker_ids(10)
     # First find out which speakers the seed puts in test and val (the split ignores the images) ...
-    write_features(tmp_path / "probe", speakers)
+    hand_made_features(tmp_path / "probe", speakers)
     normalize(
         tmp_path / "probe", tmp_path / "probe_out", split=SplitParams(val_fraction=0.2, test_fraction=0.2), seed=11
     )
     split = written_split(tmp_path / "probe_out")
     # ... then make the test speakers 30 dB louder and the val speakers 30 dB quieter.
     offsets = {s: 30.0 for s in split["test"]} | {s: -30.0 for s in split["val"]}
-    mels, owners = write_features(tmp_path / "features", speakers, offsets=offsets)
+    mels, owners = hand_made_features(tmp_path / "features", speakers, offsets=offsets)
     out = tmp_path / "normalized"
     normalize(tmp_path / "features", out, split=SplitParams(val_fraction=0.2, test_fraction=0.2), seed=11)
     assert written_split(out) == split
@@ -170,7 +183,8 @@ def test_statistics_come_from_the_training_speakers_only(tmp_path):
     train_rows = np.isin(owners, np.load(out / "train" / "speaker.npy"))
     want_min, want_max = mels[train_rows].min(axis=(0, 2)), mels[train_rows].max(axis=(0, 2))
     stats = json.loads((out / "stats.json").read_text())
-    assert set(stats) == {"mel_min", "mel_max"}
+    assert set(stats) == {"mel_min", "mel_max", "mel"}
+    assert load_geometry(out) == GEOMETRY  # the features' geometry, carried on
     np.testing.assert_array_equal(np.array(stats["mel_min"], np.float32), want_min)
     np.testing.assert_array_equal(np.array(stats["mel_max"], np.float32), want_max)
     mel_min, mel_max = load_stats(out)
@@ -205,7 +219,7 @@ def test_scale_and_denormalize_round_trip():
 
 
 def test_too_few_speakers_is_an_error_and_writes_nothing(tmp_path):
-    write_features(tmp_path / "features", speaker_ids(2))
+    hand_made_features(tmp_path / "features", speaker_ids(2))
     out = tmp_path / "normalized"
     with pytest.raises(PipelineError) as info:
         normalize(tmp_path / "features", out, split=SplitParams(val_fraction=0.15, test_fraction=0.2), seed=1)
@@ -226,9 +240,9 @@ def test_missing_features_is_a_one_line_error(tmp_path):
 
 
 def test_mismatched_rows_and_images_is_an_error(tmp_path):
-    write_features(tmp_path / "features", speaker_ids(6))
+    hand_made_features(tmp_path / "features", speaker_ids(6))
     np.save(tmp_path / "features" / "mels.npy", np.zeros((3, N_MELS, FRAMES), np.float32))
-    with pytest.raises(PipelineError, match=r"3 mel images but 24 rows in clips.csv"):
+    with pytest.raises(PipelineError, match=r"3 mel images, 24 pitch tracks and 24 rows in clips.csv; rerun the"):
         normalize(
             tmp_path / "features", tmp_path / "out", split=SplitParams(val_fraction=0.1, test_fraction=0.1), seed=0
         )

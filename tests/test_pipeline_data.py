@@ -131,7 +131,7 @@ def test_interrupted_extract_keeps_the_previous_output(repo_copy):
     run([sys.executable, "-m", "stages.extract"], repo_copy)
     features = repo_copy / "data" / "features"
     before = {p.name: sha256(p) for p in features.iterdir()}
-    assert set(before) == {"mels.npy", "clips.csv", "report.json"}
+    assert set(before) == {"mels.npy", "pitch.npy", "clips.csv", "geometry.json", "report.json"}
 
     # Valid but heavy mel settings, so that extraction takes seconds.
     params = yaml.safe_load((repo_copy / "params.yaml").read_text())

@@ -21,7 +21,7 @@ import yaml
 
 from conftest import DVC, UP_TO_DATE, dump_dom, params_of, ran_stages, reproduced_copy, run
 
-STAGES = ["download", "extract", "normalize", "train", "generate", "classify", "evaluate"]
+STAGES = ["download", "extract", "normalize", "train", "generate", "classify", "mfcc_judge", "evaluate"]
 
 
 @pytest.fixture(scope="module")
@@ -52,13 +52,13 @@ def test_repro_runs_every_stage_and_generates_every_digit(pipeline):
     assert UP_TO_DATE in run(DVC + ["status"], repo).stdout
 
     metrics = json.loads((repo / "metrics" / "train" / "metrics.json").read_text())
-    assert set(metrics["test"]) == {"mse", "kl", "elbo"}
+    assert set(metrics["test"]) == {"mse", "pitch_mse", "kl", "elbo"}
     shown = json.loads(run(DVC + ["metrics", "show", "--json"], repo).stdout)
     workspace = shown[""]["data"]
     assert sorted(workspace) == ["metrics/summary.json", "metrics/vae.json"]  # the headline only
     summary = workspace["metrics/summary.json"]["data"]
-    assert set(summary) <= {"accuracy", "inception", "frechet", "judge", "novelty"}
-    assert {"judge", "frechet"} <= set(summary)
+    assert set(summary) <= {"accuracy", "judge", "judge_mfcc", "voiced", "naturalness", "pesq", "novelty"}
+    assert {"accuracy", "judge", "judge_mfcc", "voiced", "naturalness"} <= set(summary)
     assert workspace["metrics/vae.json"]["data"] == {"test_mse": pytest.approx(metrics["test"]["mse"], rel=1e-3)}
     table = run(DVC + ["metrics", "show"], repo).stdout
     assert "test_mse" in table and max(len(line) for line in table.splitlines()) <= 120
@@ -152,6 +152,26 @@ def test_generate_out_never_overwrites_or_removes_a_users_files(pipeline, tmp_pa
     assert UP_TO_DATE in run(DVC + ["status"], repo).stdout
 
 
+def test_a_stage_run_by_hand_after_a_mel_edit_is_refused_in_one_line(pipeline, tmp_path):
+    """The model holds the geometry of the features it learnt; inverting with another would be silently wrong."""
+    repo, _ = pipeline
+    original = (repo / "params.yaml").read_text()
+    frames = params_of(repo)["mel"]["frames"]
+    try:
+        (repo / "params.yaml").write_text(original.replace(f"frames: {frames}", f"frames: {frames + 8}"))
+        for stage in ("generate", "evaluate"):
+            extra = ["--out", str(tmp_path / "out")] if stage == "generate" else []
+            result = run([sys.executable, "-m", f"stages.{stage}", *extra], repo, check=False)
+            assert result.returncode == 1 and error_lines(result) == [
+                f"error: params.yaml: mel.frames = {frames + 8}, but data/model was made with mel.frames = "
+                f"{frames}; run dvc repro to remake it with the params"
+            ], stage
+        assert not (tmp_path / "out").exists()
+    finally:
+        (repo / "params.yaml").write_text(original)
+    assert UP_TO_DATE in run(DVC + ["status"], repo).stdout
+
+
 def experiments(repo: Path) -> dict[str, dict]:
     """``dvc exp show --json`` as {experiment name: {"latent_dim", "mse"}}."""
     rows = {}
@@ -186,7 +206,7 @@ def test_exp_run_with_a_model_param_reruns_train_generate_and_evaluate(pipeline)
         DVC + ["exp", "show", "--no-pager", "--only-changed", "--drop", "Created|.*/.*"], repo, env={"COLUMNS": "120"}
     ).stdout
     header = next(line for line in table.splitlines() if "Experiment" in line)
-    for column in ("accuracy", "inception", "frechet", "judge", "test_mse", "latent_dim"):
+    for column in ("accuracy", "judge", "judge_mfcc", "voiced", "naturalness", "test_mse", "latent_dim"):
         assert f" {column} " in f" {header} ", table
     assert name in table and "…" not in table and max(len(line) for line in table.splitlines()) <= 120, table
 

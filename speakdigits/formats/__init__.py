@@ -21,11 +21,13 @@ module                         stage        what
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
 from speakdigits.errors import PipelineError
+from speakdigits.params import MelParams
 
 
 def missing(path: str | Path, stage: str) -> PipelineError:
@@ -53,3 +55,35 @@ def read_stage_json(path: str | Path, stage: str) -> Any:
         raise missing(path, stage) from None
     except json.JSONDecodeError as err:
         raise PipelineError(f"{path}: not valid JSON ({err}); {rerun(stage)}") from None
+
+
+def write_geometry(path: str | Path, geometry: MelParams) -> None:
+    """The mel geometry as JSON: every ``mel`` key, ``fmax`` resolved."""
+    Path(path).write_text(json.dumps(dataclasses.asdict(geometry), indent=2) + "\n", encoding="utf-8")
+
+
+def geometry_from(values: Any, where: str | Path) -> MelParams:
+    """A recorded geometry (:func:`write_geometry`, or the ``mel`` entry a later stage carries on) as MelParams."""
+    fields = {f.name for f in dataclasses.fields(MelParams)}
+    if not isinstance(values, dict) or set(values) != fields:
+        raise PipelineError(f"{where}: not a mel geometry (expected the keys {', '.join(sorted(fields))})")
+    return MelParams(**values)
+
+
+def check_geometry(recorded: MelParams, mel: MelParams, where: str | Path) -> None:
+    """Refuse params.yaml's ``mel`` section when it is not the geometry ``where`` was made with.
+
+    The features, and everything trained on them, hold one geometry; a stage
+    run by hand after ``mel.*`` was edited would otherwise invert clips with
+    the wrong hop or band, silently. ``mel.fmax`` null matches the band that
+    extraction chose.
+    """
+    for name in (f.name for f in dataclasses.fields(MelParams)):
+        wanted, have = getattr(mel, name), getattr(recorded, name)
+        if name == "fmax" and wanted is None:
+            continue
+        if wanted != have:
+            raise PipelineError(
+                f"params.yaml: mel.{name} = {wanted!r}, but {where} was made with mel.{name} = {have!r}; "
+                "run dvc repro to remake it with the params"
+            )

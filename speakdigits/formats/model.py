@@ -4,7 +4,8 @@
 Keras safe mode), ``latents.json`` (the Gaussians of
 :func:`speakdigits.model.fit_latent_gaussians`) and ``model.json`` (how the
 model was built: ``arch``, ``conditional``, ``latent_dim``, ``shape``,
-``epochs_run``).
+``epochs_run``, and ``mel``, the geometry of the features it learnt, which
+generation and evaluation invert with: :func:`read_geometry`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from speakdigits.formats import missing, read_stage_json
+from speakdigits.formats import geometry_from, missing, read_stage_json
+from speakdigits.params import MelParams
 
 if TYPE_CHECKING:
     from speakdigits.model import TrainedVAE
@@ -47,6 +49,12 @@ def read_latents(model_dir: Path) -> dict:
 def read_model_info(model_dir: Path) -> dict:
     """How the saved model was built: ``arch``, ``conditional``, ``latent_dim``, ``shape``."""
     return read_stage_json(Path(model_dir) / MODEL_JSON, STAGE)
+
+
+def read_geometry(model_dir: Path) -> MelParams:
+    """The mel geometry of the features the model learnt (what its images mean in Hz and seconds)."""
+    path = Path(model_dir) / MODEL_JSON
+    return geometry_from(read_stage_json(path, STAGE).get("mel"), path)
 
 
 def load_vae(model_dir: Path) -> TrainedVAE:

@@ -1,0 +1,37 @@
+"""DVC stage ``mfcc_judge``: the second digit judge, trained on the raw recordings' MFCCs, in
+data/mfcc_judge; its accuracy on held-out takes in metrics/mfcc_judge.json."""
+
+import argparse
+from pathlib import Path
+
+from speakdigits.files import write_json
+from speakdigits.formats import mfcc_judge, raw
+from speakdigits.params import load_params
+from stages.common import Stage, entry_point
+
+METRICS = Path("metrics/mfcc_judge.json")
+DVC_STAGE = Stage(
+    deps=(raw.DIR,),
+    params=("seed", "classify"),
+    outs=(mfcc_judge.DIR,),
+    metrics=(METRICS,),
+    note="Reads the raw recordings, never the VAE's features: a judge with a front end of its own.",
+)
+
+
+@entry_point(tensorflow=True)
+def main(args: argparse.Namespace) -> None:
+    from speakdigits.mfcc_judge import train_judge
+
+    params = load_params()
+    metrics = train_judge(raw.DIR, mfcc_judge.DIR, classify=params.classify, seed=params.seed)
+    write_json(METRICS, metrics)
+    accuracy = metrics["test_accuracy"]
+    print(
+        f"mfcc_judge: test accuracy {'–' if accuracy is None else format(accuracy, '.3f')} on "
+        f"{metrics['test_clips']} clips held out by {metrics['held_out']}"
+    )
+
+
+if __name__ == "__main__":
+    main()

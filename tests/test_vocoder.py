@@ -1,0 +1,122 @@
+"""The pitch track and the vocoders on hand-made signals: the tracker finds a tone's f0 on the mel
+image's frames, the track's scaling round-trips, and the harmonic vocoder turns a smooth mel image
+and a pitch track into a voice at that pitch, where Griffin-Lim makes a whisper."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from speakdigits import audio, pitch
+from speakdigits.params import MelParams
+from speakdigits.quality import voicing
+from speakdigits.vocoder import pitch_to_audio, synthesize, voicing_weight
+
+MEL = MelParams(
+    sample_rate=16000, duration=1.0, n_mels=64, frames=64, n_fft=1024, fmin=0.0, fmax=4000.0, trim_db=None, top_db=80
+)
+
+
+def word(f0: float, *, start: float = 0.1, end: float = 0.6) -> np.ndarray:
+    """A 'word' of harmonics of ``f0`` (falling amplitudes) from ``start`` to ``end`` seconds, silence around."""
+    t = np.arange(MEL.n_samples) / MEL.sample_rate
+    tone = sum(np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, 12))
+    tone = np.where((t >= start) & (t < end), tone, 0.0)
+    return (0.9 * tone / np.abs(tone).max()).astype(np.float32)
+
+
+def test_the_track_finds_a_tones_f0_where_it_sounds_and_holds_it_through_the_silence():
+    track = pitch.track(word(150.0), mel=MEL)
+    assert track.shape == (2, MEL.frames) and track.dtype == np.float32
+    inside = slice(round(0.15 * MEL.sample_rate / MEL.hop), round(0.55 * MEL.sample_rate / MEL.hop))
+    assert np.all(track[pitch.VOICING, inside] == 1)
+    np.testing.assert_allclose(track[pitch.F0, inside], 150.0, rtol=0.01)  # refined to well within a semitone
+    assert np.all(track[pitch.VOICING, -10:] == 0)  # the silence after the word
+    last = np.flatnonzero(track[pitch.VOICING])[-1]
+    np.testing.assert_array_equal(track[pitch.F0, last:], track[pitch.F0, last])  # held, not dropped
+
+
+def test_unvoiced_gaps_are_bridged_in_log_frequency_and_a_voiceless_clip_gets_the_middle_of_the_range():
+    f0 = np.array([np.nan, 100.0, np.nan, np.nan, 400.0, np.nan])
+    voiced = np.array([False, True, False, False, True, False])
+    np.testing.assert_allclose(
+        pitch.continuous_f0(f0, voiced), [100, 100, 100 * 4 ** (1 / 3), 100 * 4 ** (2 / 3), 400, 400], rtol=1e-5
+    )
+    middle = np.sqrt(pitch.F0_MIN * pitch.F0_MAX)
+    np.testing.assert_allclose(pitch.continuous_f0(f0, np.zeros(6, bool)), middle, rtol=1e-6)
+
+
+def test_the_unit_scale_is_logarithmic_in_f0_and_round_trips():
+    track = np.array([[pitch.F0_MIN, np.sqrt(pitch.F0_MIN * pitch.F0_MAX), pitch.F0_MAX], [0.0, 1.0, 1.0]])
+    unit = pitch.to_unit(track)
+    np.testing.assert_allclose(unit, [[0.0, 0.5, 1.0], [0.0, 1.0, 1.0]], atol=1e-6)
+    np.testing.assert_allclose(pitch.from_unit(unit), track, rtol=1e-5)
+    np.testing.assert_allclose(pitch.from_unit(np.array([[1.5], [0.2]]))[0], pitch.F0_MAX, rtol=1e-5)  # clipped
+
+
+def smooth_image(level_db: float = -20.0) -> np.ndarray:
+    """A mel image with no harmonics in it: a falling spectral envelope, 'speech' from frame 6 to 38."""
+    image = np.full((MEL.n_mels, MEL.frames), level_db - 80, np.float32)
+    image[:, 6:38] = (level_db - 0.5 * np.arange(MEL.n_mels))[:, None]
+    return image
+
+
+def test_the_harmonic_vocoder_voices_a_smooth_mel_at_the_pitch_of_its_track():
+    track = np.stack([np.full(MEL.frames, 140.0), (np.arange(MEL.frames) >= 6) & (np.arange(MEL.frames) < 38)])
+    voiced = pitch_to_audio(smooth_image(), track.astype(np.float32), mel=MEL, n_iter=16, seed=0)
+    assert voiced.dtype == np.float32 and voiced.shape == (MEL.n_samples,)
+    assert np.abs(voiced).max() == pytest.approx(10 ** (-1 / 20), rel=1e-6)
+    share, f0 = voicing(voiced)
+    assert share > 0.8 and np.median(f0) == pytest.approx(140.0, rel=0.03)
+    # The same image and track, told no frame is voiced: noise shaped like the envelope.
+    whisper = pitch_to_audio(smooth_image(), track * np.array([[1.0], [0.0]], np.float32), mel=MEL, n_iter=16, seed=0)
+    assert voicing(whisper)[0] < 0.2
+
+
+def test_the_harmonic_vocoder_follows_the_mel_image():
+    """Its clip's own mel image has the energy asked for, over time and in each kilohertz of the band
+    (band by band, the harmonics and the gaps between them make ripples the smooth image lacks)."""
+    track = np.stack([np.full(MEL.frames, 140.0), np.ones(MEL.frames)]).astype(np.float32)
+    image = smooth_image()
+    again = audio.log_mel(pitch_to_audio(image, track, mel=MEL, n_iter=32, seed=0), mel=MEL)
+    speech = slice(8, 36)
+    edges = np.searchsorted(
+        audio._mel_to_hz(np.linspace(0, audio._hz_to_mel(4000.0), MEL.n_mels + 2))[1:-1], [1000, 2000, 3000]
+    )
+
+    def energy(db: np.ndarray, axis: int) -> np.ndarray:
+        power = 10 ** (db[:, speech] / 10)
+        if axis == 0:
+            return 10 * np.log10(power.sum(axis=0))
+        return 10 * np.log10([part.sum() for part in np.split(power, edges)])
+
+    # The clip is peak-normalised: compare shapes, not levels.
+    over_time = energy(again, 0) - energy(image, 0)
+    assert np.ptp(over_time) < 1.5
+    per_kilohertz = energy(again, 1) - energy(image, 1)
+    assert np.ptp(per_kilohertz) < 2.0, per_kilohertz
+
+
+def test_the_vocoders_are_deterministic_for_a_seed_and_silent_for_a_silent_image():
+    track = np.stack([np.full(MEL.frames, 200.0), np.arange(MEL.frames) % 2]).astype(np.float32)  # noise too
+    for vocoder in ("harmonic", "griffin_lim"):
+        common = dict(mel=MEL, vocoder=vocoder, n_iter=4, momentum=0.99)
+        a, b, c = (synthesize(smooth_image(), track, seed=seed, **common) for seed in (1, 1, 2))
+        assert np.array_equal(a, b) and not np.array_equal(a, c), vocoder
+        silent = synthesize(np.full((MEL.n_mels, MEL.frames), -np.inf, np.float32), track, seed=0, **common)
+        assert np.all(silent == 0), vocoder
+
+
+def test_a_decoders_voicing_probability_is_sharpened():
+    np.testing.assert_allclose(voicing_weight(np.array([0.0, 0.25, 0.5, 0.75, 1.0])), [0, 0, 0.5, 1, 1])
+
+
+def test_mel_fmax_bounds_the_harmonics():
+    narrow = dataclasses.replace(MEL, fmax=1000.0)
+    track = np.stack([np.full(MEL.frames, 140.0), np.ones(MEL.frames)]).astype(np.float32)
+    clip = pitch_to_audio(smooth_image(), track, mel=narrow, n_iter=8, seed=0)
+    spectrum = np.abs(np.fft.rfft(clip)) ** 2
+    freqs = np.fft.rfftfreq(len(clip), 1 / MEL.sample_rate)
+    assert spectrum[freqs > 1500].sum() < 1e-3 * spectrum.sum()
