@@ -162,6 +162,11 @@ def resolve_geometry(mel: MelParams, native_rates: list[int | None]) -> MelParam
     most half of ``mel.sample_rate``. Mel bands above what the recordings hold
     would describe only the resampler's silence, and take resolution from the
     band where the voice is: with FSDD at 16 kHz, a quarter of 64 bands.
+
+    Raises
+    ------
+    PipelineError
+        When ``mel.fmin`` is not below that band.
     """
     if mel.fmax is not None:
         return mel
@@ -171,6 +176,11 @@ def resolve_geometry(mel: MelParams, native_rates: list[int | None]) -> MelParam
         # The most common rate; among equally common ones, the highest (keep the wider band).
         rate = max(counts.items(), key=lambda item: (item[1], item[0]))[0]
         nyquist = min(nyquist, rate / 2)
+    if mel.fmin >= nyquist:
+        raise PipelineError(
+            f"params.yaml: mel.fmin = {mel.fmin:g} is not below the band the recordings hold (up to {nyquist:g} Hz, "
+            "what mel.fmax null means); lower mel.fmin or set mel.fmax"
+        )
     return dataclasses.replace(mel, fmax=float(nyquist))
 
 

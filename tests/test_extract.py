@@ -404,6 +404,8 @@ def test_resolve_geometry_caps_the_band_at_the_pipelines_own_nyquist():
     assert resolve_geometry(MEL, [8000, 8000, 22050]).fmax == 4000.0
     assert resolve_geometry(MEL, [8000, 22050]).fmax == MEL.sample_rate / 2  # a tie: the wider band
     assert resolve_geometry(MEL, []).fmax == MEL.sample_rate / 2
+    with pytest.raises(PipelineError, match=r"^params.yaml: mel.fmin = 5000 is not below the band the recordings hold"):
+        resolve_geometry(dataclasses.replace(MEL, fmin=5000.0), [8000])
 
 
 def test_a_headers_sample_rate_is_read_from_its_first_bytes():

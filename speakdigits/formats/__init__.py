@@ -11,11 +11,12 @@ longer retrains the VAE.
 module                         stage        what
 =============================  ===========  =====================================
 :mod:`.raw`                    download     data/raw: audio.zip and speaker metadata
-:mod:`.features`               extract      data/features: mels.npy and clips.csv
+:mod:`.features`               extract      data/features: mels, pitch tracks, clips.csv, geometry
 :mod:`.normalized`             normalize    data/normalized: the splits, scaled
 :mod:`.model`                  train        data/model: the VAE and its latents
 :mod:`.generated`              generate     data/generated: new clips and their mels
 :mod:`.classifiers`            classify     data/classifiers: the judges
+:mod:`.mfcc_judge`             mfcc_judge   data/mfcc_judge: the second digit judge
 =============================  ===========  =====================================
 """
 
