@@ -14,18 +14,26 @@ from typing import Any
 from speakdigits.errors import PipelineError
 
 
+#: A file in each temporary folder this program makes: its proof of authorship. A folder without
+#: it is never removed, however its name looks (a user may name a folder ``.speakdigits.backup.tmp``).
+MARK = ".made-by-speakdigits"
+
+
 def _temporary_dir(parent: Path, name: str) -> Path:
-    """A fresh private folder ``.{name}.{pid}.XXXX.tmp`` in ``parent``.
+    """A fresh private folder ``.{name}.{pid}.XXXX.tmp`` in ``parent``, holding :data:`MARK`.
 
     Folders of the same pattern left by processes that no longer run (a
-    ``kill -9``, a power cut) are removed first; the pid in the name tells
-    them from those of a run still going.
+    ``kill -9``, a power cut) are removed first, if they hold the mark; the pid
+    in the name tells them from those of a run still going.
     """
     for stale in parent.glob(f".{name}.*.tmp"):
         pid = stale.name[len(name) + 2 :].split(".", 1)[0]
-        if stale.is_dir() and not stale.is_symlink() and not (pid.isdigit() and _running(int(pid))):
+        made_here = stale.is_dir() and not stale.is_symlink() and (stale / MARK).is_file()
+        if made_here and pid.isdigit() and not _running(int(pid)):
             shutil.rmtree(stale, ignore_errors=True)
-    return Path(tempfile.mkdtemp(prefix=f".{name}.{os.getpid()}.", suffix=".tmp", dir=parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.{os.getpid()}.", suffix=".tmp", dir=parent))
+    (tmp / MARK).write_text("a temporary folder of speakdigits; removed when its process ends\n")
+    return tmp
 
 
 def _running(pid: int) -> bool:
@@ -55,6 +63,7 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     tmp = _temporary_dir(target.parent, target.name)
     try:
         yield tmp
+        (tmp / MARK).unlink()
         tmp.chmod(0o755)  # mkdtemp makes it private; outputs are ordinary folders
         if target.exists():
             shutil.rmtree(target)
@@ -113,7 +122,7 @@ def add_files(folder: str | Path, names: Iterable[str], option: str = "--out") -
     added: list[Path] = []
     try:
         yield tmp
-        written = sorted(p.name for p in tmp.iterdir())
+        written = sorted(p.name for p in tmp.iterdir() if p.name != MARK)
         if written != sorted(names):
             raise RuntimeError(f"add_files: wrote {written}, announced {sorted(names)}")
         for name in names:

@@ -83,3 +83,23 @@ def test_add_files_removes_only_a_folder_it_created_and_left_empty(tmp_path):
     with add_files(new, ["a.wav"]) as tmp:
         (tmp / "a.wav").write_bytes(b"a")
     assert [p.name for p in new.iterdir()] == ["a.wav"]
+
+
+@pytest.mark.parametrize("name", [".speakdigits.backup.tmp", ".speakdigits.999999999.abcdefgh.tmp"])
+def test_folders_named_like_leftovers_but_not_made_here_are_kept(tmp_path, name):
+    # A user's folder whose name matches the temporary folders' pattern (even with a dead pid in it)
+    # was not made by this program: only a folder carrying the program's own mark is a leftover.
+    folder = tmp_path / "out"
+    (folder / name).mkdir(parents=True)
+    (folder / name / "notes.txt").write_text("mine")
+    with add_files(folder, ["a.wav"]) as tmp:
+        (tmp / "a.wav").write_bytes(b"a")
+    assert (folder / name / "notes.txt").read_text() == "mine"
+
+    lookalike = tmp_path / "data" / name.replace("speakdigits", "features")
+    lookalike.mkdir(parents=True)
+    (lookalike / "notes.txt").write_text("mine")
+    with atomic_dir(tmp_path / "data" / "features") as tmp:
+        (tmp / "clips.csv").write_text("ok\n")
+    assert (lookalike / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in (tmp_path / "data" / "features").iterdir()) == ["clips.csv"]
