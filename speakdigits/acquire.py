@@ -3,7 +3,7 @@
 Three kinds of source: eSpeak NG voices (``synthetic``, offline), a known
 remote archive (``audiomnist``, ``fsdd``; downloaded once into a cache and
 resumed if interrupted), or a local folder or archive read where it is.
-Whatever the source, the result is the format of :mod:`speakdigits.raw`.
+Whatever the source, the result is the format of :mod:`speakdigits.formats.raw`.
 """
 
 from __future__ import annotations

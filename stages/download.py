@@ -1,4 +1,4 @@
-"""DVC stage ``download``: raw clips into data/raw (see speakdigits.raw)."""
+"""DVC stage ``download``: raw clips into data/raw (the format: speakdigits.formats.raw)."""
 
 import argparse
 

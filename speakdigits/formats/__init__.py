@@ -4,7 +4,7 @@ Each module says where its output lives (``DIR``, the path dvc.yaml declares),
 which stage writes it (``STAGE``), its file names, and how it is written and
 read. A stage's code imports only the formats it writes or reads, so its code
 dependencies in dvc.yaml (written from the import closure, see
-:mod:`speakdigits.pipeline`) are exactly those: an edit to audio decoding no
+:mod:`stages.dvc_yaml`) are exactly those: an edit to audio decoding no
 longer retrains the VAE.
 
 =============================  ===========  =====================================
