@@ -159,6 +159,9 @@ figure { margin: 0; width: 210px; }
 figure img { width: 128px; height: 128px; image-rendering: pixelated; display: block; }
 figure audio { width: 200px; height: 32px; }
 figcaption { font-size: 0.85em; }
+.clip-row { display: flex; align-items: center; border-top: 1px solid #ccc; padding: 0.4em 0; }
+.clip-row .label { flex: none; width: 2.5em; font-size: 1.6em; font-weight: bold; text-align: center; }
+.clip-row .clips { display: flex; flex-wrap: wrap; gap: 0.6em; min-width: 0; }
 .right { color: #176d2b; font-weight: bold; }
 .wrong { color: #b3261e; font-weight: bold; }
 .note { color: #666; }
@@ -184,6 +187,9 @@ window.addEventListener('load', function () {
     var bad = [];
     audios.forEach(function (a, i) { if (!ok[i]) bad.push(a.getAttribute('src')); });
     images.forEach(function (im) { if (!(im.complete && im.naturalWidth > 0)) bad.push(im.getAttribute('src')); });
+    // A page wider than the window hides clips off to the side (a row of ten once showed six).
+    var wide = document.documentElement.scrollWidth;
+    if (wide > window.innerWidth) bad.push('(the page is ' + wide + ' px wide in a ' + window.innerWidth + ' px window)');
     var counts = audios.length + ' audio, ' + images.length + ' img';
     var result = bad.length ? 'fail: ' + counts + '; not loaded: ' + bad.join(' ') : 'ok: ' + counts;
     document.body.setAttribute('data-check', result);
@@ -230,6 +236,17 @@ def _table(rows: list[tuple[str, list[Clip]]], header: list[str] | None = None) 
         out.append(f'<tr><th class="row">{e(label)}</th>{cells}</tr>')
     out.append("</table>")
     return "\n".join(out)
+
+
+def _rows(rows: list[tuple[str, list[Clip]]]) -> str:
+    """Rows of clips that wrap to the window's width, however many a row holds."""
+    e = html.escape
+    return "\n".join(
+        f'<div class="clip-row"><div class="label">{e(label)}</div><div class="clips">'
+        + "".join(_clip_cell(clip) for clip in clips)
+        + "</div></div>"
+        for label, clips in rows
+    )
 
 
 def render_page(
@@ -293,7 +310,7 @@ def render_page(
 </table>
 {sound_table}
 <h2>Generated clips</h2>
-{_table(generated)}
+{_rows(generated)}
 <h2>References: real test clips, the vocoder ceiling and the VAE's reconstructions</h2>
 {_table(references, reference_header)}
 {endnotes}
@@ -349,10 +366,10 @@ def headline(metrics: dict) -> list[tuple[str, str]]:
             ),
         ]
     rows += [
-        ("Generated: inception score (digit judge; 10 at most)", number(gen.get("inception_score"))),
+        ("Generated: inception score (digit judge; higher is better, 10 at most)", number(gen.get("inception_score"))),
         ("Generated: mean judge confidence", percent(gen.get("mean_confidence"))),
         (
-            "Generated: Fréchet distance to real test clips (judge embeddings)",
+            "Generated: Fréchet distance to real test clips (judge embeddings; lower is better)",
             number(gen.get("frechet_distance")) + f" (as many real clips of other speakers: "
             f"{number(real.get('frechet_distance'))})",
         ),
@@ -369,7 +386,7 @@ def headline(metrics: dict) -> list[tuple[str, str]]:
             f"Real test-speaker clips the judges never heard ({real['clips']}): digit judge / MFCC judge",
             f"{percent(real.get('accuracy'))} / {percent(real.get('accuracy_mfcc'))}",
         ),
-        ("Real test-speaker clips the judges never heard: inception score", number(real.get("inception_score"))),
+        ("Real test-speaker clips the judges never heard: inception score (higher is better)", number(real.get("inception_score"))),
         (
             f"Vocoder ceiling ({ceiling['clips']} test clips, own mel and pitch → vocoder): digit judge / MFCC judge",
             f"{percent(ceiling.get('accuracy'))} / {percent(ceiling.get('accuracy_mfcc'))} (same clips as "

@@ -306,6 +306,7 @@ def dump_dom(page: Path, profile: Path) -> str:
             "--no-sandbox",
             "--no-first-run",
             "--mute-audio",
+            "--window-size=1400,900",  # the page must fit a laptop's window
             f"--user-data-dir={profile}",
             "--virtual-time-budget=20000",
             "--dump-dom",

@@ -26,7 +26,7 @@ def tone(seconds: float, rate: int, freq: float) -> bytes:
     return wav_bytes((0.5 * np.sin(2 * np.pi * freq * t)).astype(np.float32), rate)
 
 
-def make_page(folder: Path, *, broken: bool = False) -> Path:
+def make_page(folder: Path, *, broken: bool = False, row: int = 3) -> Path:
     """A page with six clips (two sample rates, one unjudged) and their mel images; optionally a broken pair."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "clips").mkdir()
@@ -53,7 +53,7 @@ def make_page(folder: Path, *, broken: bool = False) -> Path:
         title="Test page <b>",
         headline=[("accuracy", "90.0 %")],
         intro=["Intro & text."],
-        generated=[("0", generated[:3]), ("1", generated[3:])],
+        generated=[("0", (generated[:3] * 4)[:row]), ("1", generated[3:])],
         references=[("7", generated[:2])],
         reference_header=["digit", "real", "ceiling"],
         notes=["A note."],
@@ -111,6 +111,11 @@ def test_mel_png_has_one_pixel_per_bin_and_low_frequencies_at_the_bottom(tmp_pat
 def test_page_loads_in_headless_chromium_with_every_player_and_image(tmp_path):
     page = make_page(tmp_path / "listen")
     assert browser_check(page, tmp_path / "profile") == "ok: 8 audio, 7 img"
+
+
+def test_a_row_of_ten_clips_wraps_to_a_1400_px_window(tmp_path):
+    page = make_page(tmp_path / "listen", row=10)  # ten clips of one digit, as the default run makes
+    assert browser_check(page, tmp_path / "profile") == "ok: 15 audio, 14 img"
 
 
 def test_the_browser_check_catches_an_undecodable_clip_and_a_missing_image(tmp_path):
