@@ -13,7 +13,6 @@ from typing import Any
 
 from speakdigits.errors import PipelineError
 
-
 #: A file in each temporary folder this program makes: its proof of authorship. A folder without
 #: it is never removed, however its name looks (a user may name a folder ``.speakdigits.backup.tmp``).
 MARK = ".made-by-speakdigits"

@@ -189,7 +189,9 @@ window.addEventListener('load', function () {
     images.forEach(function (im) { if (!(im.complete && im.naturalWidth > 0)) bad.push(im.getAttribute('src')); });
     // A page wider than the window hides clips off to the side (a row of ten once showed six).
     var wide = document.documentElement.scrollWidth;
-    if (wide > window.innerWidth) bad.push('(the page is ' + wide + ' px wide in a ' + window.innerWidth + ' px window)');
+    if (wide > window.innerWidth) {
+      bad.push('(the page is ' + wide + ' px wide in a ' + window.innerWidth + ' px window)');
+    }
     var counts = audios.length + ' audio, ' + images.length + ' img';
     var result = bad.length ? 'fail: ' + counts + '; not loaded: ' + bad.join(' ') : 'ok: ' + counts;
     document.body.setAttribute('data-check', result);
@@ -386,7 +388,10 @@ def headline(metrics: dict) -> list[tuple[str, str]]:
             f"Real test-speaker clips the judges never heard ({real['clips']}): digit judge / MFCC judge",
             f"{percent(real.get('accuracy'))} / {percent(real.get('accuracy_mfcc'))}",
         ),
-        ("Real test-speaker clips the judges never heard: inception score (higher is better)", number(real.get("inception_score"))),
+        (
+            "Real test-speaker clips the judges never heard: inception score (higher is better)",
+            number(real.get("inception_score")),
+        ),
         (
             f"Vocoder ceiling ({ceiling['clips']} test clips, own mel and pitch → vocoder): digit judge / MFCC judge",
             f"{percent(ceiling.get('accuracy'))} / {percent(ceiling.get('accuracy_mfcc'))} (same clips as "
