@@ -11,6 +11,7 @@ rate. All randomness comes from the seed, so the same seed gives the same files.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +84,7 @@ def generate(
     digits: list[int | None],
     seed: int,
     replace: bool = True,
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[dict]:
     """Decode random latents into wav files, a mel grid, ``mels.npy`` and ``samples.json`` in ``out_dir``.
 
@@ -107,6 +109,10 @@ def generate(
         One entry per clip: the digit to say (conditional model) or None.
     seed : int
         Seed of the latents and of the vocoder's noise (or initial phases).
+    replace : bool
+        Whether ``out_dir`` is the stage's own output, replaced (or a user's folder, added to).
+    progress : callable, optional
+        ``progress(done, total)`` after each clip is vocoded.
 
     Returns
     -------
@@ -138,6 +144,7 @@ def generate(
             n_iter=generate.vocoder_iters,
             momentum=generate.griffin_lim_momentum,
             seeds=[seed + index for index in range(len(digits))],
+            progress=progress,
         )
         for name, digit, samples in zip(clip_names(digits), digits, clips):
             (tmp / name).write_bytes(wav_bytes(samples, mel.sample_rate))

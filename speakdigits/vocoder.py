@@ -31,7 +31,9 @@ with its ``hop`` and ``n_samples``), so what was analysed is what is inverted.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+from collections.abc import Callable
 
 import librosa
 import numpy as np
@@ -232,6 +234,7 @@ def synthesize_many(
     momentum: float,
     seeds: list[int],
     jobs: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[np.ndarray]:
     """:func:`synthesize` of each image and pitch track (with its own seed), on ``jobs`` processes.
 
@@ -239,7 +242,8 @@ def synthesize_many(
     (:func:`speakdigits.cores.available_cores`), one BLAS thread each. The
     workers are spawned, not forked: the caller has TensorFlow loaded, whose
     threads do not survive a fork. Each clip depends on its own seed only, so
-    the result is the same whatever the number of processes.
+    the result is the same whatever the number of processes. ``progress(done, total)``, if given,
+    is called after every clip.
     """
     common = dict(mel=mel, vocoder=vocoder, n_iter=n_iter, momentum=momentum)
     tasks = [
@@ -247,10 +251,19 @@ def synthesize_many(
     ]
     # A spawned worker takes about 2 s to start (it imports librosa): worth it from a few clips each.
     jobs = min(jobs or available_cores(), max(1, len(tasks) // CLIPS_PER_PROCESS))
-    if jobs <= 1:
-        return [_synthesize(task) for task in tasks]
-    with multiprocessing.get_context("spawn").Pool(jobs, initializer=init_worker) as pool:
-        return pool.map(_synthesize, tasks, chunksize=max(1, len(tasks) // (4 * jobs)))
+    clips: list[np.ndarray] = []
+    with contextlib.ExitStack() as stack:
+        if jobs <= 1:
+            done = map(_synthesize, tasks)
+        else:
+            pool = stack.enter_context(multiprocessing.get_context("spawn").Pool(jobs, initializer=init_worker))
+            # imap keeps the order; chunks of at most 25 clips let progress be told as they come.
+            done = pool.imap(_synthesize, tasks, chunksize=max(1, min(25, len(tasks) // (4 * jobs))))
+        for clip in done:
+            clips.append(clip)
+            if progress is not None:
+                progress(len(clips), len(tasks))
+    return clips
 
 
 def peak_normalize(samples: np.ndarray, peak: float = PEAK) -> np.ndarray:

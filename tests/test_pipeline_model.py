@@ -106,6 +106,17 @@ def test_generate_cli_asks_for_one_digit(pipeline, tmp_path):
     assert "--digit" in bad.stderr and "invalid choice" in bad.stderr
     assert not (tmp_path / "bad").exists()
 
+    # A seed numpy cannot take and a count past the cap: one line each, before any work.
+    for flags, line in [
+        (["--seed", "-1"], "error: --seed -1: expected a whole number from 0 to 2**31 - 1"),
+        (["--count", "100000"], "error: --count 100000: asks for 1000000 clips; at most 10000 in one call"),
+    ]:
+        command = [sys.executable, "-m", "stages.generate", *flags, "--out", str(tmp_path / "bad")]
+        refused = run(command, repo, check=False)
+        assert refused.returncode == 1 and error_lines(refused)[0].startswith(line), refused.stderr
+        assert len(error_lines(refused)) == 1
+    assert not (tmp_path / "bad").exists()
+
 
 def error_lines(result) -> list[str]:
     """The lines of stderr that are the stage's own (not TensorFlow's start-up log), a traceback included."""
