@@ -30,7 +30,7 @@ from speakdigits.files import atomic_dir
 from speakdigits.formats import raw, rerun
 from speakdigits.formats.features import MELS_NPY, PITCH_NPY, finish_rows, row_offset, start_rows, write_features
 from speakdigits.formats.raw import parse_clip_name
-from speakdigits.params import MelParams
+from speakdigits.params import MelParams, empty_mel_bands
 
 # Ages outside this range are recording mistakes, not speakers.
 PLAUSIBLE_AGES = (3, 110)
@@ -166,7 +166,7 @@ def resolve_geometry(mel: MelParams, native_rates: list[int | None]) -> MelParam
     Raises
     ------
     PipelineError
-        When ``mel.fmin`` is not below that band.
+        When ``mel.fmin`` is not below that band, or a mel band holds no FFT bin in it.
     """
     if mel.fmax is not None:
         return mel
@@ -180,6 +180,15 @@ def resolve_geometry(mel: MelParams, native_rates: list[int | None]) -> MelParam
         raise PipelineError(
             f"params.yaml: mel.fmin = {mel.fmin:g} is not below the band the recordings hold (up to {nyquist:g} Hz, "
             "what mel.fmax null means); lower mel.fmin or set mel.fmax"
+        )
+    empty = empty_mel_bands(
+        sample_rate=mel.sample_rate, n_fft=mel.n_fft, n_mels=mel.n_mels, fmin=mel.fmin, fmax=nyquist
+    )
+    if empty:
+        raise PipelineError(
+            f"params.yaml: mel.n_mels = {mel.n_mels} is too many for mel.n_fft = {mel.n_fft} in the band the "
+            f"recordings hold ({mel.fmin:g} to {nyquist:g} Hz, what mel.fmax null means): {len(empty)} bands hold "
+            "no FFT bin; expected fewer bands, a larger n_fft or mel.fmax set"
         )
     return dataclasses.replace(mel, fmax=float(nyquist))
 

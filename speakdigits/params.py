@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from speakdigits.errors import PipelineError
@@ -212,6 +213,7 @@ class GenerateParams:
     n_samples: int = key("int", 1, 10000)
     sampling: str = key("str", choices=("fitted", "prior"))
     temperature: float = key("float", 0, 10)
+    contrast: float = key("float", 0, 3)
     vocoder: str = key("str", choices=("harmonic", "griffin_lim"))
     vocoder_iters: int = key("int", 1, 1000)
     griffin_lim_momentum: float = key("float", 0, 1.5)
@@ -313,8 +315,26 @@ def validate(params: Any, schema: dict[str, Any] = SCHEMA, prefix: str = "") -> 
             params[key] = float(value)
 
 
+def empty_mel_bands(*, sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> list[int]:
+    """The mel bands (0-based) whose triangle holds no FFT bin: an image row that is always silent.
+
+    Slaney's mel scale, as :func:`speakdigits.audio.mel_filters` builds it (band ``i`` spans the
+    ``i``-th to the ``i + 2``-th of ``n_mels + 2`` points evenly spaced in mel); librosa only warns.
+    """
+
+    def to_mel(hz: np.ndarray) -> np.ndarray:
+        # Linear below 1 kHz, logarithmic above (Slaney's Auditory Toolbox).
+        hz = np.asarray(hz, dtype=np.float64)
+        return np.where(hz < 1000, 3 * hz / 200, 15 + 27 * np.log(np.maximum(hz, 1e-9) / 1000) / np.log(6.4))
+
+    points = np.linspace(to_mel(fmin), to_mel(fmax), n_mels + 2)
+    bins = to_mel(np.fft.rfftfreq(n_fft, 1 / sample_rate))
+    return [i for i in range(n_mels) if not np.any((bins > points[i]) & (bins < points[i + 2]))]
+
+
 def check_consistency(params: dict[str, Any]) -> None:
-    """Checks that involve several keys at once."""
+    """Checks that involve several keys at once: every value a stage would refuse is refused here,
+    before DVC removes any stage's outputs (``check_params``)."""
     mel = params["mel"]
     nyquist = mel["sample_rate"] / 2
     fmax = mel["fmax"] if mel["fmax"] is not None else nyquist
@@ -331,7 +351,27 @@ def check_consistency(params: dict[str, Any]) -> None:
             f"params.yaml: mel.frames = {mel['frames']} is too many for {mel['duration']} s at "
             f"{mel['sample_rate']} Hz; expected at most {samples // 2}"
         )
+    empty = empty_mel_bands(
+        sample_rate=mel["sample_rate"], n_fft=mel["n_fft"], n_mels=mel["n_mels"], fmin=mel["fmin"], fmax=fmax
+    )
+    if empty:
+        raise PipelineError(
+            f"params.yaml: mel.n_mels = {mel['n_mels']} is too many for mel.n_fft = {mel['n_fft']} between "
+            f"{mel['fmin']:g} and {fmax:g} Hz: band {empty[0]} (of {len(empty)} empty) holds no FFT bin; "
+            "expected fewer bands or a larger n_fft"
+        )
+    vae = params["vae"]
+    if vae["arch"] == "seed" and (mel["n_mels"], mel["frames"]) != (50, 50):
+        raise PipelineError(
+            f"params.yaml: vae.arch = 'seed' is the original 50 x 50 network, but mel.n_mels x mel.frames is "
+            f"{mel['n_mels']} x {mel['frames']}; set mel.n_mels=50 and mel.frames=50, or vae.arch=conv"
+        )
     split = params["split"]
+    if split["test_fraction"] == 0:
+        raise PipelineError(
+            "params.yaml: split.test_fraction = 0 leaves no test speakers, whom the test metrics and the "
+            "real-speech references need; expected above 0"
+        )
     if split["val_fraction"] + split["test_fraction"] >= 0.9:
         raise PipelineError(
             "params.yaml: split.val_fraction + split.test_fraction = "

@@ -414,3 +414,11 @@ def test_a_headers_sample_rate_is_read_from_its_first_bytes():
     assert audio.header_sample_rate(b"RIFF\0\0\0\0WAVE") is None  # no fmt chunk yet
     assert audio.header_sample_rate(data[:20]) is None  # a fmt chunk cut short
     assert audio.header_sample_rate(b"not a wav file at all") is None
+
+
+def test_resolve_geometry_refuses_bands_that_hold_no_fft_bin_in_the_recordings_band():
+    # 64 bands of a 256-point FFT fit 0-8 kHz, 96 do not fit FSDD's 4 kHz: triangles fall between bins.
+    many = dataclasses.replace(MEL, n_mels=96, n_fft=256)
+    assert resolve_geometry(dataclasses.replace(many, n_mels=64), [22050]).fmax == MEL.sample_rate / 2
+    with pytest.raises(PipelineError, match=r"^params.yaml: mel.n_mels = 96 is too many for mel.n_fft = 256 in"):
+        resolve_geometry(many, [8000])

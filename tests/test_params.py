@@ -165,6 +165,37 @@ def test_fmax_above_nyquist(tmp_path):
     assert "11025" in message
 
 
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        # Each passed check_params once, and the stage refused it only after DVC had removed its outputs.
+        (
+            {"vae.arch": "seed"},
+            "vae.arch = 'seed' is the original 50 x 50 network, but mel.n_mels x mel.frames is 64 x 64",
+        ),
+        ({"split.test_fraction": 0.0, "split.val_fraction": 0.0}, "split.test_fraction = 0 leaves no test speakers"),
+        (
+            {"mel.n_mels": 256, "mel.n_fft": 512},
+            "mel.n_mels = 256 is too many for mel.n_fft = 512 between 0 and 8000 Hz",
+        ),
+    ],
+)
+def test_values_a_stage_would_refuse_are_refused_with_the_params(tmp_path, changes, expected):
+    params = copy.deepcopy(BASE)
+    params["mel"].update(n_mels=64, frames=64)
+    for dotted, value in changes.items():
+        section, name = dotted.split(".")
+        params[section][name] = value
+    message = rejection(tmp_path, params)
+    assert message.startswith(f"params.yaml: {expected}"), message
+
+
+def test_the_seed_network_at_its_own_shape_is_accepted(tmp_path):
+    params = with_value("vae.arch", "seed")
+    params["mel"].update(n_mels=50, frames=50)
+    assert load_params(write_params(tmp_path, params)).vae.arch == "seed"
+
+
 def test_fmin_not_below_fmax(tmp_path):
     params = with_value("mel.fmin", 5000)
     params["mel"]["fmax"] = 4000

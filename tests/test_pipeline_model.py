@@ -256,6 +256,7 @@ def outputs(repo: Path) -> dict[str, bytes]:
     [
         (["exp", "run", "-S", "latent_dim=0"], "latent_dim = 0 is not allowed"),
         (["exp", "run", "-S", "data.source=no/such/folder"], "data.source = 'no/such/folder': no such file or folder"),
+        (["exp", "run", "-S", "vae.arch=seed"], "vae.arch = 'seed' is the original 50 x 50 network"),  # with mel
         (["exp", "run", "-S", "+latnet_dim=8"], "unknown key 'latnet_dim'"),  # + appends a key
         (["repro"], "unknown key 'latnet_dim'"),  # the typo appended to params.yaml by hand
     ],
