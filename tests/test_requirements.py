@@ -1,4 +1,5 @@
-"""requirements.txt pins every package that installing it brings, at the version installed."""
+"""requirements.txt, the lock, pins every package that installing it brings, at the version installed,
+with the sha256 of its files; requirements.in's pins are the lock's."""
 
 from __future__ import annotations
 
@@ -9,20 +10,36 @@ from packaging.requirements import Requirement
 
 from conftest import REPO
 
+PIN = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([^=\s;]+)")
+
 
 def canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def pinned() -> dict[str, str]:
+def entries(path) -> list[str]:
+    """The requirement lines of ``path``, each joined with its continuation lines, comments removed."""
+    text = re.sub(r"\\\n", " ", path.read_text(encoding="utf-8"))
+    return [line.split("#", 1)[0].strip() for line in text.splitlines() if line.split("#", 1)[0].strip()]
+
+
+def pinned(path=REPO / "requirements.txt", *, hashed: bool = True) -> dict[str, str]:
     pins = {}
-    for line in (REPO / "requirements.txt").read_text(encoding="utf-8").splitlines():
-        line = line.split("#", 1)[0].strip()
-        if line:
-            match = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([^=\s;]+)", line)
-            assert match, f"requirements.txt: {line!r} is not pinned as name==version"
-            pins[canonical(match.group(1))] = match.group(2)
+    for entry in entries(path):
+        requirement, *options = entry.split()
+        match = PIN.fullmatch(requirement)
+        assert match, f"{path.name}: {requirement!r} is not pinned as name==version"
+        hashes = [o for o in options if re.fullmatch(r"--hash=sha256:[0-9a-f]{64}", o)]
+        assert len(hashes) == len(options), f"{path.name}: {requirement}: unexpected options {options}"
+        assert bool(hashes) == hashed, f"{path.name}: {requirement}: {'no' if hashed else 'a'} sha256 given"
+        pins[canonical(match.group(1))] = match.group(2)
     return pins
+
+
+def test_requirements_in_pins_what_the_lock_pins():
+    direct = pinned(REPO / "requirements.in", hashed=False)
+    lock = pinned()
+    assert direct and {name: lock.get(name) for name in direct} == direct
 
 
 def dependencies(name: str, extras: set[str]) -> list[Requirement]:
