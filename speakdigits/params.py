@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from speakdigits.errors import PipelineError
 
@@ -286,6 +285,12 @@ def from_mapping(cls: type, values: dict[str, Any]) -> Any:
 SCHEMA: dict[str, Any] = schema_of(Params)
 
 
+def shown(value: Any, most: int = 80) -> str:
+    """``repr(value)``, cut to ``most`` characters: an error message stays one readable line."""
+    text = repr(value)
+    return text if len(text) <= most else text[: most - 1] + "…"
+
+
 def validate(params: Any, schema: dict[str, Any] = SCHEMA, prefix: str = "") -> None:
     """Check a parsed params mapping against ``schema``.
 
@@ -296,11 +301,11 @@ def validate(params: Any, schema: dict[str, Any] = SCHEMA, prefix: str = "") -> 
     """
     where = prefix.rstrip(".") or "params.yaml"
     if not isinstance(params, dict):
-        raise PipelineError(f"params.yaml: {where} must be a mapping of keys, got {params!r}")
+        raise PipelineError(f"params.yaml: {where} must be a mapping of keys, got {shown(params)}")
     for key in params:
         if key not in schema:
             known = ", ".join(prefix + k for k in schema)
-            raise PipelineError(f"params.yaml: unknown key '{prefix}{key}' (known keys here: {known})")
+            raise PipelineError(f"params.yaml: unknown key {shown(prefix + str(key))} (known keys here: {known})")
     for key, rule in schema.items():
         name = prefix + key
         if key not in params:
@@ -309,7 +314,7 @@ def validate(params: Any, schema: dict[str, Any] = SCHEMA, prefix: str = "") -> 
         if isinstance(rule, dict):
             validate(value, rule, name + ".")
         elif not rule.accepts(value):
-            raise PipelineError(f"params.yaml: {name} = {value!r} is not allowed; expected {rule.describe()}")
+            raise PipelineError(f"params.yaml: {name} = {shown(value)} is not allowed; expected {rule.describe()}")
         elif rule.kind == "float" and isinstance(value, int):
             # `-S train.learning_rate=1` arrives as an int; code downstream (Keras) wants floats.
             params[key] = float(value)
@@ -397,14 +402,53 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     PipelineError
         When the file is missing, not YAML, or any value is invalid.
     """
-    path = Path(path)
-    try:
-        params = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PipelineError(f"{path}: file not found; expected the pipeline's params file") from None
-    except yaml.YAMLError as err:
-        first = str(err).splitlines()[0] if str(err) else "invalid YAML"
-        raise PipelineError(f"{path}: not valid YAML ({first})") from None
+    params = read_yaml(Path(path))
     validate(params)
     check_consistency(params)
     return from_mapping(Params, params)
+
+
+#: A params file is a page of settings; a larger one is refused before YAML reads it.
+MOST_PARAMS_BYTES = 1 << 20
+
+
+def read_yaml(path: Path) -> Any:
+    """``path`` read as DVC reads it: YAML 1.2 through ruamel.yaml's safe loader.
+
+    PyYAML reads YAML 1.1, where ``052`` is octal 42 and ``on`` is true; DVC
+    (``dvc params diff``, ``dvc exp show``) reads them as 52 and the string
+    ``'on'``. The pipeline reads what DVC shows. Aliases (``*name``) are
+    refused: a few of them nest into an exponentially large value.
+    """
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    try:
+        size = path.stat().st_size
+        if size > MOST_PARAMS_BYTES:
+            raise PipelineError(f"{path}: {size} bytes; expected a params file of at most {MOST_PARAMS_BYTES} bytes")
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise PipelineError(f"{path}: file not found; expected the pipeline's params file") from None
+    except UnicodeDecodeError as err:
+        raise PipelineError(f"{path}: byte {err.start} is not UTF-8; expected a UTF-8 text file") from None
+    try:
+        params = YAML(typ="safe").load(text)
+    except YAMLError as err:
+        first = next((line.strip() for line in str(err).splitlines() if line.strip()), "invalid YAML")
+        raise PipelineError(f"{path}: not valid YAML ({first[:200]})") from None
+    _refuse_aliases(params, path)
+    return params
+
+
+def _refuse_aliases(value: Any, path: Path) -> None:
+    """Refuse a value that holds the same list or mapping twice: what a YAML alias makes."""
+    seen: set[int] = set()
+    todo = [value]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (dict, list)):
+            if id(node) in seen:
+                raise PipelineError(f"{path}: uses a YAML alias (*name); expected every value written out")
+            seen.add(id(node))
+            todo.extend(node.values() if isinstance(node, dict) else node)

@@ -12,6 +12,7 @@ import dataclasses
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -304,3 +305,59 @@ def test_stage_that_cannot_write_its_output_says_so_in_one_line(repo_copy):
     errors = [line[line.find("error:") :] for line in lines if "error:" in line or "Traceback" in line]
     assert errors == ["error: data: File exists; nothing was written"], result.stderr
     assert (repo_copy / "data").read_text() == "a user's file where the data folder would go\n"
+
+
+# ----------------------------------------------------------------- read as DVC reads it
+
+
+def params_text(tmp_path: Path, replace: tuple[str, str] = ("", ""), *, extra: str = "") -> Path:
+    """The repository's params.yaml with one text substitution (and text appended), written beside the test."""
+    text = (REPO / "params.yaml").read_text(encoding="utf-8")
+    old, new = replace
+    assert old in text
+    path = tmp_path / "params.yaml"
+    path.write_text(text.replace(old, new, 1) + extra, encoding="utf-8")
+    return path
+
+
+def test_values_are_read_as_dvc_reads_them_yaml_1_2(tmp_path):
+    # PyYAML (YAML 1.1) read 052 as octal 42 and 1e-3 as a string, while `dvc params diff` showed 52 and 0.001.
+    loaded = load_params(params_text(tmp_path, ("seed: 42", "seed: 052")))
+    assert loaded.seed == 52
+    loaded = load_params(params_text(tmp_path, ("learning_rate: 0.001", "learning_rate: 1e-3")))
+    assert loaded.train.learning_rate == 0.001
+
+
+def test_on_is_a_string_as_dvc_shows_it_so_it_is_refused_for_a_boolean(tmp_path):
+    with pytest.raises(PipelineError, match=r"^params.yaml: vae.conditional = 'on' is not allowed; expected true"):
+        load_params(params_text(tmp_path, ("conditional: true", "conditional: on")))
+
+
+def one_line_error(path: Path) -> str:
+    with pytest.raises(PipelineError) as info:
+        load_params(path)
+    message = str(info.value)
+    assert "\n" not in message and len(message) < 300, message[:500]
+    return message
+
+
+def test_a_byte_that_is_not_utf8_is_named_in_one_line(tmp_path):
+    path = params_text(tmp_path)
+    path.write_bytes(path.read_bytes().replace(b"seed: 42", b"seed: 4\xff2"))
+    assert " is not UTF-8; expected a UTF-8 text file" in one_line_error(path)
+
+
+def test_an_alias_bomb_is_refused_at_once_in_one_line(tmp_path):
+    bomb = 'a: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x"]\n'
+    for i in range(12):  # each level three times the last: 9 x 3**12 strings if expanded
+        this, last = chr(98 + i), chr(97 + i)
+        bomb += f"{this}: &{this} [*{last}, *{last}, *{last}]\n"
+    path = params_text(tmp_path, extra=f"extra:\n{''.join('  ' + line for line in bomb.splitlines(True))}")
+    assert "uses a YAML alias (*name)" in one_line_error(path)
+
+
+def test_a_huge_file_or_value_gets_a_short_answer(tmp_path):
+    path = params_text(tmp_path, extra="# " + "x" * (2 << 20) + "\n")
+    assert "bytes; expected a params file of at most 1048576 bytes" in one_line_error(path)
+    path = params_text(tmp_path, ("vocoder: harmonic", "vocoder: " + "y" * 100_000))
+    assert "generate.vocoder = 'yyyy" in one_line_error(path)
