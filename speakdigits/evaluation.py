@@ -56,7 +56,7 @@ from speakdigits.novelty import novelty
 from speakdigits.params import EvaluateParams, GenerateParams, MelParams
 from speakdigits.pitch import F0, VOICING, from_unit, to_unit, track
 from speakdigits.quality import measure_many, summarize
-from speakdigits.vocoder import synthesize_many
+from speakdigits.vocoder import stretch_contrast, synthesize_many
 
 # Reconstructed clips of unheard speakers, the novelty yardstick: enough for a stable median and a
 # 1 % quantile, few enough that the distances stay quick at AudioMNIST's size.
@@ -124,8 +124,8 @@ def references(
     pipeline represents them (the mel scaled to [0, 1] and back, so clipped to
     the training range, and the pitch track), with the generate stage's
     vocoder: what the vocoder alone allows. The VAE version decodes the
-    encoder's mean (z = μ) instead. Clips the extract stage would skip are
-    skipped here too.
+    encoder's mean (z = μ) instead, and stretches its contrast as generation
+    does. Clips the extract stage would skip are skipped here too.
 
     Parameters
     ----------
@@ -177,7 +177,11 @@ def references(
     rebuilt, rebuilt_pitch = vae.reconstruct(images, pitches, np.array([c["digit"] for c in chosen]))
     versions = {
         "vocoder": (denormalize(images, judge.mel_min, judge.mel_max), from_unit(pitches)),
-        "vae": (denormalize(rebuilt, judge.mel_min, judge.mel_max), from_unit(rebuilt_pitch)),
+        # As generated clips are made: the decoder's image, its contrast stretched, then the vocoder.
+        "vae": (
+            stretch_contrast(denormalize(rebuilt, judge.mel_min, judge.mel_max), generate.contrast),
+            from_unit(rebuilt_pitch),
+        ),
     }
     for kind, (images_db, tracks) in versions.items():
         clips = synthesize_many(

@@ -3,7 +3,8 @@
 z drawn from where the training clips of the asked digit lie in latent space
 (``generate.sampling: fitted``, the default) or from the prior N(0, I)
 (``prior``), its spread scaled by the temperature → decoder → a log-mel image
-and a pitch track → undo the normalisation → the vocoder (harmonic, or
+and a pitch track → undo the normalisation → stretch the image's contrast over
+time (``generate.contrast``) → the vocoder (harmonic, or
 Griffin-Lim: :mod:`speakdigits.vocoder`) → 16-bit wav at the features' sample
 rate. All randomness comes from the seed, so the same seed gives the same files.
 """
@@ -26,7 +27,7 @@ from speakdigits.formats.normalized import denormalize, load_stats
 from speakdigits.model import sample_latents
 from speakdigits.params import GenerateParams, MelParams
 from speakdigits.pitch import from_unit
-from speakdigits.vocoder import synthesize_many
+from speakdigits.vocoder import stretch_contrast, synthesize_many
 
 #: The mel grid shows at most this many clips of each digit (rows of up to 10 for an unconditional model),
 #: so its size stays bounded whatever the count.
@@ -103,8 +104,8 @@ def generate(
     generate : GenerateParams
         ``sampling`` (where z comes from: the Gaussian fitted to the training
         clips' latents of the digit, ``latents.json``, or N(0, I)),
-        ``temperature`` (scale of z's spread around its mean) and the
-        vocoder's settings.
+        ``temperature`` (scale of z's spread around its mean), ``contrast``
+        (:func:`stretch_contrast`) and the vocoder's settings.
     digits : list of int or None
         One entry per clip: the digit to say (conditional model) or None.
     seed : int
@@ -133,7 +134,7 @@ def generate(
     )
     labels = np.array([0 if d is None else d for d in digits])
     images, pitch = vae.decode(z, labels if vae.conditional else None)
-    images_db = denormalize(np.clip(images, 0.0, 1.0), mel_min, mel_max)
+    images_db = stretch_contrast(denormalize(np.clip(images, 0.0, 1.0), mel_min, mel_max), generate.contrast)
     records = []
     with atomic_dir(out_dir) if replace else add_files(out_dir, output_names(digits)) as tmp:
         clips = synthesize_many(

@@ -429,6 +429,7 @@ def gen(trained, out: Path, digits, *, seed=3, model=None, sampling="fitted"):
         n_samples=1,
         sampling=sampling,
         temperature=1.0,
+        contrast=1.2,
         vocoder="harmonic",
         vocoder_iters=4,
         griffin_lim_momentum=0.99,

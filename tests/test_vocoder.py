@@ -12,7 +12,7 @@ import pytest
 from speakdigits import audio, pitch
 from speakdigits.params import MelParams
 from speakdigits.quality import voicing
-from speakdigits.vocoder import pitch_to_audio, synthesize, voicing_weight
+from speakdigits.vocoder import pitch_to_audio, stretch_contrast, synthesize, voicing_weight
 
 MEL = MelParams(
     sample_rate=16000, duration=1.0, n_mels=64, frames=64, n_fft=1024, fmin=0.0, fmax=4000.0, trim_db=None, top_db=80
@@ -120,3 +120,17 @@ def test_mel_fmax_bounds_the_harmonics():
     spectrum = np.abs(np.fft.rfft(clip)) ** 2
     freqs = np.fft.rfftfreq(len(clip), 1 / MEL.sample_rate)
     assert spectrum[freqs > 1500].sum() < 1e-3 * spectrum.sum()
+
+
+def test_contrast_stretches_each_band_about_its_level_in_speech_and_leaves_1_alone():
+    rng = np.random.default_rng(0)
+    images = rng.uniform(-30, 0, (2, 8, 20))
+    images[:, :, 12:] = -75.0  # silence after the word: more than 40 dB below the peak
+    assert np.array_equal(stretch_contrast(images, 1.0), images)
+    stretched = stretch_contrast(images, 1.5)
+    speech = images[:, :, :12]
+    level = speech.mean(axis=2, keepdims=True)  # each band's level over the speech frames only
+    np.testing.assert_allclose(stretched[:, :, :12], level + 1.5 * (speech - level))
+    np.testing.assert_allclose(stretched[:, :, :12].mean(axis=2, keepdims=True), level)  # the level is kept
+    assert np.all(stretched[:, :, 12:] < images[:, :, 12:] - 20)  # the silence goes deeper
+    np.testing.assert_allclose(stretched[1], stretch_contrast(images[1:], 1.5)[0])  # each clip on its own
