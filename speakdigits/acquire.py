@@ -26,7 +26,7 @@ from speakdigits.cores import available_cores, init_worker
 from speakdigits.errors import PipelineError
 from speakdigits.formats.raw import write_raw
 from speakdigits.params import DataParams
-from speakdigits.sources import download, read_archive
+from speakdigits.sources import check_archive, download, read_archive
 
 # Metadata files recognised inside a source, by base name.
 METADATA_NAMES = ("audioMNIST_meta.txt", "speakers.json", "meta.json", "metadata.py")
@@ -215,7 +215,7 @@ def build_raw(
     if remote is not None:
         archive = Path(cache_dir) / remote.filename
         with _locked(archive):  # queued experiments running side by side fetch it once
-            digest = download(remote.url, archive, sha256=data.sha256 or remote.sha256)
+            digest = download(remote.url, archive, sha256=data.sha256 or remote.sha256, check=check_archive)
         return collect(out_dir, archive, origin={"source": source, "url": remote.url, "sha256": digest})
     path = existing_local_source(source, Path.cwd())
     return collect(out_dir, path, origin={"source": str(path.resolve())})

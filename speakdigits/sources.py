@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from speakdigits.errors import PipelineError
 
-__all__ = ["download", "read_archive"]
+__all__ = ["check_archive", "download", "read_archive"]
 
 _ARCHIVE_KINDS = "a folder, .zip, .tar, .tar.gz or .tgz"
 
@@ -43,6 +43,10 @@ _OFFLINE_HINT = (
 )
 
 _CHUNK = 1 << 16
+
+#: Most bytes one download may bring (AudioMNIST's archive is about 1 GB): a body that never ends
+#: stops here instead of filling the disk.
+MOST_DOWNLOAD_BYTES = 4 << 30
 
 # Everything that can go wrong on the wire once a request is under way:
 # URLError wraps connect failures, http.client raises its own exceptions
@@ -62,13 +66,17 @@ def download(
     timeout: float = 20.0,
     retries: int = 5,
     progress: bool = True,
+    most_bytes: int = MOST_DOWNLOAD_BYTES,
+    check: Callable[[Path], None] | None = None,
 ) -> str:
     """Download ``url`` to ``dest`` atomically, resuming broken transfers.
 
     Bytes are streamed into ``dest`` + ``".part"``; that file is renamed onto
-    ``dest`` only once it is complete and, if ``sha256`` is given, verified.
-    So ``dest`` either does not exist or holds the whole file, and a ``.part``
-    left by an interrupted run is resumed by the next call.
+    ``dest`` only once it is complete and, if ``sha256`` is given, verified,
+    and ``check`` passes. So ``dest`` either does not exist or holds the whole
+    file, and a ``.part`` left by an interrupted run is resumed by the next
+    call, if the server names the version it came from. Beside ``dest``,
+    ``dest`` + ``".sha256"`` records the digest and size it had when fetched.
 
     Parameters
     ----------
@@ -86,6 +94,11 @@ def download(
         HTTP ``Range`` request) before giving up.
     progress : bool, optional
         Show a tqdm progress bar on stderr.
+    most_bytes : int, optional
+        A file larger than this is refused (and what came of it deleted).
+    check : callable, optional
+        Called with the complete file before it becomes ``dest``; raises
+        PipelineError if the file is damaged (e.g. :func:`check_archive`).
 
     Returns
     -------
@@ -97,22 +110,31 @@ def download(
     PipelineError
         The first connection fails (offline, DNS, refused, timeout), the
         server answers with an HTTP error, the transfer keeps breaking off
-        after ``retries`` resumptions, or the checksum does not match (the
-        partial download is then deleted).
+        after ``retries`` resumptions, the file is larger than ``most_bytes``,
+        the checksum does not match or ``check`` fails (what was downloaded is
+        then deleted).
 
     Notes
     -----
-    If ``dest`` already exists and matches ``sha256`` (or ``sha256`` is None)
-    it is returned without touching the network; it is hashed though, to
-    return the digest.  A ``dest`` that does not match is downloaded again and
-    replaced only once the new copy verifies.
+    If ``dest`` already exists and matches ``sha256`` (or, with ``sha256``
+    None, the digest and size recorded when it was fetched) it is returned
+    without touching the network; it is hashed though, to return the digest.
+    A ``dest`` that does not match (damaged on disk, or from an older version
+    of this program, without a record) is downloaded again, with a one-line
+    note, and replaced only once the new copy verifies.
     """
     dest = Path(dest)
     want = sha256.strip().lower() if sha256 is not None else None
+    record = dest.with_name(dest.name + ".sha256")
     if dest.is_file():
         have = _file_sha256(dest)
-        if want is None or have == want:
+        if (have == want) if want is not None else (_read_record(record) == (have, dest.stat().st_size)):
             return have
+        print(
+            f"download: {dest} is not the file fetched from {url} (its sha256 or size differs, or no record); "
+            "fetching it again",
+            file=sys.stderr,
+        )
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
 
@@ -161,7 +183,7 @@ def download(
         connected = True
         try:
             with response:
-                _receive(response, part, offset, dest.name, progress, validator_file)
+                _receive(response, part, offset, dest.name, progress, validator_file, most_bytes, url)
         except (_Truncated, *_NETWORK_ERRORS) as exc:
             failures += 1
             if failures > retries:
@@ -179,9 +201,51 @@ def download(
         raise PipelineError(
             f"download {url}: sha256 mismatch, expected {want} but got {have}; the downloaded file was deleted"
         )
+    if check is not None:
+        try:
+            check(part)
+        except PipelineError as err:
+            part.unlink()
+            validator_file.unlink(missing_ok=True)
+            raise PipelineError(f"download {url}: the file is damaged ({err}); it was deleted") from None
+    record.unlink(missing_ok=True)  # never a record that vouches for another file
     os.replace(part, dest)
+    record.write_text(f"{have} {dest.stat().st_size}\n", encoding="utf-8")
     validator_file.unlink(missing_ok=True)
     return have
+
+
+def _read_record(record: Path) -> tuple[str, int] | None:
+    """The (sha256, size) recorded beside a downloaded file, or None if there is no readable record."""
+    try:
+        digest, size = record.read_text(encoding="utf-8").split()
+        return digest, int(size)
+    except (OSError, ValueError):
+        return None
+
+
+def check_archive(path: Path) -> None:
+    """Refuse a ``.zip`` or tar archive that cannot be read to its end (a truncated download).
+
+    A zip's member list sits at its end; a (compressed) tar is read through.
+    Other kinds of file pass.
+
+    Raises
+    ------
+    PipelineError
+        Naming what is wrong.
+    """
+    name = Path(path).name.lower()
+    try:
+        if name.endswith(".zip") or name.endswith(".zip.part"):
+            with zipfile.ZipFile(path) as archive:
+                archive.namelist()
+        elif name.removesuffix(".part").endswith((".tar", ".tar.gz", ".tgz")):
+            with tarfile.open(path) as archive:
+                for _ in archive:
+                    pass
+    except _ARCHIVE_ERRORS as exc:
+        raise PipelineError(f"not a readable archive: {_one_line(exc) or type(exc).__name__}") from None
 
 
 def _open(url: str, offset: int, timeout: float, validator: str) -> http.client.HTTPResponse:
@@ -216,22 +280,26 @@ def _receive(
     label: str,
     progress: bool,
     validator_file: Path,
+    most_bytes: int,
+    url: str,
 ) -> None:
     """Append (206) or write afresh (200) the response body to ``part``.
 
     A fresh body's version (:func:`_version`) goes to ``validator_file``, for
     the ``If-Range`` of a later resumption; a server without one gets no
-    resumption. Raises ``_Truncated`` when the body is shorter than announced:
-    urllib returns an empty read at a premature EOF instead of raising.
+    resumption, and a 206 must name the same version again. Raises
+    ``_Truncated`` when the body is shorter than announced (urllib returns an
+    empty read at a premature EOF instead of raising), PipelineError when it
+    is larger than ``most_bytes`` (and deletes the partial file).
     """
     total = None
     if offset and response.status == 206:
         saved = validator_file.read_text(encoding="utf-8").strip()
-        if _version(response) and _version(response) != saved:
-            # A server that ignored If-Range but says the file changed.
+        if _version(response) != saved:
+            # A server that ignored If-Range: the rest may be of another version, or it does not say.
             part.unlink()
             validator_file.unlink()
-            raise _Truncated("the remote file changed since the partial download")
+            raise _Truncated("the server did not confirm the partial file's version")
         start, total = _content_range(response)
         if start != offset:
             # Not the bytes we asked for; appending them would corrupt the
@@ -249,6 +317,16 @@ def _receive(
         if response.status == 206:  # unasked-for range; trust its total
             total = _content_range(response)[1]
 
+    def too_large(size: int) -> PipelineError:
+        part.unlink(missing_ok=True)
+        validator_file.unlink(missing_ok=True)
+        return PipelineError(
+            f"cannot download {url}: {size} bytes or more, above the {most_bytes}-byte limit of a download; "
+            "nothing was kept"
+        )
+
+    if total is not None and total > most_bytes:
+        raise too_large(total)
     with (
         open(part, "ab" if offset else "wb") as out,
         tqdm(
@@ -267,6 +345,9 @@ def _receive(
             out.write(chunk)
             size += len(chunk)
             bar.update(len(chunk))
+            if size > most_bytes:
+                out.close()
+                raise too_large(size)
     if total is not None and size < total:
         raise _Truncated(f"connection closed after {size} of {total} bytes")
 

@@ -201,6 +201,8 @@ class FileServer:
     slow: float = 0.0  # seconds each full body takes to send
     send_etag: bool = True  # identify the file's version (If-Range is honoured either way)
     if_ranges: list[str | None] = field(default_factory=list)  # If-Range header of every GET
+    ignore_if_range: bool = False  # honour Range even when If-Range names another version
+    endless: bool = False  # a 200 with no Content-Length whose body never ends
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.port}/{name}"
@@ -218,11 +220,20 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_error(404, "Not Found")
             return
         data = path.read_bytes()
+        if state.endless:
+            self.send_response(200)
+            self.end_headers()
+            try:
+                while True:
+                    self.wfile.write(data)
+            except OSError:  # the client hung up
+                return
         etag = f'"{hashlib.sha256(data).hexdigest()[:16]}"'  # a strong validator: changes with the bytes
         status, start = 200, 0
         if_range = self.headers.get("If-Range")
         state.if_ranges.append(if_range)
-        if wanted is not None and not state.ignore_range and (if_range is None or if_range == etag):
+        honoured = if_range is None or if_range == etag or state.ignore_if_range
+        if wanted is not None and not state.ignore_range and honoured:
             match = re.fullmatch(r"bytes=(\d+)-", wanted)
             assert match, f"client sent an unexpected Range {wanted!r}"
             start = int(match[1])

@@ -126,6 +126,24 @@ def test_wrong_pinned_digest_keeps_nothing(server, tmp_path):
     assert [p.name for p in (tmp_path / "cache").iterdir()] == ["am.zip.lock"]  # the lock that queued runs share
 
 
+def test_a_truncated_archive_is_never_cached_and_the_next_run_fetches_it(server, tmp_path):
+    # A server whose Content-Length (and body) is 1,000 bytes short: complete by HTTP, cached once as
+    # complete, and every later run failed with "File is not a zip file".
+    audiomnist_zip(server.root / "am.zip")
+    whole = (server.root / "am.zip").read_bytes()
+    (server.root / "am.zip").write_bytes(whole[:-1000])
+    remotes = {"audiomnist": RemoteSource(url=server.url("am.zip"), filename="am.zip", sha256=None)}
+    cache = tmp_path / "cache"
+    with pytest.raises(
+        PipelineError, match=r"am.zip: the file is damaged \(not a readable archive: .*\); it was deleted$"
+    ):
+        build_raw(tmp_path / "raw", data=data_params("audiomnist"), cache_dir=cache, remotes=remotes)
+    assert [p.name for p in cache.iterdir()] == ["am.zip.lock"] and not (tmp_path / "raw").exists()
+
+    (server.root / "am.zip").write_bytes(whole)  # the server mended
+    assert build_raw(tmp_path / "raw", data=data_params("audiomnist"), cache_dir=cache, remotes=remotes) == 6
+
+
 @pytest.mark.parametrize("kind", ["folder", "zip", "tar.gz"])
 def test_local_source_is_read_where_it_is(tmp_path, kind):
     archive = audiomnist_zip(tmp_path / "am.zip")

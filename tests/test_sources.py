@@ -134,6 +134,47 @@ def test_part_without_a_known_version_is_not_resumed(server: FileServer, tmp_pat
     assert dest.read_bytes() == data and server.requests[-1] == ("/blob.bin", None)
 
 
+def test_a_server_that_ignores_if_range_and_names_no_version_is_not_spliced(server: FileServer, tmp_path: Path):
+    old, new = _blob(seed=11), _blob(seed=12)
+    (server.root / "blob.bin").write_bytes(old)
+    server.drops_left = 1
+    dest = tmp_path / "blob.bin"
+    with pytest.raises(PipelineError):
+        download(server.url("blob.bin"), dest, retries=0, progress=False)
+    assert 0 < _part(dest).stat().st_size < len(old)  # half of v1, with v1's version beside it
+
+    (server.root / "blob.bin").write_bytes(new)  # v2 upstream; the server sends its tail to v1's Range
+    server.ignore_if_range, server.send_etag = True, False  # ... and says nothing of versions
+    download(server.url("blob.bin"), dest, progress=False)
+    assert dest.read_bytes() == new  # not v1's head with v2's tail
+    assert server.requests[-2:] == [("/blob.bin", f"bytes={len(old) // 2}-"), ("/blob.bin", None)]
+
+
+def test_an_endless_body_stops_at_the_size_limit_and_keeps_nothing(server: FileServer, tmp_path: Path):
+    (server.root / "blob.bin").write_bytes(_blob(100_000, seed=13))
+    server.endless = True
+    dest = tmp_path / "downloads" / "blob.bin"
+    with pytest.raises(PipelineError, match=r"above the 1000000-byte limit of a download; nothing was kept$"):
+        download(server.url("blob.bin"), dest, progress=False, most_bytes=1_000_000)
+    assert sorted(dest.parent.iterdir()) == []
+
+
+def test_a_cached_file_damaged_on_disk_is_fetched_again_with_a_note(server: FileServer, tmp_path: Path, capsys):
+    data = _blob(seed=14)
+    (server.root / "blob.bin").write_bytes(data)
+    dest = tmp_path / "blob.bin"
+    download(server.url("blob.bin"), dest, progress=False)
+    assert download(server.url("blob.bin"), dest, progress=False) == _sha(data) and len(server.requests) == 1
+
+    damaged = bytearray(data)
+    damaged[5000:7000] = bytes(255 - b for b in damaged[5000:7000])  # 2,000 bytes flipped, same size
+    dest.write_bytes(bytes(damaged))
+    assert download(server.url("blob.bin"), dest, progress=False) == _sha(data)
+    assert dest.read_bytes() == data and len(server.requests) == 2
+    note = capsys.readouterr().err.strip()
+    assert note.startswith(f"download: {dest} is not the file fetched from ") and note.endswith("fetching it again")
+
+
 def test_server_ignoring_range_restarts_from_zero(server: FileServer, tmp_path: Path):
     data = _blob(seed=2)
     (server.root / "blob.bin").write_bytes(data)
