@@ -51,6 +51,12 @@ class Stage:
     note: str = ""
 
 
+#: Threads inside one TensorFlow op (a matmul, a convolution): fixed, so that results do not
+#: depend on the number of cores (measured on the default run: training takes about 30 % longer
+#: than with two).
+TF_OP_THREADS = 1
+
+
 def import_tensorflow_quietly() -> None:
     """Import TensorFlow and Keras with their log noise silenced.
 
@@ -74,9 +80,10 @@ def import_tensorflow_quietly() -> None:
         import keras  # noqa: F401
         import tensorflow as tf
 
-        # Its thread pools sized to the cores this process is given (affinity, $SPEAKDIGITS_CORES),
-        # not the machine's count.
-        tf.config.threading.set_intra_op_parallelism_threads(available_cores())
+        # One thread inside each op, whatever the cores: how an op splits its sums over threads changes
+        # their rounding, so the model's bytes followed the core count (SPEAKDIGITS_CORES=1 trained
+        # another model). Independent ops still run side by side, on the cores this process is given.
+        tf.config.threading.set_intra_op_parallelism_threads(TF_OP_THREADS)
         tf.config.threading.set_inter_op_parallelism_threads(available_cores())
         tf.config.list_physical_devices()
     finally:

@@ -360,3 +360,15 @@ def test_diverging_train_fails_with_one_line_and_no_model(pipeline):
     assert ran_stages(recovered.stdout) in (["train"], ["train", "generate", "evaluate"])
     assert (repo / "data" / "model" / "decoder.keras").exists()
     assert UP_TO_DATE in run(DVC + ["status"], repo).stdout
+
+
+def test_one_core_trains_the_same_model_as_every_core(pipeline):
+    # With TensorFlow's threads per op following the cores, SPEAKDIGITS_CORES=1 (the README's advice for
+    # two queued experiments) trained another model, and so other clips and figures, from the same params.
+    repo, _ = pipeline
+    before = {name: data for name, data in outputs(repo).items() if name.startswith(("data/model/", "metrics/vae"))}
+    run([sys.executable, "-m", "stages.train"], repo, env={"SPEAKDIGITS_CORES": "1"})
+    after = {name: data for name, data in outputs(repo).items() if name.startswith(("data/model/", "metrics/vae"))}
+    assert sorted(after) == sorted(before) and "data/model/decoder.keras" in after
+    assert [name for name in before if after[name] != before[name]] == []
+    assert UP_TO_DATE in run(DVC + ["status"], repo).stdout
