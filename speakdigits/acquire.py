@@ -21,7 +21,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from speakdigits import audio, espeak, synthetic
+from speakdigits import espeak, synthetic, wav
 from speakdigits.cores import available_cores, init_worker
 from speakdigits.errors import PipelineError
 from speakdigits.formats.raw import write_raw
@@ -65,7 +65,7 @@ def _speak_speaker(task: tuple) -> list[tuple[str, bytes]]:
     return [
         (
             f"{speaker.speaker_id}/{digit}_{speaker.speaker_id}_{take}.wav",
-            audio.wav_bytes(samples, espeak.sample_rate()),
+            wav.wav_bytes(samples, espeak.sample_rate()),
         )
         for (digit, take), samples in zip(pairs, clips)
     ]
@@ -155,7 +155,7 @@ def collect(out_dir: Path, source: Path, *, origin: dict) -> int:
     Every ``.wav`` in any sub-folder is kept under its relative path (the
     ``extract`` stage reports names it cannot parse); the first recognised
     metadata file (see ``METADATA_NAMES``) becomes ``speakers.json``. Files
-    too large to be a clip (``audio.MAX_CLIP_BYTES``) are not read; they are
+    too large to be a clip (``wav.MAX_CLIP_BYTES``) are not read; they are
     listed with the reason in ``source.json``'s ``skipped``, which the extract
     stage's report includes.
 
@@ -169,12 +169,10 @@ def collect(out_dir: Path, source: Path, *, origin: dict) -> int:
     info = dict(origin, metadata_file=None, skipped=[])
 
     def clips() -> Iterator[tuple[str, bytes]]:
-        for name, data in tqdm(
-            read_archive(source, _keep, max_bytes=audio.MAX_CLIP_BYTES), desc="packing", unit="file"
-        ):
+        for name, data in tqdm(read_archive(source, _keep, max_bytes=wav.MAX_CLIP_BYTES), desc="packing", unit="file"):
             if data is None:
                 info["skipped"].append(
-                    {"file": name, "reason": f"larger than {audio.MAX_CLIP_BYTES / 2**20:.0f} MB unpacked; not read"}
+                    {"file": name, "reason": f"larger than {wav.MAX_CLIP_BYTES / 2**20:.0f} MB unpacked; not read"}
                 )
             elif name.lower().endswith(".wav"):
                 yield name, data

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from speakdigits.audio import BadClip, log_mel, prepare, wav_bytes
+from speakdigits.audio import log_mel, prepare
 from speakdigits.classifier import take_split
 from speakdigits.files import atomic_dir
 from speakdigits.formats import raw
@@ -57,6 +57,7 @@ from speakdigits.params import EvaluateParams, GenerateParams, MelParams
 from speakdigits.pitch import F0, VOICING, from_unit, to_unit, track
 from speakdigits.quality import measure_many, summarize
 from speakdigits.vocoder import stretch_contrast, synthesize_many
+from speakdigits.wav import BadClip, wav_bytes
 
 # Reconstructed clips of unheard speakers, the novelty yardstick: enough for a stable median and a
 # 1 % quantile, few enough that the distances stay quick at AudioMNIST's size.

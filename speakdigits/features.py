@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from speakdigits import audio, pitch
+from speakdigits import audio, pitch, wav
 from speakdigits.cores import available_cores, init_worker
 from speakdigits.errors import PipelineError
 from speakdigits.files import atomic_dir
@@ -132,7 +132,7 @@ def _extract_batch(batch: tuple[int, list[str]]) -> tuple[list[str], dict[str, s
         data = _read_member(name)
         try:
             samples = audio.prepare(data, mel)
-        except audio.BadClip as err:
+        except wav.BadClip as err:
             reasons[name] = str(err)
             continue
         images.append(audio.log_mel(samples, mel=mel))
@@ -148,9 +148,9 @@ def native_rate(archive: zipfile.ZipFile, name: str) -> int | None:
     """The sample rate of a member, from its header (None: unreadable; extraction will say why)."""
     try:
         with archive.open(name) as member:
-            rate = audio.header_sample_rate(member.read(audio.HEADER_BYTES))
-        return rate if rate is not None else audio.decode_wav(archive.read(name))[1]
-    except (audio.BadClip, zipfile.BadZipFile, zlib.error, EOFError, OSError):
+            rate = wav.header_sample_rate(member.read(wav.HEADER_BYTES))
+        return rate if rate is not None else wav.decode_wav(archive.read(name))[1]
+    except (wav.BadClip, zipfile.BadZipFile, zlib.error, EOFError, OSError):
         return None
 
 

@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from speakdigits.audio import wav_bytes
 from speakdigits.errors import PipelineError
 from speakdigits.files import add_files, atomic_dir
 from speakdigits.formats.generated import GRID_PNG, MELS_NPY, SAMPLES_JSON, clip_names, output_names
@@ -28,6 +27,7 @@ from speakdigits.model import sample_latents
 from speakdigits.params import GenerateParams, MelParams
 from speakdigits.pitch import from_unit
 from speakdigits.vocoder import stretch_contrast, synthesize_many
+from speakdigits.wav import wav_bytes
 
 #: The mel grid shows at most this many clips of each digit (rows of up to 10 for an unconditional model),
 #: so its size stays bounded whatever the count.

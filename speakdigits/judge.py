@@ -16,10 +16,11 @@ import keras
 import numpy as np
 import scipy.linalg
 
-from speakdigits.audio import BadClip, clip_to_mel
+from speakdigits.audio import clip_to_mel
 from speakdigits.formats.classifiers import EMBEDDING, load_classifier
 from speakdigits.formats.normalized import scale
 from speakdigits.params import MelParams
+from speakdigits.wav import BadClip
 
 # Added to both covariances of the Fréchet distance: with fewer clips than
 # embedding dimensions the covariances are singular, and their product's square

@@ -15,8 +15,8 @@ import multiprocessing
 
 import numpy as np
 
-from speakdigits.audio import BadClip, decode_wav, resample
 from speakdigits.cores import available_cores, init_worker
+from speakdigits.wav import BadClip, decode_wav, resample
 
 SAMPLE_RATE = 16_000
 SECONDS = 1.0

@@ -29,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from speakdigits.audio import BadClip, decode_wav, resample
 from speakdigits.cores import available_cores, init_worker
+from speakdigits.wav import BadClip, decode_wav, resample
 
 #: The rate every measure here works at (DNSMOS and PESQ-WB are defined at 16 kHz).
 SAMPLE_RATE = 16_000

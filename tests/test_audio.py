@@ -18,7 +18,7 @@ import pytest
 import scipy.signal
 import soundfile as sf
 
-from speakdigits import audio
+from speakdigits import audio, wav
 from speakdigits.params import MelParams
 
 RNG = np.random.default_rng(1234)
@@ -74,7 +74,7 @@ def test_trim_bounds_are_librosas(case):
 
 
 def test_trim_bounds_of_digital_silence_are_librosas():
-    # Every frame equals the loudest one, so nothing is trimmed (fix_length refuses such clips first).
+    # Every frame equals the loudest one, so nothing is trimmed (trim_normalize_pad refuses such clips first).
     samples = np.zeros(5000, dtype=np.float32)
     _, (start, end) = librosa.effects.trim(samples, top_db=40.0)
     assert audio.trim_bounds(samples, top_db=40.0) == (int(start), int(end))
@@ -83,7 +83,7 @@ def test_trim_bounds_of_digital_silence_are_librosas():
 @pytest.mark.parametrize("orig_sr, n", [(48000, 58001), (8000, 3517), (16000, 16000), (44100, 1000)])
 def test_resample_is_librosas(orig_sr, n):
     samples = RNG.standard_normal(n).astype(np.float32)
-    ours = audio.resample(samples, orig_sr=orig_sr, target_sr=22050)
+    ours = wav.resample(samples, orig_sr=orig_sr, target_sr=22050)
     assert ours.tobytes() == librosa.resample(samples, orig_sr=orig_sr, target_sr=22050).tobytes()
 
 
@@ -97,7 +97,7 @@ def test_log_mel_is_librosas_melspectrogram_in_db(n_mels, frames, n_fft, fmax, s
     sr, duration = 22050, 1.0
     samples = speechlike(sr, np.random.default_rng(n_mels), lead=2000, length=9000, noise=1e-3)
     if speech_ends is not None:
-        samples[speech_ends:] = 0.0  # as fix_length pads an onset-aligned clip
+        samples[speech_ends:] = 0.0  # as trim_normalize_pad pads an onset-aligned clip
     mel = MelParams(
         sample_rate=sr,
         duration=duration,
@@ -155,7 +155,7 @@ def with_chunk_before_data(data: bytes, chunk: bytes) -> bytes:
 )
 def test_decode_gives_libsndfiles_samples(make):
     data = make()
-    samples, sr = audio.decode_wav(data)
+    samples, sr = wav.decode_wav(data)
     expected, expected_sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
     assert sr == expected_sr
     assert samples.tobytes() == expected.mean(axis=1).astype(np.float32).tobytes()
@@ -164,13 +164,13 @@ def test_decode_gives_libsndfiles_samples(make):
 def test_fast_and_libsndfile_paths_refuse_the_same_header_alike():
     # 3 kHz: below MIN_SAMPLE_RATE, as 16-bit PCM (read here) and as float (read by libsndfile).
     for subtype in ("PCM_16", "FLOAT"):
-        with pytest.raises(audio.BadClip, match=r"^sample rate 3000 Hz; expected 4000 to 192000 Hz$"):
-            audio.decode_wav(wav_bytes(np.zeros(3000), 3000, subtype))
+        with pytest.raises(wav.BadClip, match=r"^sample rate 3000 Hz; expected 4000 to 192000 Hz$"):
+            wav.decode_wav(wav_bytes(np.zeros(3000), 3000, subtype))
 
 
 def test_a_data_chunk_longer_than_the_file_is_left_to_libsndfile():
     data = wav_bytes(RNG.uniform(-0.5, 0.5, 8000), 8000, "PCM_16")
     truncated = data[:-4000]  # the header still promises 8000 samples
-    samples, _ = audio.decode_wav(truncated)
+    samples, _ = wav.decode_wav(truncated)
     expected, _ = sf.read(io.BytesIO(truncated), dtype="float32", always_2d=True)
     assert samples.tobytes() == expected.mean(axis=1).astype(np.float32).tobytes()

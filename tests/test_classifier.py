@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from speakdigits import espeak, synthetic
-from speakdigits.audio import clip_to_mel, wav_bytes
+from speakdigits.audio import clip_to_mel
 from speakdigits.classifier import (
     AGE_BRACKETS,
     CLASSES,
@@ -31,6 +31,7 @@ from speakdigits.formats.normalized import scale, write_split
 from speakdigits.judge import Judge
 from speakdigits.normalize import fit_min_max
 from speakdigits.params import ClassifyParams, MelParams
+from speakdigits.wav import wav_bytes
 
 from conftest import rejection, with_value, without
 

@@ -25,6 +25,7 @@ from speakdigits.features import clean_speaker_metadata, extract, resolve_geomet
 from speakdigits.formats.features import CLIP_COLUMNS, read_features, read_geometry
 from speakdigits.formats.raw import write_raw
 from speakdigits.params import MelParams
+from speakdigits.wav import header_sample_rate
 
 from conftest import REPO, TINY_PARAMS
 
@@ -410,10 +411,10 @@ def test_resolve_geometry_caps_the_band_at_the_pipelines_own_nyquist():
 
 def test_a_headers_sample_rate_is_read_from_its_first_bytes():
     data = wav(tone(SR), SR)
-    assert audio.header_sample_rate(data[:64]) == SR
-    assert audio.header_sample_rate(b"RIFF\0\0\0\0WAVE") is None  # no fmt chunk yet
-    assert audio.header_sample_rate(data[:20]) is None  # a fmt chunk cut short
-    assert audio.header_sample_rate(b"not a wav file at all") is None
+    assert header_sample_rate(data[:64]) == SR
+    assert header_sample_rate(b"RIFF\0\0\0\0WAVE") is None  # no fmt chunk yet
+    assert header_sample_rate(data[:20]) is None  # a fmt chunk cut short
+    assert header_sample_rate(b"not a wav file at all") is None
 
 
 def test_resolve_geometry_refuses_bands_that_hold_no_fft_bin_in_the_recordings_band():

@@ -15,8 +15,8 @@ from pathlib import Path
 import matplotlib.image
 import numpy as np
 
-from speakdigits.audio import wav_bytes
 from speakdigits.listening import Clip, render_page, save_mel_png, write_page
+from speakdigits.wav import wav_bytes
 
 from conftest import browser_check, tags
 

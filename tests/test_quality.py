@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.signal
 
-from speakdigits import audio, mfcc
+from speakdigits import audio, mfcc, wav
 from speakdigits.quality import SAMPLE_RATE, at_16k, dnsmos, measure, measure_many, pesq_wb, summarize, voicing
 
 RATE = SAMPLE_RATE
@@ -68,8 +68,8 @@ def test_pesq_of_a_clip_against_itself_is_the_top_of_the_scale_and_falls_with_no
 
 
 def test_measures_of_wav_files_at_any_rate_and_their_summary():
-    clips = [audio.wav_bytes(at_16k(voiced_vowel(), RATE), RATE), audio.wav_bytes(whispered_vowel(), RATE)]
-    clips.append(audio.wav_bytes(scipy.signal.resample_poly(voiced_vowel(), 11, 8).astype(np.float32), 22000))
+    clips = [wav.wav_bytes(at_16k(voiced_vowel(), RATE), RATE), wav.wav_bytes(whispered_vowel(), RATE)]
+    clips.append(wav.wav_bytes(scipy.signal.resample_poly(voiced_vowel(), 11, 8).astype(np.float32), 22000))
     clips.append(b"not a wav")
     measures = [measure(wav, reference=clips[0] if i == 2 else None) for i, wav in enumerate(clips)]
     assert measures[0]["voiced"] > 0.8 and measures[1]["voiced"] < 0.1
@@ -84,7 +84,7 @@ def test_measures_of_wav_files_at_any_rate_and_their_summary():
 
 
 def test_measures_are_the_same_on_one_process_or_two():
-    clips = [audio.wav_bytes(voiced_vowel(f0), RATE) for f0 in np.linspace(100, 220, 16)]
+    clips = [wav.wav_bytes(voiced_vowel(f0), RATE) for f0 in np.linspace(100, 220, 16)]
     assert measure_many(clips, jobs=1) == measure_many(clips, jobs=2)
 
 
@@ -100,7 +100,15 @@ def test_the_mfcc_front_end_never_reads_the_pipelines_features(monkeypatch):
     def broken(*args, **kwargs):
         raise AssertionError("the MFCC judge read the pipeline's features")
 
-    for name in ("log_mel", "mel_filters", "clip_to_mel", "prepare", "fix_length", "trim_bounds", "power_to_db"):
+    for name in (
+        "log_mel",
+        "mel_filters",
+        "clip_to_mel",
+        "prepare",
+        "trim_normalize_pad",
+        "trim_bounds",
+        "power_to_db",
+    ):
         monkeypatch.setattr(audio, name, broken)
     np.testing.assert_array_equal(mfcc.front_end(clip, RATE), before)
     assert before.shape == (mfcc.FRAMES, mfcc.N_MFCC) and before.dtype == np.float32
@@ -111,7 +119,7 @@ def test_the_mfcc_front_end_ignores_level_and_leading_silence():
     # Silence of six of librosa's trimming hops (512 samples): the trimmed clips start at the same sample.
     quiet_and_late = np.concatenate([np.zeros(6 * 512, np.float32), 0.1 * clip])
     np.testing.assert_allclose(mfcc.front_end(quiet_and_late, RATE), mfcc.front_end(clip, RATE), atol=1e-3)
-    assert mfcc.hear([b"junk", audio.wav_bytes(np.zeros(RATE, np.float32), RATE)]) == [
+    assert mfcc.hear([b"junk", wav.wav_bytes(np.zeros(RATE, np.float32), RATE)]) == [
         "unreadable (Format not recognised.)",
         "silent",
     ]
