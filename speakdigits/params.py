@@ -214,8 +214,14 @@ class GenerateParams:
     temperature: float = key("float", 0, 10)
     contrast: float = key("float", 0, 3)
     vocoder: str = key("str", choices=("harmonic", "griffin_lim"))
-    vocoder_iters: int = key("int", 1, 1000)
+    harmonic_iters: int = key("int", 1, 1000)
+    griffin_lim_iters: int = key("int", 1, 1000)
     griffin_lim_momentum: float = key("float", 0, 1.5)
+
+    @property
+    def vocoder_iters(self) -> int:
+        """Rounds of the chosen vocoder's loop."""
+        return self.harmonic_iters if self.vocoder == "harmonic" else self.griffin_lim_iters
 
 
 @dataclass(frozen=True)

@@ -164,7 +164,7 @@ PIPELINE_PARAMS = {
     "latent_dim": 4,
     "vae": {"filters": [8, 16], "dense": 32},
     "train": {"epochs": 2, "batch_size": 16},
-    "generate": {"per_digit": 1, "vocoder_iters": 4},
+    "generate": {"per_digit": 1, "harmonic_iters": 4},
 }
 
 

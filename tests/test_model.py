@@ -431,7 +431,8 @@ def gen(trained, out: Path, digits, *, seed=3, model=None, sampling="fitted"):
         temperature=1.0,
         contrast=1.2,
         vocoder="harmonic",
-        vocoder_iters=4,
+        harmonic_iters=4,
+        griffin_lim_iters=4,
         griffin_lim_momentum=0.99,
     )
     return generate(

@@ -361,3 +361,12 @@ def test_a_huge_file_or_value_gets_a_short_answer(tmp_path):
     assert "bytes; expected a params file of at most 1048576 bytes" in one_line_error(path)
     path = params_text(tmp_path, ("vocoder: harmonic", "vocoder: " + "y" * 100_000))
     assert "generate.vocoder = 'yyyy" in one_line_error(path)
+
+
+def test_each_vocoder_runs_its_own_number_of_rounds(tmp_path):
+    # The harmonic vocoder blurs the voice with many rounds, Griffin-Lim needs them: one shared count served neither.
+    params = with_value("generate.harmonic_iters", 8)
+    params["generate"]["griffin_lim_iters"] = 32
+    assert load_params(write_params(tmp_path, params)).generate.vocoder_iters == 8
+    params["generate"]["vocoder"] = "griffin_lim"
+    assert load_params(write_params(tmp_path, params)).generate.vocoder_iters == 32

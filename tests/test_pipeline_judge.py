@@ -152,9 +152,9 @@ def test_a_model_experiment_reruns_evaluate_but_not_classify(pipeline):
 
 def test_a_generation_change_reruns_generate_and_evaluate_only(pipeline):
     repo, _ = pipeline
-    iters = 3 if params_of(repo)["generate"]["vocoder_iters"] != 3 else 5
+    iters = 3 if params_of(repo)["generate"]["harmonic_iters"] != 3 else 5
     before = (repo / "metrics" / "evaluate.json").read_text()
-    result = exp_run(repo, f"generate.vocoder_iters={iters}")
+    result = exp_run(repo, f"generate.harmonic_iters={iters}")
     assert ran_stages(result.stdout) == ["generate", "evaluate"]
     for stage in ("train", "classify", "mfcc_judge"):
         assert f"Stage '{stage}' didn't change, skipping" in result.stdout
