@@ -11,16 +11,20 @@ date, whatever its params, so they do not depend on each other's order.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import soundfile as sf
 import yaml
 
-from conftest import DVC, REPO, UP_TO_DATE, dump_dom, params_of, ran_stages, reproduced_copy, run
+from conftest import DVC, REPO, UP_TO_DATE, dump_dom, params_of, ran_stages, reproduced_copy, run, tool_env
 
 #: The metrics the README's comparison always shows.
 HEADLINE = ("accuracy", "judge", "judge_mfcc", "voiced", "naturalness", "test_mse")
@@ -372,3 +376,98 @@ def test_one_core_trains_the_same_model_as_every_core(pipeline):
     assert sorted(after) == sorted(before) and "data/model/decoder.keras" in after
     assert [name for name in before if after[name] != before[name]] == []
     assert UP_TO_DATE in run(DVC + ["status"], repo).stdout
+
+
+def documented(command_start: str) -> str:
+    """The command of docs/pipeline.md that starts with ``command_start`` (the recovery steps the docs promise)."""
+    lines = (REPO / "docs" / "pipeline.md").read_text(encoding="utf-8").splitlines()
+    return next(line.strip() for line in lines if line.strip().startswith(command_start))
+
+
+def test_an_interrupted_experiment_is_undone_by_the_documented_recovery(pipeline):
+    # Ctrl-C in `dvc exp run` during train: DVC had removed the model and the git-tracked metrics, and
+    # `dvc checkout` alone brought back the model only.
+    repo, _ = pipeline
+    commit_all(repo, "the results an experiment is tried against")
+    before = outputs(repo)
+    proc = subprocess.Popen(
+        DVC + ["exp", "run", "-S", "train.epochs=500", "-S", "train.patience=500"],  # long enough to interrupt
+        cwd=repo,
+        env=tool_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # Ctrl-C reaches DVC and the stage it runs, as in a terminal
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        for line in proc.stdout:
+            if line.startswith("Running stage 'train'"):
+                break
+        time.sleep(4)  # TensorFlow is loading or training; DVC removed the outputs first
+        assert proc.poll() is None, "the experiment ended before it could be interrupted"
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode != 0
+    assert not (repo / "data" / "model").exists() and not (repo / "metrics" / "vae.json").exists()
+
+    recovery = documented("git checkout HEAD -- ")
+    run(["bash", "-c", recovery], repo)
+    assert outputs(repo) == before
+    assert run(["git", "status", "--porcelain"], repo).stdout == ""
+    assert UP_TO_DATE in run(DVC + ["status"], repo).stdout
+
+
+def test_a_refused_value_after_an_experiment_is_undone_by_exp_apply(pipeline):
+    # With an experiment's results in the workspace, `git checkout params.yaml` brought back the commit's
+    # params beside the experiment's model: train out of date.
+    repo, _ = pipeline
+    commit_all(repo, "the results an experiment is tried against")
+    latent = 6 if params_of(repo)["latent_dim"] != 6 else 5
+    result = run(DVC + ["exp", "run", "-S", f"latent_dim={latent}"], repo)
+    name = re.search(r"Ran experiment\(s\): (\S+)", result.stdout).group(1)
+    experiment = outputs(repo)
+    refused = run(DVC + ["exp", "run", "-S", "latent_dim=0"], repo, check=False)
+    assert refused.returncode != 0 and params_of(repo)["latent_dim"] == 0
+
+    assert documented("dvc exp apply ") == "dvc exp apply <name>"
+    run(DVC + ["exp", "apply", name], repo)
+    assert params_of(repo)["latent_dim"] == latent
+    assert outputs(repo) == experiment
+    assert UP_TO_DATE in run(DVC + ["status"], repo).stdout
+
+    run(["bash", "-c", documented("git checkout HEAD -- ")], repo)  # and back to the commit, for the next test
+    assert run(["git", "status", "--porcelain"], repo).stdout == ""
+    assert UP_TO_DATE in run(DVC + ["status"], repo).stdout
+
+
+def test_an_experiment_run_on_one_machine_is_compared_on_another(pipeline, tmp_path):
+    # Two clones of a bare Git repository stand in for two machines, a local folder for the DVC remote.
+    repo, _ = pipeline
+    run(DVC + ["remote", "add", "-d", "-f", "shared", str(tmp_path / "dvc-remote")], repo)
+    run(DVC + ["push", "-q"], repo)
+    commit_all(repo, "results, and the shared remote")
+    run(["git", "init", "-q", "--bare", str(tmp_path / "origin.git")], tmp_path)
+    run(["git", "push", "-q", str(tmp_path / "origin.git"), "HEAD:refs/heads/main"], repo)
+    machine, other = tmp_path / "machine", tmp_path / "other"
+    for clone in (machine, other):
+        run(["git", "clone", "-q", "-b", "main", str(tmp_path / "origin.git"), str(clone)], tmp_path)
+
+    run(DVC + ["pull", "-q"], machine)
+    latent = 6 if params_of(machine)["latent_dim"] != 6 else 5
+    result = run(DVC + ["exp", "run", "-S", f"latent_dim={latent}"], machine)
+    assert ran_stages(result.stdout) == ["train", "generate", "evaluate"]  # the pulled outputs are reused
+    name = re.search(r"Ran experiment\(s\): (\S+)", result.stdout).group(1)
+    run(DVC + ["exp", "push", "origin", name], machine)
+
+    run(DVC + ["exp", "pull", "origin"], other)
+    table = run(DVC + readme_comparison() + ["--no-pager"], other, env={"COLUMNS": "120"}).stdout
+    assert name in table and "latent_dim" in table, table
+    run(DVC + ["exp", "apply", name], other)
+    assert params_of(other)["latent_dim"] == latent
+    for path in ("data/model/decoder.keras", "data/generated/3_00.wav", "metrics/summary.json"):
+        assert (other / path).read_bytes() == (machine / path).read_bytes(), path
