@@ -165,7 +165,7 @@ def test_headline_formats_every_metric():
     assert any(value.startswith("0.1 / 0.125 (ratio 0.8;") for value in rows.values())
     assert rows["Generated: share that says the digit asked for (the lower of the two judges)"] == "90.0 %"
     assert rows["Generated: digit judge / MFCC judge"] == "90.0 % / 97.0 % — the mfcc judge flatters"
-    assert rows["Generated: inception score (digit judge; 10 at most)"] == "7.25"
+    assert rows["Generated: inception score (digit judge; higher is better, 10 at most)"] == "7.25"
     assert rows["Generated: judge's verdicts, digit: count"] == "0: 3, 1: 1"
     assert rows["Generated: voiced frames with f0 within the training speakers' range (80 – 240 Hz)"] == "98.0 %"
     assert rows["Real test-speaker clips the judges never heard (400): digit judge / MFCC judge"] == "98.5 % / 95.0 %"
