@@ -19,7 +19,7 @@ import scipy.signal
 import soundfile as sf
 
 from speakdigits import audio, wav
-from speakdigits.params import MelParams
+from speakdigits.params import MelParams, empty_mel_bands
 
 RNG = np.random.default_rng(1234)
 
@@ -174,3 +174,14 @@ def test_a_data_chunk_longer_than_the_file_is_left_to_libsndfile():
     samples, _ = wav.decode_wav(truncated)
     expected, _ = sf.read(io.BytesIO(truncated), dtype="float32", always_2d=True)
     assert samples.tobytes() == expected.mean(axis=1).astype(np.float32).tobytes()
+
+
+@pytest.mark.parametrize("sample_rate", [8000, 16000, 22050])
+@pytest.mark.parametrize("n_fft", [128, 256, 1024])
+@pytest.mark.parametrize("n_mels", [16, 96, 128, 256])
+def test_check_params_finds_exactly_the_empty_rows_of_the_filter_bank(sample_rate, n_fft, n_mels):
+    # params.py cannot import audio.py (which imports params), so it repeats Slaney's scale to find empty
+    # bands; this keeps the two the same.
+    bank = audio.mel_filters(sample_rate=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=0.0, fmax=4000.0)
+    empty = empty_mel_bands(sample_rate=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=0.0, fmax=4000.0)
+    assert empty == np.flatnonzero(bank.max(axis=1) == 0).tolist()
