@@ -84,10 +84,13 @@ def generate(
     generate: GenerateParams,
     digits: list[int | None],
     seed: int,
+    z: np.ndarray | None = None,
+    voices: list[dict] | None = None,
     replace: bool = True,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[dict]:
-    """Decode random latents into wav files, a mel grid, ``mels.npy`` and ``samples.json`` in ``out_dir``.
+    """Decode random latents (or the given ones) into wav files, a mel grid, ``mels.npy`` and
+    ``samples.json`` in ``out_dir``.
 
     Parameters
     ----------
@@ -110,6 +113,11 @@ def generate(
         One entry per clip: the digit to say (conditional model) or None.
     seed : int
         Seed of the latents and of the vocoder's noise (or initial phases).
+    z : numpy.ndarray, optional
+        The latent vector of each clip, chosen by the caller (a voice: :mod:`speakdigits.voices`);
+        by default drawn as ``generate.sampling`` says.
+    voices : list of dict, optional
+        Per clip, where its voice came from, recorded in ``samples.json`` as ``voice``.
     replace : bool
         Whether ``out_dir`` is the stage's own output, replaced (or a user's folder, added to).
     progress : callable, optional
@@ -124,14 +132,14 @@ def generate(
     mel_min, mel_max = load_stats(normalized_dir)
     if any(d is not None for d in digits) and not vae.conditional:
         raise PipelineError(f"{model_dir}: the model is unconditional; it cannot be asked for a digit")
-    latents = read_latents(model_dir) if generate.sampling == "fitted" else None
-    z = sample_latents(
-        latents,
-        digits if vae.conditional else [None] * len(digits),
-        latent_dim=vae.latent_dim,
-        temperature=generate.temperature,
-        rng=np.random.default_rng([seed, 4]),
-    )
+    if z is None:
+        z = sample_latents(
+            read_latents(model_dir) if generate.sampling == "fitted" else None,
+            digits if vae.conditional else [None] * len(digits),
+            latent_dim=vae.latent_dim,
+            temperature=generate.temperature,
+            rng=np.random.default_rng([seed, 4]),
+        )
     labels = np.array([0 if d is None else d for d in digits])
     images, pitch = vae.decode(z, labels if vae.conditional else None)
     images_db = stretch_contrast(denormalize(np.clip(images, 0.0, 1.0), mel_min, mel_max), generate.contrast)
@@ -147,7 +155,7 @@ def generate(
             seeds=[seed + index for index in range(len(digits))],
             progress=progress,
         )
-        for name, digit, samples in zip(clip_names(digits), digits, clips):
+        for index, (name, digit, samples) in enumerate(zip(clip_names(digits), digits, clips)):
             (tmp / name).write_bytes(wav_bytes(samples, mel.sample_rate))
             records.append(
                 {
@@ -156,6 +164,7 @@ def generate(
                     "seconds": len(samples) / mel.sample_rate,
                     "peak": float(np.abs(samples).max()),
                 }
+                | ({"voice": voices[index]} if voices is not None else {})
             )
         titles = [r["file"][:-4] if r["digit"] is None else f"digit {r['digit']}" for r in records]
         save_mel_grid(images_db, titles, tmp / GRID_PNG, rows=grid_rows(digits))

@@ -107,7 +107,8 @@ def summary(probs: np.ndarray, labels: np.ndarray | None = None) -> dict:
 
 
 class Judge:
-    """The trained digit classifier, answering probabilities and embeddings.
+    """A trained classifier of the classify stage (the digit judge unless asked for another task),
+    answering probabilities and embeddings.
 
     Parameters
     ----------
@@ -115,6 +116,8 @@ class Judge:
         A classifier from :func:`speakdigits.classifier.build_classifier`.
     classes : list of str
         Its class names.
+    task : str
+        What it tells apart (``digit``, ``speaker``, ``gender``, ``age``).
     mel : MelParams
         The ``mel`` section of params.yaml, to turn audio into images.
     mel_min, mel_max : numpy.ndarray
@@ -122,18 +125,25 @@ class Judge:
     """
 
     def __init__(
-        self, model: keras.Model, classes: list[str], *, mel: MelParams, mel_min: np.ndarray, mel_max: np.ndarray
+        self,
+        model: keras.Model,
+        classes: list[str],
+        *,
+        mel: MelParams,
+        mel_min: np.ndarray,
+        mel_max: np.ndarray,
+        task: str = "digit",
     ):
-        self.classes = list(classes)
+        self.classes, self.task = list(classes), task
         self.mel, self.mel_min, self.mel_max = mel, mel_min, mel_max
         # One pass gives both heads: the penultimate layer and the softmax.
         self._both = keras.Model(model.inputs[0], [model.get_layer(EMBEDDING).output, model.output])
 
     @classmethod
-    def load(cls, classifier_dir: Path, **kwargs) -> Judge:
-        """The digit classifier saved by the ``classify`` stage."""
-        model, classes = load_classifier(classifier_dir, "digit")
-        return cls(model, classes, **kwargs)
+    def load(cls, classifier_dir: Path, task: str = "digit", **kwargs) -> Judge:
+        """A classifier saved by the ``classify`` stage: the digit judge, or another ``task``'s."""
+        model, classes = load_classifier(classifier_dir, task)
+        return cls(model, classes, task=task, **kwargs)
 
     def images(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(probs, embeddings)`` of normalised mel images (clips x n_mels x frames)."""

@@ -26,9 +26,12 @@ import numpy as np
 DIR = Path("data/listen")
 INDEX_HTML = "index.html"
 VERDICTS_JSON = "verdicts.json"
+#: The map of the test clips' latent vectors (a DVC image plot too).
+LATENT_MAP_PNG = "latent_map.png"
 # Where the page's files go, relative to it.
 GENERATED_SUBDIR = "generated"
 REFERENCE_SUBDIR = "reference"
+VOICES_SUBDIR = "voices"
 
 PAGE_TITLE = "Spoken digits: generated voices, judged"
 PAGE_INTRO = [
@@ -47,6 +50,17 @@ REFERENCE_HEADER = [
     "vocoder ceiling: its own mel and pitch track → the vocoder",
     "VAE reconstruction (z = μ) → the vocoder",
 ]
+VOICES_INTRO = (
+    "Each row starts with a real test clip the VAE never heard, followed by its latent vector (the encoder's "
+    "mean) decoded with every digit: the same voice, if the latent vector holds it, saying 0 to 9. The third "
+    "caption is the speaker judge's verdict (✓ when it hears the source speaker). The last row walks in a "
+    "straight line from one clip's latent vector to another's."
+)
+LATENT_MAP_CAPTION = (
+    "The test speakers' clips in latent space (the encoder's means, projected on their two principal "
+    "components), coloured by digit and by speaker. The decoder is told the digit, so the latent vector "
+    "need not hold it: where the digits form clusters, the digit and the voice are not separated."
+)
 PAGE_NOTES = [
     "The vocoder ceiling is what a perfect generator of mels and pitch tracks would sound like with this "
     "pipeline's vocoder; generated clips cannot be judged better than it, except by chance.",
@@ -80,6 +94,8 @@ class Heard:
         The MFCC judge's class and probability (None when it could not hear the clip).
     sound : dict or None
         How it sounds (:func:`speakdigits.quality.measure`).
+    voice : str or None
+        What the speaker judge heard (a caption).
     """
 
     name: str
@@ -93,6 +109,7 @@ class Heard:
     second_verdict: int | None = None
     second_confidence: float | None = None
     sound: dict | None = None
+    voice: str | None = None
 
 
 @dataclass(frozen=True)
@@ -120,6 +137,8 @@ class Clip:
         The second judge's class and probability.
     sound : str or None
         A line on how it sounds.
+    voice : str or None
+        A line on whose voice the speaker judge heard.
     """
 
     audio: str
@@ -132,6 +151,7 @@ class Clip:
     second_verdict: str | None = None
     second_confidence: float | None = None
     sound: str | None = None
+    voice: str | None = None
 
 
 def save_mel_png(path: Path, mel_db: np.ndarray, *, low: float, high: float) -> None:
@@ -161,6 +181,9 @@ figure audio { width: 200px; height: 32px; }
 figcaption { font-size: 0.85em; }
 .clip-row { display: flex; align-items: center; border-top: 1px solid #ccc; padding: 0.4em 0; }
 .clip-row .label { flex: none; width: 2.5em; font-size: 1.6em; font-weight: bold; text-align: center; }
+.clip-row .label.wide { width: 9em; font-size: 0.95em; overflow-wrap: anywhere; }
+figure.map { width: auto; }
+figure.map img { width: 880px; max-width: 100%; height: auto; image-rendering: auto; }
 .clip-row .clips { display: flex; flex-wrap: wrap; gap: 0.6em; min-width: 0; }
 .right { color: #176d2b; font-weight: bold; }
 .wrong { color: #b3261e; font-weight: bold; }
@@ -220,8 +243,9 @@ def _clip_cell(clip: Clip) -> str:
             mark = ' <span class="right">✓</span>' if verdict == clip.expected else ' <span class="wrong">✗</span>'
         sure = f" ({confidence:.0%})" if confidence is not None else ""
         parts.append(f"<figcaption>{e(label)}: {e(verdict)}{e(sure)}{mark}</figcaption>")
-    if clip.sound:
-        parts.append(f'<figcaption class="note">{e(clip.sound)}</figcaption>')
+    for line in (clip.voice, clip.sound):
+        if line:
+            parts.append(f'<figcaption class="note">{e(line)}</figcaption>')
     if clip.note:
         parts.append(f'<figcaption class="note">{e(clip.note)}</figcaption>')
     parts.append("</figure>")
@@ -240,11 +264,13 @@ def _table(rows: list[tuple[str, list[Clip]]], header: list[str] | None = None) 
     return "\n".join(out)
 
 
-def _rows(rows: list[tuple[str, list[Clip]]]) -> str:
-    """Rows of clips that wrap to the window's width, however many a row holds."""
+def _rows(rows: list[tuple[str, list[Clip]]], *, wide_labels: bool = False) -> str:
+    """Rows of clips that wrap to the window's width, however many a row holds (labels of a few words:
+    ``wide_labels``)."""
     e = html.escape
+    label_class = "label wide" if wide_labels else "label"
     return "\n".join(
-        f'<div class="clip-row"><div class="label">{e(label)}</div><div class="clips">'
+        f'<div class="clip-row"><div class="{label_class}">{e(label)}</div><div class="clips">'
         + "".join(_clip_cell(clip) for clip in clips)
         + "</div></div>"
         for label, clips in rows
@@ -262,6 +288,8 @@ def render_page(
     notes: list[str],
     warnings: list[str] = (),
     sound: tuple[list[str], list[list[str]]] | None = None,
+    voices: list[tuple[str, list[Clip]]] = (),
+    latent_map: str | None = None,
 ) -> str:
     """The page's HTML.
 
@@ -283,6 +311,10 @@ def render_page(
         Each shown in a red box above everything else (an unreliable judge, a judge that flatters).
     sound : (list of str, list of list of str), optional
         The header and rows of a table of how each set of clips sounds.
+    voices : list of (str, list of Clip)
+        Rows of the voices section (none: no section).
+    latent_map : str, optional
+        Path of the latent map's image, relative to the page.
     """
     e = html.escape
     metrics = "\n".join(f"<tr><th>{e(name)}</th><td>{e(value)}</td></tr>" for name, value in headline)
@@ -295,6 +327,15 @@ def render_page(
         cells = ["<tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>"]
         cells += ["<tr>" + "".join(f"<td>{e(v)}</td>" for v in row) + "</tr>" for row in rows]
         sound_table = "<h2>How they sound</h2>\n<table>\n" + "\n".join(cells) + "\n</table>"
+    voice_section = ""
+    if voices or latent_map:
+        voice_section = "<h2>Voices: one voice saying every digit, and from one voice to another</h2>\n"
+        voice_section += "<p>" + e(VOICES_INTRO) + "</p>\n" + _rows(list(voices), wide_labels=True)
+        if latent_map:
+            voice_section += (
+                f'\n<figure class="map"><img src="{e(latent_map)}" alt="the latent map">'
+                f"<figcaption>{e(LATENT_MAP_CAPTION)}</figcaption></figure>"
+            )
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -315,6 +356,7 @@ def render_page(
 {_rows(generated)}
 <h2>References: real test clips, the vocoder ceiling and the VAE's reconstructions</h2>
 {_table(references, reference_header)}
+{voice_section}
 {endnotes}
 <p id="self-check">Self-check: waiting for the players and images to load…</p>
 <script>{CHECK_SCRIPT}</script>
@@ -415,6 +457,62 @@ def headline(metrics: dict) -> list[tuple[str, str]]:
             percent(novel.get("copies")),
         ),
     ]
+    return rows + voice_headline(metrics.get("voices", {}))
+
+
+def voice_headline(voices: dict) -> list[tuple[str, str]]:
+    """The page's rows on voices: conversion to every other digit, the speaker judge, the latent map."""
+    rows = []
+    if "converted" in voices:
+        rows.append(
+            (
+                f"Voices: test clips converted to every other digit ({voices['converted_clips']}), heard as the new "
+                "digit (the lower of the two judges; digit judge / MFCC judge)",
+                f"{percent(voices['converted'])} ({percent(voices['converted_mel'])} / "
+                f"{percent(voices['converted_mfcc'])})",
+            )
+        )
+    judge = voices.get("speaker_judge", {})
+    if "voice_kept" in voices:
+        rows += [
+            (
+                f"The speaker judge itself ({judge['speakers']} speakers, chance {percent(judge['chance'])}): "
+                "accuracy on real takes it never heard",
+                percent(judge["accuracy"]),
+            ),
+            (
+                "Voices: converted clips heard as their source speaker (voice kept)",
+                f"{percent(voices['voice_kept'])} (the source clips themselves: {percent(voices['voice_kept_real'])}, "
+                f"through the vocoder: {percent(voices['voice_kept_vocoder'])}, reconstructed: "
+                f"{percent(voices['voice_kept_reconstructed'])})",
+            ),
+        ]
+    known = voices.get("known_voices")
+    if known:
+        rows.append(
+            (
+                f"Voices: {known['speakers']} training speakers' voices (generate --speaker) saying every digit: "
+                "heard as the digit (the lower of the two judges) / as the speaker",
+                f"{percent(known['said'])} / {percent(known['kept'])}",
+            )
+        )
+    if "gender_kept" in voices:
+        rows.append(
+            (
+                "Voices: converted clips heard as their source speaker's gender",
+                f"{percent(voices['gender_kept'])} (the source clips: {percent(voices['gender_kept_real'])})",
+            )
+        )
+    space = voices.get("latent_map", {})
+    if "digit_separation" in space:
+        rows.append(
+            (
+                "Latent map: test clips nearest their own digit's / speaker's mean latent vector "
+                "(chance: one in the number of digits / speakers; low digit, high speaker: the voice is in z)",
+                f"{percent(space['digit_separation'])} / {percent(space.get('speaker_separation'))}"
+                + (" (one test speaker)" if space.get("speakers") == 1 else ""),
+            )
+        )
     return rows
 
 
@@ -469,6 +567,8 @@ def write_listening_page(
     mel_range: tuple[float, float],
     generated: list[Heard],
     references: list[tuple[int, list[Heard]]],
+    voices: list[tuple[str, list[Heard]]] = (),
+    latent_map: str | None = None,
 ) -> None:
     """The listening page and its files in ``out_dir``: wavs, mel PNGs, ``verdicts.json``, ``index.html``.
 
@@ -486,6 +586,11 @@ def write_listening_page(
     references : list of (int, list of Heard)
         One row per reference clip: its digit, then the clip as recorded, its
         vocoder ceiling and its VAE reconstruction.
+    voices : list of (str, list of Heard)
+        Rows of the voices section, each with its label: a source clip and its voice saying every
+        digit, and the clips from one voice to another.
+    latent_map : str, optional
+        The latent map's PNG, relative to the page (already in ``out_dir``).
     """
     verdict_log = []
 
@@ -520,6 +625,7 @@ def write_listening_page(
             second_verdict=None if heard.second_verdict is None else classes[heard.second_verdict],
             second_confidence=heard.second_confidence,
             sound=sound_line(heard.sound),
+            voice=heard.voice,
         )
 
     clips = [place(GENERATED_SUBDIR, heard) for heard in generated]
@@ -534,6 +640,7 @@ def write_listening_page(
             [("not judged", [c for c in clips if c.verdict is None])] if any(c.verdict is None for c in clips) else []
         )
     reference_rows = [(str(digit), [place(REFERENCE_SUBDIR, heard) for heard in row]) for digit, row in references]
+    voice_rows = [(label, [place(VOICES_SUBDIR, heard) for heard in row]) for label, row in voices]
     write_page(
         out_dir,
         title=PAGE_TITLE,
@@ -546,6 +653,8 @@ def write_listening_page(
         generated=rows,
         references=reference_rows,
         reference_header=REFERENCE_HEADER,
+        voices=voice_rows,
+        latent_map=latent_map,
         notes=PAGE_NOTES,
     )
     (Path(out_dir) / VERDICTS_JSON).write_text(json.dumps(verdict_log, indent=2) + "\n", encoding="utf-8")

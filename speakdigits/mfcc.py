@@ -3,8 +3,10 @@
 The clip at 16 kHz, its leading and trailing silence trimmed at 30 dB below
 its peak (librosa's own trim, not the pipeline's), peak-normalised and cut or
 padded to one second; then 20 MFCCs of 25 ms frames every 10 ms (40 mel bands
-up to 8 kHz), each coefficient's mean and spread over the clip removed, so
-that a level, a channel or a band a recording lacks moves nothing. Nothing
+up to 8 kHz). The digit judge hears them with each coefficient's mean and
+spread over the clip removed (:func:`per_clip_normalised`), so that a level,
+a channel or a band a recording lacks moves nothing; the speaker judge hears
+them as they are, for a voice's timbre is in those means. Nothing
 here reads the pipeline's features (:mod:`speakdigits.audio`'s log-mel), and
 nothing here loads TensorFlow: worker processes import this module alone.
 """
@@ -50,8 +52,13 @@ def front_end(samples: np.ndarray, rate: int) -> np.ndarray:
     mfcc = librosa.feature.mfcc(
         y=samples, sr=SAMPLE_RATE, n_mfcc=N_MFCC, n_fft=WINDOW, hop_length=HOP, n_mels=N_MELS, fmax=SAMPLE_RATE / 2
     )
-    mfcc = (mfcc - mfcc.mean(axis=1, keepdims=True)) / (mfcc.std(axis=1, keepdims=True) + 1e-6)
     return mfcc.T.astype(np.float32)
+
+
+def per_clip_normalised(mfcc: np.ndarray) -> np.ndarray:
+    """MFCCs (``... x FRAMES x N_MFCC``) with each coefficient's mean and spread over its clip removed."""
+    mfcc = np.asarray(mfcc, dtype=np.float32)
+    return (mfcc - mfcc.mean(axis=-2, keepdims=True)) / (mfcc.std(axis=-2, keepdims=True) + 1e-6)
 
 
 def _front_end(wav: bytes) -> np.ndarray | str:

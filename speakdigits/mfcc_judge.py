@@ -1,11 +1,13 @@
-"""The second digit judge: it hears clips through a front end of its own, never the VAE's features.
+"""The second digit judge: it hears clips through a front end of its own, never the VAE's features;
+and the speaker judge, which hears whose voice a clip is in.
 
 The first judge (:mod:`speakdigits.classifier`) reads the pipeline's own
 log-mel images, the VAE's feature space: it hears what is typical there, and
 rated generated clips above real recordings. This one starts from the audio:
 
 - the front end (:func:`speakdigits.mfcc.front_end`): MFCCs of the clip at
-  16 kHz, trimmed by librosa, not by the pipeline;
+  16 kHz, trimmed by librosa, not by the pipeline, each coefficient's mean and
+  spread over the clip removed;
 - the network (:func:`build_judge`): three 1-D convolutions over time, a
   global max pool (what is said matters, not exactly where), a 64-unit
   ``embedding`` and a softmax.
@@ -13,6 +15,14 @@ rated generated clips above real recordings. This one starts from the audio:
 It is trained on real recordings only, straight from the raw clips, every
 speaker, with each speaker's lowest-numbered takes held out to test it (the
 digit judge's split, :func:`speakdigits.classifier.take_split`).
+
+The speaker judge is the same network trained the same way to name the
+speaker, on the same MFCCs with their means and spreads kept, where a voice's
+timbre lies (scaled by the training clips' statistics, inside the network).
+A speaker judge on the pipeline's log-mel images was tried first: it named the
+FSDD test speaker in every recording but in only a quarter of the same
+recordings rebuilt by the vocoder, so it could not have told whether a
+generated clip kept a voice; this one names them in both.
 """
 
 from __future__ import annotations
@@ -29,16 +39,21 @@ from speakdigits.errors import PipelineError
 from speakdigits.files import atomic_dir
 from speakdigits.formats import raw
 from speakdigits.formats.classifiers import EMBEDDING
-from speakdigits.formats.mfcc_judge import save_judge
-from speakdigits.mfcc import FRAMES, N_MFCC, hear
+from speakdigits.formats.mfcc_judge import DIGIT, SPEAKER, load_judge, save_judge
+from speakdigits.mfcc import FRAMES, N_MFCC, hear, per_clip_normalised
 from speakdigits.params import ClassifyParams
 from speakdigits.runtime import make_deterministic
 
 
-def build_judge(n_classes: int = len(CLASSES["digit"])) -> keras.Model:
-    """The network: MFCC frames to digit probabilities (see the module docstring)."""
+def build_judge(n_classes: int = len(CLASSES["digit"]), *, standardise: np.ndarray | None = None) -> keras.Model:
+    """The network: MFCC frames to class probabilities (see the module docstring). ``standardise``: clips
+    whose per-coefficient mean and spread the network first removes (its first layer, adapted to them)."""
     mfcc = keras.Input((FRAMES, N_MFCC), name="mfcc")
     h = mfcc
+    if standardise is not None:
+        scaling = layers.Normalization(axis=-1, name="standardise")
+        scaling.adapt(np.asarray(standardise, np.float32).reshape(-1, N_MFCC))
+        h = scaling(h)
     for i, (channels, width) in enumerate(((64, 5), (128, 5), (128, 3))):
         h = layers.Conv1D(channels, width, padding="same", activation="relu", name=f"conv{i + 1}")(h)
         if i < 2:
@@ -66,7 +81,8 @@ def raw_clips(raw_dir: Path) -> tuple[list[bytes], np.ndarray, np.ndarray, np.nd
 
 
 def train_judge(raw_dir: Path, out_dir: Path, *, classify: ClassifyParams, seed: int) -> dict:
-    """Train the judge on the raw recordings and write it to ``out_dir`` (:mod:`speakdigits.formats.mfcc_judge`).
+    """Train the digit judge and the speaker judge on the raw recordings and write them to ``out_dir``
+    (:mod:`speakdigits.formats.mfcc_judge`).
 
     Parameters
     ----------
@@ -76,14 +92,16 @@ def train_judge(raw_dir: Path, out_dir: Path, *, classify: ClassifyParams, seed:
         Written atomically.
     classify : ClassifyParams
         The judges' training settings and ``holdout_takes``, the share of
-        every speaker's takes of each digit held out to test it.
+        every speaker's takes of each digit held out to test them.
     seed : int
-        Seed of initialisation and shuffling.
+        Seed of initialisation and shuffling (each judge starts from it).
 
     Returns
     -------
     dict
-        ``test_accuracy`` (on the held-out takes), clip counts, ``epochs_run``, ``held_out``.
+        The digit judge's ``test_accuracy`` (on the held-out takes), clip counts, ``epochs_run`` and
+        ``held_out``; and ``speaker``: the same of the speaker judge, with ``speakers``, or
+        ``available: false`` and why.
     """
     wavs, digits, speakers, takes = raw_clips(raw_dir)
     heard = hear(wavs)
@@ -93,9 +111,54 @@ def train_judge(raw_dir: Path, out_dir: Path, *, classify: ClassifyParams, seed:
     x = np.stack([h for h in heard if not isinstance(h, str)])
     digits, speakers, takes = digits[usable], speakers[usable], takes[usable]
     roles = take_split(speakers, digits, takes, fraction=classify.holdout_takes)
+    held_out = f"takes: the lowest-numbered {100 * classify.holdout_takes:g} % of every speaker's takes of each digit"
+    names = tuple(sorted(set(speakers.tolist())))
+    with atomic_dir(out_dir) as tmp:
+        model, metrics = train_one(per_clip_normalised(x), digits, roles, n_classes=10, classify=classify, seed=seed)
+        metrics |= {"unheard_files": int((~usable).sum()), "held_out": held_out}
+        save_judge(
+            tmp,
+            model,
+            name=DIGIT,
+            classes=CLASSES["digit"],
+            test_accuracy=metrics["test_accuracy"],
+            holdout_takes=classify.holdout_takes,
+            per_clip_normalised=True,
+        )
+        if len(names) < 2:
+            metrics["speaker"] = {"available": False, "reason": f"one speaker only ({names[0]}): nobody to tell apart"}
+            return metrics
+        print("mfcc_judge: the speaker judge")
+        who = np.array([names.index(name) for name in speakers.tolist()], dtype=np.int64)
+        model, report = train_one(x, who, roles, n_classes=len(names), classify=classify, seed=seed, standardise=True)
+        metrics["speaker"] = {"available": True, "speakers": len(names), "held_out": held_out, **report}
+        save_judge(
+            tmp,
+            model,
+            name=SPEAKER,
+            classes=names,
+            test_accuracy=report["test_accuracy"],
+            holdout_takes=classify.holdout_takes,
+            per_clip_normalised=False,
+        )
+    return metrics
+
+
+def train_one(
+    x: np.ndarray,
+    labels: np.ndarray,
+    roles: np.ndarray,
+    *,
+    n_classes: int,
+    classify: ClassifyParams,
+    seed: int,
+    standardise: bool = False,
+) -> tuple[keras.Model, dict]:
+    """One judge on front-end outputs ``x`` (clips x FRAMES x N_MFCC), trained on the clips whose role
+    (:func:`speakdigits.classifier.take_split`) is ``train``, stopped early on ``val``, tested on ``test``."""
     part = {role: roles == role for role in ("train", "val", "test")}
     make_deterministic(seed)
-    model = build_judge()
+    model = build_judge(n_classes, standardise=x[part["train"]] if standardise else None)
     model.compile(
         optimizer=keras.optimizers.Adam(classify.learning_rate),
         loss="sparse_categorical_crossentropy",
@@ -104,8 +167,8 @@ def train_judge(raw_dir: Path, out_dir: Path, *, classify: ClassifyParams, seed:
     has_val = bool(part["val"].any())
     history = model.fit(
         x[part["train"]],
-        digits[part["train"]],
-        validation_data=(x[part["val"]], digits[part["val"]]) if has_val else None,
+        labels[part["train"]],
+        validation_data=(x[part["val"]], labels[part["val"]]) if has_val else None,
         epochs=classify.epochs,
         batch_size=classify.batch_size,
         shuffle=True,
@@ -117,21 +180,14 @@ def train_judge(raw_dir: Path, out_dir: Path, *, classify: ClassifyParams, seed:
         verbose=2,
     )
     predicted = predict(model, x[part["test"]]).argmax(axis=1)
-    actual = digits[part["test"]]
-    accuracy = float(np.mean(predicted == actual)) if len(actual) else None
-    metrics = {
-        "test_accuracy": accuracy,
+    actual = labels[part["test"]]
+    return model, {
+        "test_accuracy": float(np.mean(predicted == actual)) if len(actual) else None,
         "train_clips": int(part["train"].sum()),
         "val_clips": int(part["val"].sum()),
         "test_clips": int(part["test"].sum()),
-        "unheard_files": int((~usable).sum()),
         "epochs_run": len(history.epoch),
-        "held_out": f"takes: the lowest-numbered {100 * classify.holdout_takes:g} % of every speaker's takes "
-        "of each digit",
     }
-    with atomic_dir(out_dir) as tmp:
-        save_judge(tmp, model, classes=CLASSES["digit"], test_accuracy=accuracy, holdout_takes=classify.holdout_takes)
-    return metrics
 
 
 def predict(model: keras.Model, x: np.ndarray) -> np.ndarray:
@@ -142,7 +198,7 @@ def predict(model: keras.Model, x: np.ndarray) -> np.ndarray:
 
 
 class MfccJudge:
-    """The trained judge, answering probabilities for wav files.
+    """A trained judge of this module, answering probabilities for wav files.
 
     Parameters
     ----------
@@ -150,15 +206,33 @@ class MfccJudge:
         From :func:`build_judge`, trained.
     classes : list of str
         Its class names.
+    per_clip_normalised : bool
+        Whether it hears MFCCs with each clip's means and spreads removed (the digit judge) or as they are.
+    task : str
+        What it tells apart (``digit``, ``speaker``).
     """
 
-    def __init__(self, model: keras.Model, classes: list[str]):
+    def __init__(
+        self, model: keras.Model, classes: list[str], *, per_clip_normalised: bool = True, task: str = "digit"
+    ):
         self.model, self.classes = model, list(classes)
+        self.per_clip_normalised, self.task = per_clip_normalised, task
+
+    @classmethod
+    def load(cls, judge_dir: Path, name: str = DIGIT) -> MfccJudge:
+        """The digit judge (``name``: ``judge``) or the speaker judge (``speaker``) of the mfcc_judge stage."""
+        model, info = load_judge(judge_dir, name)
+        task = "digit" if name == DIGIT else name
+        return cls(model, info["classes"], per_clip_normalised=info.get("per_clip_normalised", True), task=task)
 
     def wavs(self, wavs: list[bytes]) -> tuple[np.ndarray, list[int], list[str | None]]:
         """``(probs, judged, problems)``: probabilities of the clips that could be heard, their indices
         into ``wavs``, and for every clip None or why it could not be heard."""
         heard = hear(wavs)
         judged = [i for i, h in enumerate(heard) if not isinstance(h, str)]
-        probs = predict(self.model, np.stack([heard[i] for i in judged]) if judged else np.zeros((0, FRAMES, N_MFCC)))
-        return probs, judged, [h if isinstance(h, str) else None for h in heard]
+        x = np.stack([heard[i] for i in judged]) if judged else np.zeros((0, FRAMES, N_MFCC), np.float32)
+        return (
+            predict(self.model, per_clip_normalised(x) if self.per_clip_normalised else x),
+            judged,
+            [h if isinstance(h, str) else None for h in heard],
+        )

@@ -342,7 +342,8 @@ class TrainedVAE:
 
 
 def fit_latent_gaussians(mu: np.ndarray, log_var: np.ndarray, digits: np.ndarray | None) -> dict:
-    """Where the training clips lie in latent space: one Gaussian per digit.
+    """Where the training clips lie in latent space: one Gaussian per digit (or per any other label:
+    the train stage also fits one per speaker, the voices of ``generate --speaker``).
 
     The encoder's posteriors of the training clips of a digit, q(z|x) =
     N(μ, σ²), together form that digit's *aggregate posterior*: the region the
@@ -358,13 +359,14 @@ def fit_latent_gaussians(mu: np.ndarray, log_var: np.ndarray, digits: np.ndarray
     mu, log_var : numpy.ndarray
         clips x latent_dim: the encoder's outputs on the training clips.
     digits : numpy.ndarray or None
-        The clips' digits (conditional model), or None: one Gaussian for all.
+        The clips' digits (conditional model), or None: one Gaussian for all;
+        or their speakers.
 
     Returns
     -------
     dict
         ``{group: {"clips": n, "mean": [...], "cov": [[...], ...]}}`` with
-        group the digit as a string, or ``'all'``.
+        group the digit (or speaker) as a string, or ``'all'``.
     """
     mu, var = np.asarray(mu, dtype=np.float64), np.exp(np.asarray(log_var, dtype=np.float64))
     groups = (
@@ -413,8 +415,45 @@ def sample_latents(
                 "latent space to draw it from; use generate.sampling=prior"
             )
         rows = [i for i, d in enumerate(digits) if (ALL_DIGITS if d is None else str(d)) == group]
-        cov = np.asarray(latents[group]["cov"], dtype=np.float64)
-        # A tiny ridge keeps the factorisation defined for a degenerate (e.g. single-clip) covariance.
-        factor = np.linalg.cholesky(cov + 1e-9 * np.eye(latent_dim))
-        z[rows] = np.asarray(latents[group]["mean"]) + temperature * eps[rows] @ factor.T
+        z[rows] = around(latents[group], eps[rows], temperature=temperature)
     return z
+
+
+def around(gaussian: dict, eps: np.ndarray, *, temperature: float) -> np.ndarray:
+    """Standard normal draws ``eps`` (n x latent_dim) mapped into one of :func:`fit_latent_gaussians`'
+    Gaussians (``mean``, ``cov``), their spread scaled by ``temperature``."""
+    cov = np.asarray(gaussian["cov"], dtype=np.float64)
+    # A tiny ridge keeps the factorisation defined for a degenerate (e.g. single-clip) covariance.
+    factor = np.linalg.cholesky(cov + 1e-9 * np.eye(len(cov)))
+    return np.asarray(gaussian["mean"]) + temperature * eps @ factor.T
+
+
+def digit_centres(latents: dict, digits) -> np.ndarray:
+    """The centre in latent space of each given digit's training clips (:func:`fit_latent_gaussians`' means),
+    a row each.
+
+    Raises
+    ------
+    PipelineError
+        For a digit no training clip said (no centre to say it from).
+    """
+    rows = []
+    for digit in np.asarray(digits).tolist():
+        if str(digit) not in latents:
+            raise PipelineError(f"the training set holds no clip of digit {digit}, so no voice can be said as it")
+        rows.append(latents[str(digit)]["mean"])
+    return np.asarray(rows, dtype=np.float64).reshape(len(rows), -1)
+
+
+def voice_of(mu: np.ndarray, digits, latents: dict) -> np.ndarray:
+    """Clips' voices: their latent vectors (clips x latent_dim) less the centre of the digit each says.
+
+    A conditional VAE is told the digit, yet its latent vector still partly holds it: each digit's
+    training clips lie around a centre of their own. What is left, the offset from that centre, is
+    the voice (:mod:`speakdigits.voices`)."""
+    return np.asarray(mu, dtype=np.float64) - digit_centres(latents, digits)
+
+
+def saying(voices: np.ndarray, digits, latents: dict) -> np.ndarray:
+    """The latent vectors that say ``digits`` in ``voices`` (one row each): :func:`voice_of` undone."""
+    return np.asarray(voices, dtype=np.float64) + digit_centres(latents, digits)

@@ -24,6 +24,7 @@ from speakdigits.model import (
     pitch_mse,
     reconstruction_mse,
     to_channels,
+    voice_of,
 )
 from speakdigits.params import TrainParams, VaeParams
 from speakdigits.runtime import make_deterministic
@@ -123,9 +124,11 @@ def train(
     normalized_dir : Path
         Output of the normalize stage.
     model_dir : Path
-        Written atomically: ``encoder.keras``, ``decoder.keras``, ``model.json``
-        and ``latents.json`` (where the training clips lie in latent space, per
-        digit: see :func:`speakdigits.model.fit_latent_gaussians`).
+        Written atomically: ``encoder.keras``, ``decoder.keras``, ``model.json``,
+        ``latents.json`` (where the training clips lie in latent space, per
+        digit: see :func:`speakdigits.model.fit_latent_gaussians`) and
+        ``speakers.json`` (per training speaker, their voice: the Gaussian of
+        their clips' offsets from their digits' centres, :mod:`speakdigits.voices`).
     live_dir : Path
         DVCLive's folder (per-epoch losses, final and test metrics), written
         as training goes, so that ``dvc plots show`` and the DVC tools for VS
@@ -193,6 +196,12 @@ def train(
             model_tmp,
             trained,
             latents,
+            # Each speaker's voice: their clips' offsets from their digits' centres (speakdigits.voices).
+            fit_latent_gaussians(
+                voice_of(mu, splits["train"]["digit"], latents) if vae.conditional else mu,
+                log_var,
+                splits["train"]["speaker"],
+            ),
             {
                 "arch": vae.arch,
                 "conditional": vae.conditional,

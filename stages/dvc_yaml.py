@@ -171,6 +171,7 @@ def _wrap(text: str, width: int) -> list[str]:
 
 def render() -> str:
     """dvc.yaml's text: the headline metrics, the plots, the model registry entries, the stages."""
+    from speakdigits import listening
     from speakdigits.formats import classifiers, generated, model
     from stages import classify, evaluate, train
 
@@ -214,6 +215,8 @@ plots:
       y: predicted
   # The generated clips' spectrograms, one row per digit.
   - {(generated.DIR / generated.GRID_PNG).as_posix()}
+  # The test clips' latent vectors on a plane, by digit and by speaker (the voices: listening page).
+  - {(listening.DIR / listening.LATENT_MAP_PNG).as_posix()}
 
 # The trained models, for DVC's model registry (dvc artifacts, Studio).
 artifacts:

@@ -38,6 +38,8 @@ def summary(metrics: dict) -> dict[str, float]:
         "naturalness": gen["sound"].get("ovrl"),
         "pesq": metrics["vocoder_ceiling"]["sound"].get("pesq"),
         "novelty": metrics["novelty"].get("ratio"),
+        "converted": metrics["voices"].get("converted"),
+        "voice_kept": metrics["voices"].get("voice_kept"),
     }
     return {key: float(f"{value:.4g}") for key, value in values.items() if value is not None and math.isfinite(value)}
 
@@ -102,6 +104,26 @@ def main(args: argparse.Namespace) -> None:
             print(
                 f"evaluate: sound of {label} clips: voiced {sound['voiced']:.3f}, DNSMOS SIG {sound['sig']:.2f} "
                 f"BAK {sound['bak']:.2f} OVRL {sound['ovrl']:.2f} P.808 {sound['p808']:.2f}{pesq}"
+            )
+    voices = metrics["voices"]
+    if "converted" in voices:
+        kept = (
+            f"; heard as their own speaker {voices['voice_kept']:.3f} "
+            f"(the source clips {voices['voice_kept_real']:.3f}, "
+            f"speaker judge {voices['speaker_judge']['accuracy']:.3f} on unheard takes, chance "
+            f"{voices['speaker_judge']['chance']:.3f})"
+            if "voice_kept" in voices
+            else ""
+        )
+        print(
+            f"evaluate: voices: {voices['converted_clips']} clips converted to another digit, heard as it "
+            f"{voices['converted']:.3f}{kept}"
+        )
+        known = voices.get("known_voices")
+        if known:
+            print(
+                f"evaluate: voices: {known['speakers']} training speakers' voices saying every digit: heard as it "
+                f"{known['said']:.3f}, as the speaker {known['kept']:.3f}"
             )
     print(f"evaluate: listening page {(listening.DIR / listening.INDEX_HTML).resolve()}")
 

@@ -4,6 +4,12 @@ Also usable on its own, after training, to ask the model for clips:
 
     python -m stages.generate --digit 7 --count 5 --out samples/
 
+or for a voice of your choice (a conditional model; without --digit, every digit):
+
+    python -m stages.generate --digit 7 --like path/to/3_george_5.wav --out samples/
+    python -m stages.generate --speaker george --out samples/
+    python -m stages.generate --digit 7 --between a.wav b.wav --steps 5 --out samples/
+
 --out adds the clips to a new or existing folder and never overwrites or
 removes anything there: a folder that already holds a file of the same name
 is refused, so is a repository's root, the home directory and .git.
@@ -11,6 +17,8 @@ is refused, so is a repository's root, the home directory and .git.
 
 import argparse
 from pathlib import Path
+
+import numpy as np
 
 from speakdigits.errors import PipelineError
 from speakdigits.files import check_user_folder
@@ -40,6 +48,28 @@ def arguments(parser: argparse.ArgumentParser) -> None:
         help=f"folder to add the clips to; nothing there is overwritten (default: replace {generated.DIR})",
     )
     parser.add_argument("--seed", type=int, default=None, help="seed, 0 to 2**31 - 1 (default: params.yaml's seed)")
+    voice = parser.add_argument_group("the voice (default: a new one for every clip)")
+    chosen = voice.add_mutually_exclusive_group()
+    chosen.add_argument(
+        "--like",
+        type=Path,
+        metavar="WAV",
+        help="in the voice of this recording (--count N > 1: N takes around it, with generate.temperature)",
+    )
+    chosen.add_argument(
+        "--speaker", metavar="NAME", help="in the voice of a training speaker (data/model/speakers.json lists them)"
+    )
+    chosen.add_argument(
+        "--between", type=Path, nargs=2, metavar=("A", "B"), help="voices moving from A's to B's, in --steps clips"
+    )
+    voice.add_argument(
+        "--like-digit",
+        type=int,
+        choices=range(10),
+        metavar="0-9",
+        help="the digit the --like or --between recordings say (default: from their names, as 3_george_5.wav)",
+    )
+    voice.add_argument("--steps", type=int, default=5, help="clips from A to B with --between, both ends included")
 
 
 @entry_point(tensorflow=True, arguments=arguments)
@@ -55,7 +85,22 @@ def main(args: argparse.Namespace) -> None:
         raise PipelineError(f"--count {args.count}: expected a positive number of clips")
     if args.seed is not None and not 0 <= args.seed < 2**31:
         raise PipelineError(f"--seed {args.seed}: expected a whole number from 0 to 2**31 - 1")
-    if args.digit is not None:
+    voice_asked = args.like is not None or args.speaker is not None or args.between is not None
+    if args.like_digit is not None and args.like is None and args.between is None:
+        raise PipelineError("--like-digit: says which digit the --like or --between recordings say; give one of those")
+    if voice_asked:
+        if not conditional:
+            raise PipelineError(
+                "--like/--speaker/--between: the trained model is unconditional (vae.conditional: false), so its "
+                "latent vector holds the digit as well as the voice; retrain with vae.conditional=true"
+            )
+        if args.between is not None and args.count is not None:
+            raise PipelineError("--count: with --between, --steps says how many clips go from A to B")
+        if not 1 <= args.steps <= MOST_CLIPS // 10:
+            raise PipelineError(f"--steps {args.steps}: expected 1 to {MOST_CLIPS // 10} clips from A to B")
+        takes = args.steps if args.between is not None else args.count or 1
+        digits = [d for d in ([args.digit] if args.digit is not None else range(10)) for _ in range(takes)]
+    elif args.digit is not None:
         if not conditional:
             raise PipelineError(
                 "--digit: the trained model is unconditional (vae.conditional: false); "
@@ -74,6 +119,27 @@ def main(args: argparse.Namespace) -> None:
     if args.out is not None:
         check_user_folder(args.out, generated.output_names(digits))  # before any work
     out = args.out or generated.DIR
+    seed = params.seed if args.seed is None else args.seed
+    z, voices = None, None
+    if voice_asked:
+        from speakdigits.model import saying
+        from speakdigits.voices import chosen_voice
+
+        # The same voices (one per take) say each digit asked for.
+        voice, voices = chosen_voice(
+            model.DIR,
+            normalized.DIR,
+            takes,
+            like=args.like,
+            speaker=args.speaker,
+            between=args.between,
+            like_digit=args.like_digit,
+            mel=geometry,
+            temperature=gen.temperature,
+            seed=seed,
+        )
+        voice, voices = np.tile(voice, (len(digits) // takes, 1)), voices * (len(digits) // takes)
+        z = saying(voice, digits, model.read_latents(model.DIR))
     records = generate(
         model.DIR,
         normalized.DIR,
@@ -81,7 +147,9 @@ def main(args: argparse.Namespace) -> None:
         mel=geometry,
         generate=gen,
         digits=digits,
-        seed=params.seed if args.seed is None else args.seed,
+        seed=seed,
+        z=z,
+        voices=voices,
         replace=args.out is None,
         progress=report_progress,
     )

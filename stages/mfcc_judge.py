@@ -1,5 +1,5 @@
-"""DVC stage ``mfcc_judge``: the second digit judge, trained on the raw recordings' MFCCs, in
-data/mfcc_judge; its accuracy on held-out takes in metrics/mfcc_judge.json."""
+"""DVC stage ``mfcc_judge``: the second digit judge and the speaker judge, trained on the raw recordings'
+MFCCs, in data/mfcc_judge; their accuracies on held-out takes in metrics/mfcc_judge.json."""
 
 import argparse
 from pathlib import Path
@@ -31,6 +31,14 @@ def main(args: argparse.Namespace) -> None:
         f"mfcc_judge: test accuracy {'–' if accuracy is None else format(accuracy, '.3f')} on "
         f"{metrics['test_clips']} clips held out by {metrics['held_out']}"
     )
+    speaker = metrics["speaker"]
+    if speaker["available"]:
+        print(
+            f"mfcc_judge: the speaker judge: test accuracy {speaker['test_accuracy']:.3f} on {speaker['test_clips']} "
+            f"clips of {speaker['speakers']} speakers (chance {1 / speaker['speakers']:.3f})"
+        )
+    else:
+        print(f"mfcc_judge: no speaker judge: {speaker['reason']}")
 
 
 if __name__ == "__main__":

@@ -67,6 +67,7 @@ E2E_MODULES = frozenset(
         "test_classifier",
         "test_judge",
         "test_listening_page",
+        "test_voices",
     }
 )
 

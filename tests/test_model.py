@@ -24,7 +24,7 @@ from PIL import Image
 
 from speakdigits.audio import log_mel
 from speakdigits.errors import PipelineError
-from speakdigits.formats.model import load_vae, read_geometry, read_latents, read_model_info, save_vae
+from speakdigits.formats.model import load_vae, read_geometry, read_latents, read_model_info, read_speakers, save_vae
 from speakdigits.formats.normalized import write_split, write_stats
 from speakdigits.generation import generate, grid_rows, requested_digits, save_mel_grid
 from speakdigits.model import (
@@ -150,9 +150,11 @@ def test_save_and_load_round_trip_gives_identical_predictions(tmp_path):
     )
     info = {"arch": "conv", "conditional": True, "latent_dim": 3, "shape": [20, 12]}
     latents = {"4": {"clips": 1, "mean": [0.5, 0.0, -1.0], "cov": np.eye(3).tolist()}}
-    save_vae(tmp_path, TrainedVAE(encoder, decoder, True), latents, info)
+    speakers = {"ann": {"clips": 2, "mean": [0.0, 1.0, 0.0], "cov": np.eye(3).tolist()}}
+    save_vae(tmp_path, TrainedVAE(encoder, decoder, True), latents, speakers, info)
     assert read_model_info(tmp_path) == info
     assert read_latents(tmp_path) == latents
+    assert read_speakers(tmp_path) == speakers
     loaded = load_vae(tmp_path)  # safe mode
     assert loaded.conditional
     loaded_encoder, loaded_decoder = loaded.encoder, loaded.decoder
@@ -252,6 +254,7 @@ def test_train_writes_model_and_dvclive_metrics(trained):
         "encoder.keras",
         "latents.json",
         "model.json",
+        "speakers.json",
     ]
     # Where the training clips of each digit lie in latent space, for generation to draw from.
     latents = read_latents(model_dir)
@@ -423,7 +426,7 @@ def test_empty_training_split_is_a_pipeline_error(tmp_path):
 # --------------------------------------------------------------------------- generation
 
 
-def gen(trained, out: Path, digits, *, seed=3, model=None, sampling="fitted"):
+def gen(trained, out: Path, digits, *, seed=3, model=None, sampling="fitted", **chosen):
     settings = GenerateParams(
         per_digit=1,
         n_samples=1,
@@ -436,7 +439,14 @@ def gen(trained, out: Path, digits, *, seed=3, model=None, sampling="fitted"):
         griffin_lim_momentum=0.99,
     )
     return generate(
-        model or trained["model"], trained["normalized"], out, mel=MEL, generate=settings, digits=digits, seed=seed
+        model or trained["model"],
+        trained["normalized"],
+        out,
+        mel=MEL,
+        generate=settings,
+        digits=digits,
+        seed=seed,
+        **chosen,
     )
 
 
@@ -556,6 +566,7 @@ def unconditional_model(tmp_path):
         model_dir,
         TrainedVAE(encoder, decoder, False),
         latents,
+        {},
         {"arch": "conv", "conditional": False, "latent_dim": LATENT, "shape": list(SHAPE)},
     )
     return model_dir
@@ -624,15 +635,16 @@ def test_saved_model_files_are_byte_identical_for_identical_models(tmp_path):
     )
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
-        save_vae(tmp_path / name, TrainedVAE(encoder, decoder, True), {}, {"conditional": True, "latent_dim": 2})
+        save_vae(tmp_path / name, TrainedVAE(encoder, decoder, True), {}, {}, {"conditional": True, "latent_dim": 2})
         time.sleep(1.1)  # the second save happens at a later second on the clock
-    for name in ("encoder.keras", "decoder.keras", "latents.json", "model.json"):
+    for name in ("encoder.keras", "decoder.keras", "latents.json", "model.json", "speakers.json"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [
         "decoder.keras",
         "encoder.keras",
         "latents.json",
         "model.json",
+        "speakers.json",
     ]
     reloaded = load_vae(tmp_path / "a").encoder
     assert len(reloaded.get_weights()) == len(encoder.get_weights())
@@ -645,7 +657,7 @@ from speakdigits.formats.model import save_vae
 from speakdigits.model import TrainedVAE, build_encoder_decoder
 keras.utils.set_random_seed(0)
 encoder, decoder = build_encoder_decoder((16, 16), latent_dim=2, arch="conv", conditional=True, filters=[4], dense=8)
-save_vae(sys.argv[1], TrainedVAE(encoder, decoder, True), {}, {"conditional": True, "latent_dim": 2})
+save_vae(sys.argv[1], TrainedVAE(encoder, decoder, True), {}, {}, {"conditional": True, "latent_dim": 2})
 """
 
 

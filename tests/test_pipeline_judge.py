@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
+from PIL import Image
+
+from speakdigits.formats.normalized import load_split
 
 from conftest import DVC, UP_TO_DATE, browser_check, params_of, ran_stages, reproduced_copy, run, tags
 
@@ -95,7 +98,38 @@ def test_repro_trains_the_classifiers_and_judges_the_generated_clips(pipeline):
         assert sound["clips"] == (10 if key == "generated" else params_of(repo)["evaluate"]["reference_clips"])
         assert 0 <= sound["voiced"] <= 1 and all(1 <= sound[k] <= 5 for k in ("sig", "bak", "ovrl", "p808"))
         assert ("pesq" in sound) == (key in ("vocoder_ceiling", "vae")) or sound.get("pesq") is None
+    # Voices: every reference clip's voice said as every other digit, heard by the digit judges and by the
+    # speaker judge (mfcc_judge), which knows all 4 speakers (tested, like the digit judges, on takes it never heard).
+    voices = metrics["voices"]
+    references = params_of(repo)["evaluate"]["reference_clips"]
+    assert voices["sources"] == references and voices["converted_clips"] == 9 * references
+    assert voices["converted"] == min(voices["converted_mel"], voices["converted_mfcc"])
+    speaker = json.loads((repo / "metrics" / "mfcc_judge.json").read_text())["speaker"]
+    assert speaker["held_out"].startswith("takes") and speaker["test_clips"] == 40  # 4 speakers x 10 digits x take 0
+    assert voices["speaker_judge"] == {"accuracy": speaker["test_accuracy"], "speakers": 4, "chance": 0.25}
+    assert sorted(p.name for p in (repo / "data" / "mfcc_judge").iterdir()) == [
+        "judge.json",
+        "judge.keras",
+        "speaker.json",
+        "speaker.keras",
+    ]
+    assert all(0 <= voices[k] <= 1 for k in ("voice_kept", "voice_kept_real", "voice_kept_reconstructed"))
+    assert "gender_kept" not in voices  # tiny data: no gender classifier to ask
+    # The two training speakers' voices (as generate --speaker says them), each saying every digit.
+    assert voices["known_voices"]["speakers"] == 2 and 0 <= voices["known_voices"]["kept"] <= 1
+    # The map holds the test speakers' clips only (one speaker here: 10 digits x 2 takes).
+    test_clips = len(load_split(repo / "data" / "normalized", "test")["digit"])
+    assert voices["latent_map"]["clips"] == test_clips == 20 and voices["latent_map"]["speakers"] == 1
+    assert "speaker_separation" not in voices["latent_map"] and 0 <= voices["latent_map"]["digit_separation"] <= 1
+    assert Image.open(repo / "data" / "listen" / "latent_map.png").size[0] > 500
+    assert "<h2>Voices: one voice saying every digit" in page and 'src="latent_map.png"' in page
+    # Three voices saying every digit (the source, then 0-9), then six steps from one voice to another.
+    assert page.count('class="label wide"') == 4
+    assert len(list((repo / "data" / "listen" / "voices").glob("*_as_*.wav"))) == 3 * 9
+
     summary = json.loads((repo / "metrics" / "summary.json").read_text())
+    assert summary["converted"] == pytest.approx(voices["converted"], rel=1e-3)
+    assert summary["voice_kept"] == pytest.approx(voices["voice_kept"], rel=1e-3)
     assert summary["accuracy"] == pytest.approx(generated["accuracy"], rel=1e-3)
     assert summary["voiced"] == pytest.approx(metrics["generated"]["sound"]["voiced"], rel=1e-3)
     assert summary["naturalness"] == pytest.approx(metrics["generated"]["sound"]["ovrl"], rel=1e-3)
@@ -110,6 +144,7 @@ def test_repro_trains_the_classifiers_and_judges_the_generated_clips(pipeline):
     assert not plots.get("errors")
     matrix = plots["data"]["metrics/classify/confusion_digit.json"][0]["content"]
     assert len(matrix["data"]["values"]) == len(confusion)
+    assert "data/listen/latent_map.png" in plots["data"]
     assert UP_TO_DATE in run(DVC + ["status"], repo).stdout
 
 
@@ -121,7 +156,9 @@ def test_the_listening_page_plays_every_clip_offline(pipeline, tmp_path):
     audio = [attrs["src"] for tag, attrs in found if tag == "audio"]
     images = [attrs["src"] for tag, attrs in found if tag == "img"]
     references = params_of(repo)["evaluate"]["reference_clips"]
-    assert len(audio) == 10 + 3 * references  # every generated clip; real, vocoder ceiling and VAE per reference
+    # Every generated clip; real, vocoder ceiling and VAE per reference; three voices, each a source clip and
+    # its voice saying every digit; six steps from one voice to another.
+    assert len(audio) == 10 + 3 * references + 3 * (1 + 10) + 6
     for src in audio + images:
         assert not src.startswith(("/", "http:", "https:", "file:")) and (listen / src).is_file(), src
     # The generated clips are on the page as they were generated.

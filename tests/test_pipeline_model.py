@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -65,11 +66,14 @@ def test_repro_runs_every_stage_and_generates_every_digit(pipeline):
     workspace = shown[""]["data"]
     assert sorted(workspace) == ["metrics/summary.json", "metrics/vae.json"]  # the headline only
     summary = workspace["metrics/summary.json"]["data"]
-    assert set(summary) <= {"accuracy", "judge", "judge_mfcc", "voiced", "naturalness", "pesq", "novelty"}
+    assert set(summary) <= {
+        *("accuracy", "judge", "judge_mfcc", "voiced", "naturalness", "pesq", "novelty", "converted", "voice_kept")
+    }
     assert {"accuracy", "judge", "judge_mfcc", "voiced", "naturalness"} <= set(summary)
     assert workspace["metrics/vae.json"]["data"] == {"test_mse": pytest.approx(metrics["test"]["mse"], rel=1e-3)}
+    # Every headline number in one table, about 140 columns (README's comparison fits 120: --keep).
     table = run(DVC + ["metrics", "show"], repo).stdout
-    assert "test_mse" in table and max(len(line) for line in table.splitlines()) <= 120
+    assert "test_mse" in table and max(len(line) for line in table.splitlines()) <= 140
 
     plots = json.loads(run(DVC + ["plots", "show", "--json"], repo).stdout)
     assert not plots.get("errors")
@@ -124,6 +128,40 @@ def test_generate_cli_asks_for_one_digit(pipeline, tmp_path):
         assert refused.returncode == 1 and error_lines(refused)[0].startswith(line), refused.stderr
         assert len(error_lines(refused)) == 1
     assert not (tmp_path / "bad").exists()
+
+
+def test_generate_cli_speaks_in_a_chosen_voice(pipeline, tmp_path):
+    repo, _ = pipeline
+    with zipfile.ZipFile(repo / "data" / "raw" / "audio.zip") as archive:
+        members = sorted(n for n in archive.namelist() if n.endswith(".wav"))
+        a, b = (tmp_path / Path(members[i]).name for i in (0, -1))
+        a.write_bytes(archive.read(members[0]))
+        b.write_bytes(archive.read(members[-1]))
+    out = tmp_path / "between"
+    command = [sys.executable, "-m", "stages.generate", "--digit", "2", "--between", str(a), str(b), "--steps", "3"]
+    run([*command, "--out", str(out)], repo)
+    records = json.loads((out / "samples.json").read_text())
+    assert [(r["file"], r["digit"], r["voice"]["step"]) for r in records] == [
+        ("2_00.wav", 2, 0),
+        ("2_01.wav", 2, 1),
+        ("2_02.wav", 2, 2),
+    ]
+    assert records[0]["voice"]["between"] == [str(a), str(b)]
+    assert all(sf.info(out / r["file"]).samplerate == params_of(repo)["mel"]["sample_rate"] for r in records)
+
+    # An unknown speaker, a file that is not a wav: one line each, and nothing written.
+    (tmp_path / "3_x_0.wav").write_text("hello")
+    for flags, line in [
+        (["--speaker", "nobody"], "error: --speaker 'nobody': not a training speaker; expected one of "),
+        (["--like", str(tmp_path / "3_x_0.wav")], f"error: {tmp_path / '3_x_0.wav'}: "),
+    ]:
+        refused = run(
+            [sys.executable, "-m", "stages.generate", *flags, "--out", str(tmp_path / "bad")], repo, check=False
+        )
+        assert refused.returncode == 1 and error_lines(refused)[0].startswith(line), refused.stderr
+        assert len(error_lines(refused)) == 1
+    assert not (tmp_path / "bad").exists()
+    assert UP_TO_DATE in run(DVC + ["status"], repo).stdout
 
 
 def error_lines(result) -> list[str]:
@@ -205,10 +243,11 @@ def experiments(repo: Path) -> dict[str, dict]:
     return rows
 
 
-def readme_comparison() -> list[str]:
-    """The README's ``dvc exp show`` command, as its words (the comment left out)."""
-    line = next(line for line in (REPO / "README.md").read_text().splitlines() if line.startswith("dvc exp show"))
-    return shlex.split(line.split("#")[0])[1:]
+def readme_comparison(which: int = 0) -> list[str]:
+    """The README's ``dvc exp show`` commands (0: the headline metrics, 1: the voices'), as words (the comment
+    left out)."""
+    lines = [line for line in (REPO / "README.md").read_text().splitlines() if line.startswith("dvc exp show")]
+    return shlex.split(lines[which].split("#")[0])[1:]
 
 
 def test_the_readme_comparison_keeps_the_headline_metrics_when_they_are_equal(pipeline):
@@ -219,6 +258,9 @@ def test_the_readme_comparison_keeps_the_headline_metrics_when_they_are_equal(pi
     header = next(line for line in table.splitlines() if "Experiment" in line)
     for column in HEADLINE:
         assert f" {column} " in f" {header} ", table
+    voices = run(DVC + readme_comparison(1) + ["--no-pager"], repo, env={"COLUMNS": "120"}).stdout
+    header = next(line for line in voices.splitlines() if "Experiment" in line)
+    assert header.split() == ["Experiment", "converted", "voice_kept"], voices
 
 
 def test_exp_run_with_a_model_param_reruns_train_generate_and_evaluate(pipeline):

@@ -1,8 +1,11 @@
-"""The mfcc_judge stage's output: the second digit judge.
+"""The mfcc_judge stage's output: the second digit judge and the speaker judge.
 
-``judge.keras`` (built-in layers only, loaded in Keras safe mode) and
-``judge.json``: its classes, ``holdout_takes`` (how its test clips were held
-out) and ``test_accuracy`` (what its verdicts are worth).
+Per judge, ``<name>.keras`` (built-in layers only, loaded in Keras safe mode)
+and ``<name>.json``: its classes, ``holdout_takes`` (how its test clips were
+held out), ``test_accuracy`` (what its verdicts are worth) and
+``per_clip_normalised`` (whether it hears each clip's MFCCs with their means
+and spreads removed). The digit judge is ``judge``, the speaker judge
+``speaker`` (absent when the data hold one speaker only).
 """
 
 from __future__ import annotations
@@ -20,32 +23,48 @@ if TYPE_CHECKING:
 
 DIR = Path("data/mfcc_judge")
 STAGE = "mfcc_judge"
-MODEL_KERAS = "judge.keras"
-JUDGE_JSON = "judge.json"
+DIGIT, SPEAKER = "judge", "speaker"
 
 
 def save_judge(
-    out_dir: Path, model: keras.Model, *, classes: tuple[str, ...], test_accuracy: float | None, holdout_takes: float
+    out_dir: Path,
+    model: keras.Model,
+    *,
+    name: str = DIGIT,
+    classes: tuple[str, ...],
+    test_accuracy: float | None,
+    holdout_takes: float,
+    per_clip_normalised: bool,
 ) -> None:
-    """Write ``judge.keras`` and ``judge.json``."""
+    """Write ``<name>.keras`` and ``<name>.json``."""
     from speakdigits.runtime import save_keras
 
-    save_keras(model, Path(out_dir) / MODEL_KERAS)
-    info = {"classes": list(classes), "test_accuracy": test_accuracy, "holdout_takes": holdout_takes}
-    (Path(out_dir) / JUDGE_JSON).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    save_keras(model, Path(out_dir) / f"{name}.keras")
+    info = {
+        "classes": list(classes),
+        "test_accuracy": test_accuracy,
+        "holdout_takes": holdout_takes,
+        "per_clip_normalised": per_clip_normalised,
+    }
+    (Path(out_dir) / f"{name}.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
 
 
-def read_judge_info(judge_dir: Path) -> dict:
-    """``judge.json``."""
-    return read_stage_json(Path(judge_dir) / JUDGE_JSON, STAGE)
+def has_judge(judge_dir: Path, name: str) -> bool:
+    """Whether the stage trained the judge ``name``."""
+    return (Path(judge_dir) / f"{name}.json").is_file()
 
 
-def load_judge(judge_dir: Path) -> tuple[keras.Model, dict]:
-    """The saved judge (``.keras``, safe mode) and ``judge.json``."""
+def read_judge_info(judge_dir: Path, name: str = DIGIT) -> dict:
+    """``<name>.json``."""
+    return read_stage_json(Path(judge_dir) / f"{name}.json", STAGE)
+
+
+def load_judge(judge_dir: Path, name: str = DIGIT) -> tuple[keras.Model, dict]:
+    """A saved judge (``.keras``, safe mode) and its ``.json``."""
     import keras
 
-    info = read_judge_info(judge_dir)
-    path = Path(judge_dir) / MODEL_KERAS
+    info = read_judge_info(judge_dir, name)
+    path = Path(judge_dir) / f"{name}.keras"
     if not path.exists():
         raise missing(path, STAGE)
     return keras.saving.load_model(path, safe_mode=True, compile=False), info

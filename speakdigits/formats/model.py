@@ -2,7 +2,9 @@
 
 ``encoder.keras`` and ``decoder.keras`` (built-in layers only, so they load in
 Keras safe mode), ``latents.json`` (the Gaussians of
-:func:`speakdigits.model.fit_latent_gaussians`) and ``model.json`` (how the
+:func:`speakdigits.model.fit_latent_gaussians`, one per digit),
+``speakers.json`` (the same, one per training speaker: where each voice lies,
+for ``generate --speaker``) and ``model.json`` (how the
 model was built: ``arch``, ``conditional``, ``latent_dim``, ``shape``,
 ``epochs_run``, and ``mel``, the geometry of the features it learnt, which
 generation and evaluation invert with: :func:`read_geometry`).
@@ -27,23 +29,30 @@ DIR = Path("data/model")
 STAGE = "train"
 MODEL_JSON = "model.json"
 LATENTS_JSON = "latents.json"
+SPEAKERS_JSON = "speakers.json"
 HALVES = ("encoder", "decoder")
 
 
-def save_vae(model_dir: Path, vae: TrainedVAE, latents: dict, info: dict) -> None:
-    """Write ``encoder.keras``, ``decoder.keras``, ``latents.json`` and ``model.json`` (``info``)."""
+def save_vae(model_dir: Path, vae: TrainedVAE, latents: dict, speakers: dict, info: dict) -> None:
+    """Write ``encoder.keras``, ``decoder.keras``, ``latents.json``, ``speakers.json`` and ``model.json`` (``info``)."""
     from speakdigits.runtime import save_keras
 
     model_dir = Path(model_dir)
     for name, half in zip(HALVES, (vae.encoder, vae.decoder)):
         save_keras(half, model_dir / f"{name}.keras")
     (model_dir / LATENTS_JSON).write_text(json.dumps(latents) + "\n", encoding="utf-8")
+    (model_dir / SPEAKERS_JSON).write_text(json.dumps(speakers) + "\n", encoding="utf-8")
     (model_dir / MODEL_JSON).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
 
 
 def read_latents(model_dir: Path) -> dict:
     """The per-digit latent Gaussians (:func:`speakdigits.model.fit_latent_gaussians`)."""
     return read_stage_json(Path(model_dir) / LATENTS_JSON, STAGE)
+
+
+def read_speakers(model_dir: Path) -> dict:
+    """The per-speaker latent Gaussians of the training speakers, by name."""
+    return read_stage_json(Path(model_dir) / SPEAKERS_JSON, STAGE)
 
 
 def read_model_info(model_dir: Path) -> dict:

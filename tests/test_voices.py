@@ -1,0 +1,163 @@
+"""Choosing the voice: ``generate --like``, ``--speaker`` and ``--between`` on a tiny trained model
+(trained as ``test_model``'s), and the latent map's arithmetic."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from test_model import LATENT, MEL, gen, run_train, write_normalized
+
+from speakdigits.errors import PipelineError
+from speakdigits.formats.model import load_vae, read_latents, read_speakers
+from speakdigits.formats.normalized import load_split, load_stats
+from speakdigits.model import saying
+from speakdigits.voices import (
+    chosen_voice,
+    features,
+    interpolate,
+    latent_map,
+    nearest_mean_accuracy,
+    read_clip,
+)
+from speakdigits.wav import wav_bytes
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A tiny conditional model trained for 2 epochs (as test_model's), and its normalized folder."""
+    root = tmp_path_factory.mktemp("voices")
+    normalized = write_normalized(root / "normalized")
+    model_dir, _, _ = run_train(root, "model", normalized)
+    return {"model": model_dir, "normalized": normalized}
+
+
+def tone(path, *, f0: float = 150.0, seconds: float = 0.5, level: float = 0.5):
+    """A wav file of a harmonic tone at MEL's rate: a voice of a kind."""
+    t = np.arange(int(seconds * MEL.sample_rate)) / MEL.sample_rate
+    samples = level * sum(np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, 6))
+    path.write_bytes(wav_bytes(samples.astype(np.float32), MEL.sample_rate))
+    return path
+
+
+def posterior_mean(tiny, path, digit: int) -> np.ndarray:
+    vae = load_vae(tiny["model"])
+    low, high = load_stats(tiny["normalized"])
+    image, pitch = features(read_clip(path, MEL), mel=MEL, mel_min=low, mel_max=high)
+    return vae.encode(image[None], pitch[None], np.array([digit]))[0][0]
+
+
+def choose(tiny, takes: int = 1, **voice):
+    return chosen_voice(tiny["model"], tiny["normalized"], takes, mel=MEL, temperature=0.5, seed=1, **voice)
+
+
+def centre(tiny, digit: int) -> np.ndarray:
+    return np.asarray(read_latents(tiny["model"])[str(digit)]["mean"])
+
+
+def test_a_clip_converted_to_another_digit_has_that_digits_condition_and_the_clips_voice(tiny, tmp_path):
+    source = tone(tmp_path / "3_ann_0.wav")
+    voice, voices = choose(tiny, like=source)
+    mu = posterior_mean(tiny, source, 3)  # its own digit, read from its name
+    assert not np.allclose(mu, posterior_mean(tiny, source, 7), atol=1e-6)  # the digit it says matters
+    # Its voice is its latent vector less its digit's centre; said as its own digit, it is the clip's own z.
+    np.testing.assert_allclose(voice[0], mu - centre(tiny, 3), rtol=1e-5, atol=1e-6)
+    latents = read_latents(tiny["model"])
+    np.testing.assert_allclose(saying(voice, [3], latents)[0], mu, rtol=1e-5, atol=1e-6)
+    assert voices == [{"like": str(source)}]
+
+    # Said as 7: the source's voice at 7's centre, decoded with 7's condition.
+    z = saying(voice, [7], latents)
+    np.testing.assert_allclose(z[0] - centre(tiny, 7), mu - centre(tiny, 3), rtol=1e-5, atol=1e-6)
+    out = tmp_path / "out"
+    records = gen(tiny, out, [7], z=z, voices=voices)
+    vae = load_vae(tiny["model"])
+    said_7, said_2 = (np.clip(vae.decode(z, np.array([d]))[0][0], 0, 1) for d in (7, 2))
+    made = np.load(out / "mels.npy")[0]
+    np.testing.assert_allclose(made, said_7, atol=1e-6)
+    assert not np.allclose(made, said_2, atol=1e-3)
+    assert records[0]["file"] == "7_00.wav" and records[0]["voice"] == {"like": str(source)}
+    assert json.loads((out / "samples.json").read_text())[0]["voice"] == {"like": str(source)}
+
+
+def test_several_takes_of_a_voice_vary_around_it(tiny, tmp_path):
+    source = tone(tmp_path / "clip.wav")
+    voice, _ = choose(tiny, 200, like=source, like_digit=5)
+    expected = posterior_mean(tiny, source, 5) - centre(tiny, 5)
+    assert voice.shape == (200, LATENT) and len({row.tobytes() for row in voice}) == 200
+    assert np.allclose(voice.mean(axis=0), expected, atol=0.25 * voice.std(axis=0).max() + 1e-3)
+    again, _ = choose(tiny, 200, like=source, like_digit=5)
+    assert np.array_equal(voice, again)  # the seed decides
+
+
+def test_interpolation_starts_and_ends_at_the_two_sources(tiny, tmp_path):
+    a, b = tone(tmp_path / "1_ann_0.wav", f0=120), tone(tmp_path / "8_bob_0.wav", f0=240)
+    voice, voices = choose(tiny, 5, between=(a, b))
+    start, end = posterior_mean(tiny, a, 1), posterior_mean(tiny, b, 8)
+    # Said as their own digits, the two ends decode the two sources' latent vectors.
+    latents = read_latents(tiny["model"])
+    np.testing.assert_allclose(saying(voice[:1], [1], latents)[0], start, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(saying(voice[-1:], [8], latents)[0], end, rtol=1e-5, atol=1e-6)
+    middle = ((start - centre(tiny, 1)) + (end - centre(tiny, 8))) / 2
+    np.testing.assert_allclose(voice[2], middle, rtol=1e-5, atol=1e-6)
+    assert [v["step"] for v in voices] == [0, 1, 2, 3, 4] and voices[0]["between"] == [str(a), str(b)]
+    np.testing.assert_array_equal(interpolate(np.zeros(2), np.ones(2), 1), [[0.0, 0.0]])
+
+
+def test_a_training_speakers_voice_is_the_mean_of_their_clips_voices(tiny):
+    speakers = read_speakers(tiny["model"])
+    train = load_split(tiny["normalized"], "train")
+    assert sorted(speakers) == sorted(set(train["speaker"].tolist()))
+    vae = load_vae(tiny["model"])
+    mu, _ = vae.encode(train["x"], train["pitch"], train["digit"])
+    offsets = mu - np.array([centre(tiny, d) for d in train["digit"]])
+    for name, voice in speakers.items():
+        rows = train["speaker"] == name
+        assert voice["clips"] == int(rows.sum())
+        np.testing.assert_allclose(voice["mean"], offsets[rows].mean(axis=0), rtol=1e-5, atol=1e-6)
+    name = sorted(speakers)[0]
+    voice, voices = choose(tiny, speaker=name)
+    np.testing.assert_allclose(voice[0], speakers[name]["mean"])
+    assert voices == [{"speaker": name}]
+
+
+def test_bad_voices_are_refused_in_one_line(tiny, tmp_path):
+    with pytest.raises(PipelineError, match=r"^--speaker 'nobody': not a training speaker; expected one of train0, "):
+        choose(tiny, speaker="nobody")
+    text = tmp_path / "3_ann_0.wav"
+    text.write_text("not a wav")
+    silent = tmp_path / "4_ann_0.wav"
+    silent.write_bytes(wav_bytes(np.zeros(4000, np.float32), MEL.sample_rate))
+    short = tone(tmp_path / "5_ann_0.wav", seconds=0.001)
+    unnamed = tone(tmp_path / "hello.wav")
+    for path, why in (
+        (text, "expected a wav file of one spoken digit"),
+        (silent, "silent"),
+        (short, "expected a clip of"),
+        (tmp_path / "6_gone_0.wav", "cannot read it"),
+        (unnamed, "cannot tell from its name which digit it says"),
+    ):
+        with pytest.raises(PipelineError) as caught:
+            choose(tiny, like=path)
+        message = str(caught.value)
+        assert message.startswith(str(path)) and why in message and "\n" not in message
+
+
+def test_the_latent_map_is_the_two_principal_components():
+    rng = np.random.default_rng(0)
+    points = rng.standard_normal((300, 6)) * np.array([5.0, 2.0, 0.1, 0.1, 0.1, 0.1])
+    coords, explained = latent_map(points)
+    assert coords.shape == (300, 2) and explained[0] > explained[1] > 0.1 > 1 - explained.sum()
+    np.testing.assert_allclose(np.abs(coords[:, 0]), np.abs(points[:, 0] - points[:, 0].mean()), atol=0.2)
+    assert latent_map(points[:, :1])[0].shape == (300, 2)  # a one-dimensional latent still draws
+
+
+def test_nearest_mean_accuracy_tells_separated_labels_from_mixed_ones():
+    rng = np.random.default_rng(1)
+    labels = np.repeat(np.arange(4), 50)
+    apart = rng.standard_normal((200, 3)) * 0.1 + labels[:, None]
+    mixed = rng.standard_normal((200, 3))
+    assert nearest_mean_accuracy(apart, labels) == 1.0
+    assert nearest_mean_accuracy(mixed, labels) < 0.45
+    assert nearest_mean_accuracy(mixed, np.zeros(200)) != nearest_mean_accuracy(mixed, np.zeros(200))  # one label: NaN
