@@ -34,7 +34,6 @@ Besides the metrics (``metrics/evaluate.json``) it writes the listening page,
 from __future__ import annotations
 
 import zipfile
-from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -45,25 +44,21 @@ from speakdigits.files import atomic_dir
 from speakdigits.formats import raw
 from speakdigits.formats.classifiers import read_classifiers_info
 from speakdigits.formats.generated import read_generated, read_generated_mels
-from speakdigits.formats.mfcc_judge import SPEAKER, has_judge, read_judge_info
+from speakdigits.formats.mfcc_judge import read_judge_info
 from speakdigits.formats.model import load_vae, read_geometry, read_latents, read_speakers
 from speakdigits.formats.normalized import denormalize, load_split, load_stats
 from speakdigits.judge import Judge, accuracy, frechet_distance, summary
-from speakdigits.listening import LATENT_MAP_PNG, Heard, percent, write_listening_page
+from speakdigits.judged import accuracy_over_all, judge_sets
+from speakdigits.listening import LATENT_MAP_PNG, percent, write_listening_page
 from speakdigits.mfcc_judge import MfccJudge
 from speakdigits.model import N_DIGITS, TrainedVAE, saying, voice_of
 from speakdigits.novelty import novelty
 from speakdigits.params import EvaluateParams, GenerateParams, MelParams
 from speakdigits.pitch import F0, VOICING, from_unit
-from speakdigits.quality import measure_many, summarize
+from speakdigits.quality import summarize
 from speakdigits.vocoder import stretch_contrast, synthesize_many
-from speakdigits.voices import (
-    features,
-    interpolate,
-    latent_map,
-    nearest_mean_accuracy,
-    save_latent_map,
-)
+from speakdigits.voice_evaluation import interpolation, judge_voices, known_voices, latent_space
+from speakdigits.voices import features, save_latent_map
 from speakdigits.wav import BadClip, wav_bytes
 
 # Reconstructed clips of unheard speakers, the novelty yardstick: enough for a stable median and a
@@ -123,6 +118,7 @@ def references(
     candidates: list[tuple[str, int]],
     *,
     count: int,
+    voice_clips: int,
     mel: MelParams,
     generate: GenerateParams,
     seed: int,
@@ -151,6 +147,8 @@ def references(
         (:func:`reference_candidates`).
     count : int
         How many clips (``evaluate.reference_clips``).
+    voice_clips : int
+        How many of them are said as every digit (``evaluate.voice_clips``).
     mel : MelParams
         The geometry of the features.
     generate : GenerateParams
@@ -163,9 +161,9 @@ def references(
     list of dict
         Per clip: ``member``, ``digit``, ``speaker``, ``voice`` (its
         posterior mean less its digit's centre, :mod:`speakdigits.voices`), and ``real`` (the prepared clip),
-        ``vocoder``, ``vae`` wav bytes, and ``converted``: ten wavs, its z
-        decoded with every digit (the clip's own is its ``vae`` version; none
-        from an unconditional model).
+        ``vocoder``, ``vae`` wav bytes, and ``converted``: ten wavs, its voice
+        said as every digit (the clip's own is its ``vae`` version), for the
+        first ``voice_clips`` clips of a conditional model, else none.
     """
     chosen = []
     with zipfile.ZipFile(Path(raw_dir) / raw.AUDIO_ZIP) as archive:
@@ -192,11 +190,14 @@ def references(
     images, pitches = np.stack([c["image"] for c in chosen]), np.stack([c["pitch"] for c in chosen])
     own = np.array([c["digit"] for c in chosen])
     mu, _ = vae.encode(images, pitches, own)
-    # Every clip's voice said as every digit: its own digit gives its own z back (its reconstruction), the
-    # others convert it (speakdigits.voices). An unconditional model is not told a digit: reconstructions only.
-    per_clip = N_DIGITS if vae.conditional else 1
-    said = np.tile(np.arange(N_DIGITS), len(chosen)) if vae.conditional else own
-    z = saying(np.repeat(voice_of(mu, own, latents), per_clip, axis=0), said, latents) if vae.conditional else mu
+    # The first voice_clips clips' voices said as every digit: its own digit gives a clip's own z back (its
+    # reconstruction), the others convert it (speakdigits.voices). The other clips, and every clip of an
+    # unconditional model (which is not told a digit), are reconstructed only.
+    voices = voice_of(mu, own, latents) if vae.conditional else None
+    said_by = [list(range(N_DIGITS)) if vae.conditional and i < voice_clips else [d] for i, d in enumerate(own)]
+    owner = np.array([i for i, digits in enumerate(said_by) for _ in digits])
+    said = np.array([d for digits in said_by for d in digits])
+    z = saying(voices[owner], said, latents) if vae.conditional else mu
     spoken, spoken_pitch = vae.decode(z, said)
     versions = {
         "vocoder": (denormalize(images, judge.mel_min, judge.mel_max), from_unit(pitches)),
@@ -216,14 +217,14 @@ def references(
             vocoder=generate.vocoder,
             n_iter=generate.vocoder_iters,
             momentum=generate.griffin_lim_momentum,
-            seeds=[seed + index for index in range(len(chosen)) for _ in range(len(images_db) // len(chosen))],
+            seeds=[seed + index for index in (range(len(chosen)) if kind == "vocoder" else owner)],
         )
     for index, clip in enumerate(chosen):
         clip["vocoder"] = wav_bytes(made["vocoder"][index], mel.sample_rate)
-        spoken_wavs = [wav_bytes(samples, mel.sample_rate) for samples in made["spoken"][index * per_clip :][:per_clip]]
-        clip["vae"] = spoken_wavs[clip["digit"]] if vae.conditional else spoken_wavs[0]
-        clip["converted"] = spoken_wavs if vae.conditional else []
-        clip["voice"] = voice_of(mu[index : index + 1], own[index : index + 1], latents)[0] if vae.conditional else None
+        spoken_wavs = [wav_bytes(made["spoken"][row], mel.sample_rate) for row in np.flatnonzero(owner == index)]
+        clip["vae"] = spoken_wavs[said_by[index].index(clip["digit"])]
+        clip["converted"] = spoken_wavs if len(spoken_wavs) == N_DIGITS else []
+        clip["voice"] = voices[index] if voices is not None else None
         del clip["image"], clip["pitch"]
     return chosen
 
@@ -314,309 +315,6 @@ def flattery(name: str, *, generated: float | None, real: float | None) -> dict:
     return out
 
 
-def _verdicts(probs: np.ndarray, judged: list[int], count: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per clip: the verdict (-1 when unjudgeable) and its confidence (0)."""
-    verdicts, confidence = np.full(count, -1), np.zeros(count)
-    if len(judged):
-        verdicts[judged] = probs.argmax(axis=1)
-        confidence[judged] = probs.max(axis=1)
-    return verdicts, confidence
-
-
-def accuracy_over_all(probs: np.ndarray, judged: list[int], expected: list[int]) -> float | None:
-    """Accuracy over every clip, an unjudgeable one counting as wrong; None for no clip."""
-    if not expected:
-        return None
-    return float(np.mean(_verdicts(probs, judged, len(expected))[0] == np.asarray(expected)))
-
-
-@dataclass(frozen=True)
-class JudgedSet:
-    """A set of clips, heard by both judges and measured (:mod:`speakdigits.quality`)."""
-
-    wavs: list[bytes]
-    expected: list[int | None]
-    mel: dict  # :meth:`Judge.wavs`
-    mfcc: tuple[np.ndarray, list[int], list[str | None]]  # :meth:`MfccJudge.wavs`
-    sound: list[dict]  # :func:`speakdigits.quality.measure`, one per clip
-
-    def accuracy(self, judge: str) -> float | None:
-        """Share of clips the ``'mel'`` or ``'mfcc'`` judge hears as expected (None: nothing was asked)."""
-        if any(e is None for e in self.expected):
-            return None
-        probs, judged = (self.mel["probs"], self.mel["judged"]) if judge == "mel" else self.mfcc[:2]
-        return accuracy_over_all(probs, judged, self.expected)
-
-    def heard(self, *, names: list[str], titles: list[str]) -> list[Heard]:
-        """Every clip as the listening page shows it."""
-        count = len(self.wavs)
-        verdicts, confidence = _verdicts(self.mel["probs"], self.mel["judged"], count)
-        second, second_confidence = _verdicts(*self.mfcc[:2], count)
-        return [
-            Heard(
-                name=name,
-                title=title,
-                wav=self.wavs[i],
-                mel_db=self.mel["mels_db"][i],
-                expected=self.expected[i],
-                verdict=int(verdicts[i]) if verdicts[i] >= 0 else None,
-                confidence=float(confidence[i]) if verdicts[i] >= 0 else None,
-                problem=self.mel["problems"][i],
-                second_verdict=int(second[i]) if second[i] >= 0 else None,
-                second_confidence=float(second_confidence[i]) if second[i] >= 0 else None,
-                sound=self.sound[i],
-            )
-            for i, (name, title) in enumerate(zip(names, titles))
-        ]
-
-
-def judge_sets(
-    judge: Judge, second: MfccJudge, sets: dict[str, tuple[list[bytes], list]], references: dict[str, list]
-) -> dict[str, JudgedSet]:
-    """Both judges and every measure on each named set of ``(wavs, expected digits)``; the clips of a set
-    named in ``references`` are also rated against those wavs (PESQ). The measures of every set run in
-    one pool of worker processes."""
-    names = list(sets)
-    wavs = [wav for name in names for wav in sets[name][0]]
-    against = [ref for name in names for ref in references.get(name, [None] * len(sets[name][0]))]
-    sound = measure_many(wavs, against)
-    out, start = {}, 0
-    for name in names:
-        clips, expected = sets[name]
-        out[name] = JudgedSet(clips, expected, judge.wavs(clips), second.wavs(clips), sound[start : start + len(clips)])
-        start += len(clips)
-    return out
-
-
-def judged_only(judge: Judge, second: MfccJudge, wavs: list[bytes], expected: list[int]) -> JudgedSet:
-    """A set heard by both digit judges but not measured for sound (its captions give no DNSMOS, no pYIN)."""
-    return JudgedSet(wavs, expected, judge.wavs(wavs), second.wavs(wavs), [None] * len(wavs))
-
-
-#: Source clips whose voice the listening page plays saying every digit, and the clips of its row
-#: from one voice to another.
-VOICE_ROWS = 3
-INTERPOLATION_STEPS = 6
-
-
-def voice_sources(refs: list[dict]) -> list[int]:
-    """Indices of up to :data:`VOICE_ROWS` reference clips to show, a new speaker's first where there is one."""
-    firsts = [i for i, ref in enumerate(refs) if ref["speaker"] not in {r["speaker"] for r in refs[:i]}]
-    rest = [i for i in range(len(refs)) if i not in firsts]
-    return (firsts + rest)[:VOICE_ROWS]
-
-
-def spoken(
-    vae: TrainedVAE,
-    voices: np.ndarray,
-    said: np.ndarray,
-    latents: dict,
-    *,
-    judge: Judge,
-    mel: MelParams,
-    generate: GenerateParams,
-    seeds: list[int],
-) -> list[bytes]:
-    """Wav files of ``voices`` (:mod:`speakdigits.voices`) saying the digits ``said``, made as generated
-    clips are: the decoder's image, its contrast stretched, then the vocoder."""
-    images, pitch = vae.decode(saying(voices, said, latents), said)
-    images_db = stretch_contrast(
-        denormalize(np.clip(images, 0.0, 1.0), judge.mel_min, judge.mel_max), generate.contrast
-    )
-    clips = synthesize_many(
-        images_db,
-        from_unit(np.clip(pitch, 0.0, 1.0)),
-        mel=mel,
-        vocoder=generate.vocoder,
-        n_iter=generate.vocoder_iters,
-        momentum=generate.griffin_lim_momentum,
-        seeds=seeds,
-    )
-    return [wav_bytes(clip, mel.sample_rate) for clip in clips]
-
-
-def interpolation(vae: TrainedVAE, latents: dict, refs: list[dict], *, seed: int, **making) -> dict | None:
-    """From the first reference clip's voice to the next one's of another speaker (or the next clip's), saying
-    the first clip's digit: ``start`` and ``end`` (indices into ``refs``), ``digit`` and ``wavs``; None for
-    fewer than two references or an unconditional model. ``making``: :func:`spoken`'s settings."""
-    if len(refs) < 2 or not vae.conditional:
-        return None
-    end = next((i for i, ref in enumerate(refs) if ref["speaker"] != refs[0]["speaker"]), 1)
-    digit = refs[0]["digit"]
-    voices = interpolate(refs[0]["voice"], refs[end]["voice"], INTERPOLATION_STEPS)
-    said = np.full(INTERPOLATION_STEPS, digit)
-    wavs = spoken(vae, voices, said, latents, seeds=[seed] * INTERPOLATION_STEPS, **making)
-    return {"start": 0, "end": end, "digit": digit, "wavs": wavs}
-
-
-#: Most training speakers whose voices (``speakers.json``) say every digit for the known-voice measure.
-KNOWN_SPEAKERS = 12
-
-
-def known_voices(vae: TrainedVAE, latents: dict, speakers: dict, *, seed: int, **making) -> dict | None:
-    """Up to :data:`KNOWN_SPEAKERS` training speakers' voices (their mean, as ``generate --speaker`` says
-    it) saying every digit: ``speakers`` (one name per clip), ``digits`` and ``wavs``; None for an
-    unconditional model. ``making``: :func:`spoken`'s settings."""
-    if not vae.conditional or not speakers:
-        return None
-    names = sorted(speakers)[:KNOWN_SPEAKERS]
-    who = [name for name in names for _ in range(N_DIGITS)]
-    said = np.tile(np.arange(N_DIGITS), len(names))
-    voices = np.array([speakers[name]["mean"] for name in who], dtype=np.float64)
-    wavs = spoken(vae, voices, said, latents, seeds=[seed + i for i in range(len(who))], **making)
-    return {"speakers": who, "digits": said.tolist(), "wavs": wavs}
-
-
-def heard_by(
-    judge: Judge | MfccJudge | None, wavs: list[bytes], expected: list[str]
-) -> tuple[float | None, list[str | None]]:
-    """Accuracy of a classifier of speakers (or genders) on wavs, against the class names ``expected``, and a
-    caption per clip (its verdict, ✓ or ✗, its confidence); ``(None, [None, ...])`` without the classifier."""
-    if judge is None or not wavs:
-        return None, [None] * len(wavs)
-    if isinstance(judge, MfccJudge):
-        probs, judged, _ = judge.wavs(wavs)
-    else:
-        heard = judge.wavs(wavs)
-        probs, judged = heard["probs"], heard["judged"]
-    wanted = [judge.classes.index(name) if name in judge.classes else -1 for name in expected]
-    verdicts, confidence = _verdicts(probs, judged, len(wavs))
-    captions = [
-        None
-        if verdict < 0
-        else f"{judge.task} judge: {judge.classes[verdict]} {'✓' if verdict == want else '✗'} ({sure:.0%})"
-        for verdict, sure, want in zip(verdicts, confidence, wanted)
-    ]
-    return accuracy_over_all(probs, judged, wanted), captions
-
-
-def optional_judge(classifier_dir: Path, task: str, **kwargs) -> Judge | None:
-    """The classify stage's ``task`` classifier, or None where it could not be trained (too few classes)."""
-    if task not in read_classifiers_info(classifier_dir)["tasks"]:
-        return None
-    return Judge.load(classifier_dir, task, **kwargs)
-
-
-def judge_voices(
-    refs: list[dict],
-    interpolated: dict | None,
-    known: dict | None,
-    test: dict,
-    *,
-    judge: Judge,
-    second: MfccJudge,
-    classifier_dir: Path,
-    mfcc_judge_dir: Path,
-    reference_heard: dict[str, list[Heard]],
-) -> tuple[dict, list[tuple[str, list[Heard]]]]:
-    """How well the VAE's latent vector holds a voice: each reference clip converted to every other digit.
-
-    The two digit judges should hear the new digit (``converted``, the lower of the two); the speaker
-    judge, which has heard other takes of every speaker, should hear the source speaker (``voice_kept``,
-    beside the same judge on the real clips, their vocoder versions and their reconstructions, and its
-    own accuracy on unheard takes); where the data tell the speakers' genders, the gender classifier
-    should hear the source's (``gender_kept``). The training speakers' voices (``known``, as
-    ``generate --speaker`` says them) are heard the same way (``known_voices``).
-
-    Returns
-    -------
-    (dict, list)
-        The metrics, and the listening page's rows: a few sources, each followed by its voice saying
-        every digit, then the row from one voice to another.
-    """
-    if not refs or not refs[0]["converted"]:
-        return {"available": False, "reason": "an unconditional model cannot be asked for another digit"}, []
-    gender_judge = optional_judge(classifier_dir, "gender", mel=judge.mel, mel_min=judge.mel_min, mel_max=judge.mel_max)
-    speaker_judge = MfccJudge.load(mfcc_judge_dir, SPEAKER) if has_judge(mfcc_judge_dir, SPEAKER) else None
-    pairs = [(i, d) for i, ref in enumerate(refs) for d in range(N_DIGITS) if d != ref["digit"]]
-    converted = judged_only(judge, second, [refs[i]["converted"][d] for i, d in pairs], [d for _, d in pairs])
-    out: dict = {
-        "sources": len(refs),
-        "source_speakers": sorted({ref["speaker"] for ref in refs}),
-        "converted_clips": len(pairs),
-        "converted_mel": converted.accuracy("mel"),
-        "converted_mfcc": converted.accuracy("mfcc"),
-    }
-    out["converted"] = min(out["converted_mel"], out["converted_mfcc"])
-    captions = {}
-    if speaker_judge is not None:
-        out["speaker_judge"] = {
-            "accuracy": read_judge_info(mfcc_judge_dir, SPEAKER)["test_accuracy"],
-            "speakers": len(speaker_judge.classes),
-            "chance": 1 / len(speaker_judge.classes),
-        }
-        sources = [ref["speaker"] for ref in refs]
-        for kind in ("real", "vocoder", "vae"):
-            key = {"real": "voice_kept_real", "vocoder": "voice_kept_vocoder", "vae": "voice_kept_reconstructed"}[kind]
-            out[key], captions[kind] = heard_by(speaker_judge, [ref[kind] for ref in refs], sources)
-        out["voice_kept"], captions["converted"] = heard_by(
-            speaker_judge, converted.wavs, [refs[i]["speaker"] for i, _ in pairs]
-        )
-        if known is not None:
-            voices = judged_only(judge, second, known["wavs"], known["digits"])
-            out["known_voices"] = {
-                "speakers": len(set(known["speakers"])),
-                "said": min(voices.accuracy("mel"), voices.accuracy("mfcc")),
-                "kept": heard_by(speaker_judge, known["wavs"], known["speakers"])[0],
-            }
-    else:
-        out["speaker_judge"] = {"available": False, "reason": "one speaker only: no speaker judge (mfcc_judge)"}
-    genders = dict(zip(test["speaker"].tolist(), test["gender"].tolist()))
-    if gender_judge is not None and all(genders.get(ref["speaker"]) in gender_judge.classes for ref in refs):
-        out["gender_kept_real"], _ = heard_by(
-            gender_judge, [ref["real"] for ref in refs], [genders[r["speaker"]] for r in refs]
-        )
-        out["gender_kept"], _ = heard_by(gender_judge, converted.wavs, [genders[refs[i]["speaker"]] for i, _ in pairs])
-
-    heard = converted.heard(
-        names=[f"{i:03d}_as_{d}" for i, d in pairs],
-        titles=[f"says {d}" for _, d in pairs],
-    )
-    if "converted" in captions:
-        heard = [replace(h, voice=c) for h, c in zip(heard, captions["converted"])]
-    by_pair = dict(zip(pairs, heard))
-    rows = []
-    for i in voice_sources(refs):
-        source = replace(reference_heard["real"][i], voice=captions.get("real", [None] * len(refs))[i])
-        own = replace(
-            reference_heard["vae"][i],
-            title=f"says {refs[i]['digit']} (its own)",
-            voice=captions.get("vae", [None] * len(refs))[i],
-        )
-        spoken = [by_pair.get((i, d), own) for d in range(N_DIGITS)]
-        rows.append((f"the voice of {Path(refs[i]['member']).name}", [source, *spoken]))
-    if interpolated is not None:
-        steps = judged_only(judge, second, interpolated["wavs"], [interpolated["digit"]] * len(interpolated["wavs"]))
-        start, end = (Path(refs[interpolated[k]]["member"]).name for k in ("start", "end"))
-        step_heard = steps.heard(
-            names=[f"between_{k}" for k in range(len(steps.wavs))],
-            titles=[f"{k / max(1, len(steps.wavs) - 1):.0%} of the way" for k in range(len(steps.wavs))],
-        )
-        out["interpolation_said"] = steps.accuracy("mel")
-        rows.append((f"from {start} to {end}, saying {interpolated['digit']}", step_heard))
-    return out, rows
-
-
-def latent_space(vae: TrainedVAE, test: dict) -> tuple[dict, tuple | None]:
-    """Where the test speakers' clips lie in latent space: how clearly digit and speaker show there
-    (:func:`speakdigits.voices.nearest_mean_accuracy`; ideally the digit not at all, as the decoder is told
-    it), and the 2-D map's ``(coords, digits, speakers, explained)`` (None for fewer than two clips)."""
-    if len(test["x"]) < 2:
-        return {"clips": len(test["x"])}, None
-    mu, _ = vae.encode(test["x"], test["pitch"], test["digit"])
-    coords, explained = latent_map(mu)
-    out = {
-        "clips": len(mu),
-        "speakers": len(set(test["speaker"].tolist())),
-        "explained_variance": [float(v) for v in explained],
-    }
-    for key, labels in (("digit_separation", test["digit"]), ("speaker_separation", test["speaker"])):
-        separation = nearest_mean_accuracy(mu, labels)
-        if separation == separation:  # NaN: fewer than two digits or speakers to tell apart
-            out[key] = separation
-    return out, (coords, test["digit"], test["speaker"], explained)
-
-
 def f0_range(pitch: np.ndarray, *, low: float = 1, high: float = 99) -> list[float]:
     """The ``low``-th and ``high``-th percentiles of the f0 (Hz) of every voiced frame of normalised pitch tracks."""
     tracks = from_unit(pitch)
@@ -649,7 +347,8 @@ def evaluate(
     generate : GenerateParams
         The vocoder's settings (for the references).
     evaluate : EvaluateParams
-        ``reference_clips``, how many real test clips to resynthesise, and
+        ``reference_clips``, how many real test clips to resynthesise,
+        ``voice_clips``, how many of them to say as every digit, and
         ``trusted_judge_accuracy``, the judge's accuracy on held-out takes
         below which its figures are flagged unreliable.
     seed : int
@@ -689,11 +388,23 @@ def evaluate(
     vae = load_vae(model_dir)
     latents = read_latents(model_dir)
     refs = references(
-        judge, vae, latents, raw_dir, candidates, count=evaluate.reference_clips, mel=mel, generate=generate, seed=seed
+        judge,
+        vae,
+        latents,
+        raw_dir,
+        candidates,
+        count=evaluate.reference_clips,
+        voice_clips=evaluate.voice_clips,
+        mel=mel,
+        generate=generate,
+        seed=seed,
     )
     making = dict(judge=judge, mel=mel, generate=generate)
-    interpolated = interpolation(vae, latents, refs, seed=seed, **making)
-    known = known_voices(vae, latents, read_speakers(model_dir), seed=seed, **making)
+    # The voices: the first voice_clips references, said as every digit (references), a walk between two of
+    # them, and the training speakers' voices saying every digit.
+    sources = refs[: evaluate.voice_clips]
+    interpolated = interpolation(vae, latents, sources, seed=seed, **making)
+    known = known_voices(vae, latents, read_speakers(model_dir), seed=seed, **making) if sources else None
     ref_digits = [r["digit"] for r in refs]
     sets = judge_sets(
         judge,
@@ -800,7 +511,7 @@ def evaluate(
         for i, ref in sorted(enumerate(refs), key=lambda item: (item[1]["digit"], item[0]))
     ]
     metrics["voices"], voice_rows = judge_voices(
-        refs,
+        sources,
         interpolated,
         known,
         test,
@@ -810,7 +521,9 @@ def evaluate(
         mfcc_judge_dir=mfcc_judge_dir,
         reference_heard=reference_heard,
     )
-    metrics["voices"]["latent_map"], drawn = latent_space(vae, test)
+    drawn = None
+    if sources:
+        metrics["voices"]["latent_map"], drawn = latent_space(vae, test)
     with atomic_dir(listen_dir) as tmp:
         if drawn is not None:
             save_latent_map(tmp / LATENT_MAP_PNG, *drawn)

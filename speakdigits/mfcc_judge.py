@@ -194,7 +194,11 @@ def predict(model: keras.Model, x: np.ndarray) -> np.ndarray:
     """Class probabilities of front-end outputs (clips x FRAMES x N_MFCC)."""
     if len(x) == 0:
         return np.zeros((0, model.output.shape[-1]))
-    return np.asarray(model.predict(np.asarray(x, np.float32), batch_size=256, verbose=0), dtype=np.float64)
+    # Direct calls, not predict(): predict traces a new graph for every new batch shape, and the
+    # evaluate stage asks about many small sets of different sizes.
+    x = np.asarray(x, np.float32)
+    parts = [keras.ops.convert_to_numpy(model(x[i : i + 256], training=False)) for i in range(0, len(x), 256)]
+    return np.concatenate(parts).astype(np.float64)
 
 
 class MfccJudge:

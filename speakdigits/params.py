@@ -240,6 +240,7 @@ class EvaluateParams:
     """``evaluate``: the judging of the voices."""
 
     reference_clips: int = key("int", 1, 10000)
+    voice_clips: int = key("int", 0, 10000)
     trusted_judge_accuracy: float = key("float", 0, 1)
 
 

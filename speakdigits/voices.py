@@ -21,7 +21,7 @@ clips' offsets (``speakers.json``), so that a voice can also be asked for by
 name (``generate --speaker``); and the straight line between two clips' voices
 goes from one to the other (``generate --between``). The evaluate stage
 measures how much of the voice survives with a speaker judge
-(:mod:`speakdigits.evaluation`).
+(:mod:`speakdigits.voice_evaluation`).
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ import copy
 import hashlib
 import os
 import re
+import shlex
 import shutil
 import socket
 import subprocess
@@ -38,7 +39,9 @@ TINY_PARAMS = {
     "mel": {"n_mels": 32, "frames": 32},
     "split": {"val_fraction": 0.25, "test_fraction": 0.25},
     "classify": {"epochs": 3},
-    "evaluate": {"reference_clips": 4},
+    # The voices' measures only where a test asks for them (test_pipeline_judge): each evaluate run
+    # would otherwise say every clip as every digit.
+    "evaluate": {"reference_clips": 4, "voice_clips": 0},
 }
 
 
@@ -174,10 +177,20 @@ def params_of(repo: Path) -> dict:
     return yaml.safe_load((repo / "params.yaml").read_text())
 
 
-def reproduced_copy(tmp_path_factory, name: str) -> tuple[Path, subprocess.CompletedProcess]:
-    """A repository copy with PIPELINE_PARAMS after a first ``dvc repro``, and that command's result."""
-    repo = make_repo_copy(tmp_path_factory.mktemp(name) / "repo", PIPELINE_PARAMS)
+def reproduced_copy(
+    tmp_path_factory, name: str, params: dict | None = None
+) -> tuple[Path, subprocess.CompletedProcess]:
+    """A repository copy with PIPELINE_PARAMS (and ``params`` over them) after a first ``dvc repro``, and that
+    command's result."""
+    repo = make_repo_copy(tmp_path_factory.mktemp(name) / "repo", merge(PIPELINE_PARAMS, params or {}))
     return repo, run(DVC + ["repro"], repo)
+
+
+def readme_comparison(which: int = 0) -> list[str]:
+    """The README's ``dvc exp show`` commands (0: the headline metrics, 1: the voices'), as words (the comment
+    left out)."""
+    lines = [line for line in (REPO / "README.md").read_text().splitlines() if line.startswith("dvc exp show")]
+    return shlex.split(lines[which].split("#")[0])[1:]
 
 
 @pytest.fixture

@@ -13,8 +13,6 @@ import numpy as np
 import pytest
 
 from speakdigits.evaluation import (
-    _verdicts,
-    accuracy_over_all,
     digits_evenly,
     digits_in_turn,
     f0_range,
@@ -24,6 +22,7 @@ from speakdigits.evaluation import (
     unheard,
 )
 from speakdigits.judge import accuracy, class_histogram, frechet_distance, inception_score, mean_confidence, summary
+from speakdigits.judged import accuracy_over_all, clip_verdicts
 from speakdigits.listening import headline, sound_rows
 from speakdigits.novelty import nearest_distances, novelty
 from speakdigits.pitch import to_unit
@@ -117,7 +116,7 @@ def test_summary_of_a_perfect_balanced_judge():
 def test_an_unjudgeable_clip_counts_as_wrong():
     # Three clips; the middle one could not be judged (silent), the other two are right.
     probs, judged = np.array([np.eye(10)[3], np.eye(10)[5]]), [0, 2]
-    verdicts, confidence = _verdicts(probs, judged, 3)
+    verdicts, confidence = clip_verdicts(probs, judged, 3)
     assert verdicts.tolist() == [3, -1, 5] and confidence.tolist() == [1.0, 0.0, 1.0]
     assert accuracy_over_all(probs, judged, [3, 4, 5]) == pytest.approx(2 / 3)
     assert accuracy_over_all(np.zeros((0, 10)), [], []) is None

@@ -18,13 +18,23 @@ from PIL import Image
 
 from speakdigits.formats.normalized import load_split
 
-from conftest import DVC, UP_TO_DATE, browser_check, params_of, ran_stages, reproduced_copy, run, tags
+from conftest import (
+    DVC,
+    UP_TO_DATE,
+    browser_check,
+    params_of,
+    ran_stages,
+    readme_comparison,
+    reproduced_copy,
+    run,
+    tags,
+)
 
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
     """The copy after a first ``dvc repro``, and that command's result."""
-    return reproduced_copy(tmp_path_factory, "judge_pipeline")
+    return reproduced_copy(tmp_path_factory, "judge_pipeline", {"evaluate": {"voice_clips": 4}})
 
 
 def exp_run(repo: Path, *settings: str):
@@ -101,8 +111,8 @@ def test_repro_trains_the_classifiers_and_judges_the_generated_clips(pipeline):
     # Voices: every reference clip's voice said as every other digit, heard by the digit judges and by the
     # speaker judge (mfcc_judge), which knows all 4 speakers (tested, like the digit judges, on takes it never heard).
     voices = metrics["voices"]
-    references = params_of(repo)["evaluate"]["reference_clips"]
-    assert voices["sources"] == references and voices["converted_clips"] == 9 * references
+    references = params_of(repo)["evaluate"]["voice_clips"]
+    assert voices["sources"] == references == 4 and voices["converted_clips"] == 9 * references
     assert voices["converted"] == min(voices["converted_mel"], voices["converted_mfcc"])
     speaker = json.loads((repo / "metrics" / "mfcc_judge.json").read_text())["speaker"]
     assert speaker["held_out"].startswith("takes") and speaker["test_clips"] == 40  # 4 speakers x 10 digits x take 0
@@ -130,6 +140,9 @@ def test_repro_trains_the_classifiers_and_judges_the_generated_clips(pipeline):
     summary = json.loads((repo / "metrics" / "summary.json").read_text())
     assert summary["converted"] == pytest.approx(voices["converted"], rel=1e-3)
     assert summary["voice_kept"] == pytest.approx(voices["voice_kept"], rel=1e-3)
+    table = run(DVC + readme_comparison(1) + ["--no-pager"], repo, env={"COLUMNS": "120"}).stdout
+    header = next(line for line in table.splitlines() if "Experiment" in line)
+    assert header.split() == ["Experiment", "converted", "voice_kept"], table  # the README's voices table
     assert summary["accuracy"] == pytest.approx(generated["accuracy"], rel=1e-3)
     assert summary["voiced"] == pytest.approx(metrics["generated"]["sound"]["voiced"], rel=1e-3)
     assert summary["naturalness"] == pytest.approx(metrics["generated"]["sound"]["ovrl"], rel=1e-3)

@@ -1,0 +1,251 @@
+"""How well the VAE holds a voice: real clips said as every other digit, training speakers' voices saying
+every digit, a walk from one voice to another, the latent map (the evaluate stage's voices).
+
+The clips themselves come from :func:`speakdigits.evaluation.references` (each reference clip's voice
+said as every digit) and from here; :mod:`speakdigits.voices` says what a voice is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from speakdigits.formats.classifiers import read_classifiers_info
+from speakdigits.formats.mfcc_judge import SPEAKER, has_judge, read_judge_info
+from speakdigits.formats.normalized import denormalize
+from speakdigits.judge import Judge
+from speakdigits.judged import accuracy_over_all, clip_verdicts, judged_only
+from speakdigits.listening import Heard
+from speakdigits.mfcc_judge import MfccJudge
+from speakdigits.model import N_DIGITS, TrainedVAE, saying
+from speakdigits.params import GenerateParams, MelParams
+from speakdigits.pitch import from_unit
+from speakdigits.vocoder import stretch_contrast, synthesize_many
+from speakdigits.voices import interpolate, latent_map, nearest_mean_accuracy
+from speakdigits.wav import wav_bytes
+
+#: Source clips whose voice the listening page plays saying every digit, and the clips of its row
+#: from one voice to another.
+VOICE_ROWS = 3
+INTERPOLATION_STEPS = 6
+
+
+def voice_sources(refs: list[dict]) -> list[int]:
+    """Indices of up to :data:`VOICE_ROWS` reference clips to show, a new speaker's first where there is one."""
+    firsts = [i for i, ref in enumerate(refs) if ref["speaker"] not in {r["speaker"] for r in refs[:i]}]
+    rest = [i for i in range(len(refs)) if i not in firsts]
+    return (firsts + rest)[:VOICE_ROWS]
+
+
+def spoken(
+    vae: TrainedVAE,
+    voices: np.ndarray,
+    said: np.ndarray,
+    latents: dict,
+    *,
+    judge: Judge,
+    mel: MelParams,
+    generate: GenerateParams,
+    seeds: list[int],
+) -> list[bytes]:
+    """Wav files of ``voices`` (:mod:`speakdigits.voices`) saying the digits ``said``, made as generated
+    clips are: the decoder's image, its contrast stretched, then the vocoder."""
+    images, pitch = vae.decode(saying(voices, said, latents), said)
+    images_db = stretch_contrast(
+        denormalize(np.clip(images, 0.0, 1.0), judge.mel_min, judge.mel_max), generate.contrast
+    )
+    clips = synthesize_many(
+        images_db,
+        from_unit(np.clip(pitch, 0.0, 1.0)),
+        mel=mel,
+        vocoder=generate.vocoder,
+        n_iter=generate.vocoder_iters,
+        momentum=generate.griffin_lim_momentum,
+        seeds=seeds,
+    )
+    return [wav_bytes(clip, mel.sample_rate) for clip in clips]
+
+
+def interpolation(vae: TrainedVAE, latents: dict, refs: list[dict], *, seed: int, **making) -> dict | None:
+    """From the first reference clip's voice to the next one's of another speaker (or the next clip's), saying
+    the first clip's digit: ``start`` and ``end`` (indices into ``refs``), ``digit`` and ``wavs``; None for
+    fewer than two references or an unconditional model. ``making``: :func:`spoken`'s settings."""
+    if len(refs) < 2 or not vae.conditional:
+        return None
+    end = next((i for i, ref in enumerate(refs) if ref["speaker"] != refs[0]["speaker"]), 1)
+    digit = refs[0]["digit"]
+    voices = interpolate(refs[0]["voice"], refs[end]["voice"], INTERPOLATION_STEPS)
+    said = np.full(INTERPOLATION_STEPS, digit)
+    wavs = spoken(vae, voices, said, latents, seeds=[seed] * INTERPOLATION_STEPS, **making)
+    return {"start": 0, "end": end, "digit": digit, "wavs": wavs}
+
+
+#: Most training speakers whose voices (``speakers.json``) say every digit for the known-voice measure.
+KNOWN_SPEAKERS = 12
+
+
+def known_voices(vae: TrainedVAE, latents: dict, speakers: dict, *, seed: int, **making) -> dict | None:
+    """Up to :data:`KNOWN_SPEAKERS` training speakers' voices (their mean, as ``generate --speaker`` says
+    it) saying every digit: ``speakers`` (one name per clip), ``digits`` and ``wavs``; None for an
+    unconditional model. ``making``: :func:`spoken`'s settings."""
+    if not vae.conditional or not speakers:
+        return None
+    names = sorted(speakers)[:KNOWN_SPEAKERS]
+    who = [name for name in names for _ in range(N_DIGITS)]
+    said = np.tile(np.arange(N_DIGITS), len(names))
+    voices = np.array([speakers[name]["mean"] for name in who], dtype=np.float64)
+    wavs = spoken(vae, voices, said, latents, seeds=[seed + i for i in range(len(who))], **making)
+    return {"speakers": who, "digits": said.tolist(), "wavs": wavs}
+
+
+def heard_by(
+    judge: Judge | MfccJudge | None, wavs: list[bytes], expected: list[str]
+) -> tuple[float | None, list[str | None]]:
+    """Accuracy of a classifier of speakers (or genders) on wavs, against the class names ``expected``, and a
+    caption per clip (its verdict, ✓ or ✗, its confidence); ``(None, [None, ...])`` without the classifier."""
+    if judge is None or not wavs:
+        return None, [None] * len(wavs)
+    if isinstance(judge, MfccJudge):
+        probs, judged, _ = judge.wavs(wavs)
+    else:
+        heard = judge.wavs(wavs)
+        probs, judged = heard["probs"], heard["judged"]
+    wanted = [judge.classes.index(name) if name in judge.classes else -1 for name in expected]
+    verdicts, confidence = clip_verdicts(probs, judged, len(wavs))
+    captions = [
+        None
+        if verdict < 0
+        else f"{judge.task} judge: {judge.classes[verdict]} {'✓' if verdict == want else '✗'} ({sure:.0%})"
+        for verdict, sure, want in zip(verdicts, confidence, wanted)
+    ]
+    return accuracy_over_all(probs, judged, wanted), captions
+
+
+def optional_judge(classifier_dir: Path, task: str, **kwargs) -> Judge | None:
+    """The classify stage's ``task`` classifier, or None where it could not be trained (too few classes)."""
+    if task not in read_classifiers_info(classifier_dir)["tasks"]:
+        return None
+    return Judge.load(classifier_dir, task, **kwargs)
+
+
+def judge_voices(
+    refs: list[dict],
+    interpolated: dict | None,
+    known: dict | None,
+    test: dict,
+    *,
+    judge: Judge,
+    second: MfccJudge,
+    classifier_dir: Path,
+    mfcc_judge_dir: Path,
+    reference_heard: dict[str, list[Heard]],
+) -> tuple[dict, list[tuple[str, list[Heard]]]]:
+    """How well the VAE's latent vector holds a voice: each reference clip converted to every other digit.
+
+    The two digit judges should hear the new digit (``converted``, the lower of the two); the speaker
+    judge, which has heard other takes of every speaker, should hear the source speaker (``voice_kept``,
+    beside the same judge on the real clips, their vocoder versions and their reconstructions, and its
+    own accuracy on unheard takes); where the data tell the speakers' genders, the gender classifier
+    should hear the source's (``gender_kept``). The training speakers' voices (``known``, as
+    ``generate --speaker`` says them) are heard the same way (``known_voices``).
+
+    Returns
+    -------
+    (dict, list)
+        The metrics, and the listening page's rows: a few sources, each followed by its voice saying
+        every digit, then the row from one voice to another.
+    """
+    if not refs or not refs[0]["converted"]:
+        reason = "evaluate.voice_clips is 0" if not refs else "an unconditional model cannot be asked for another digit"
+        return {"available": False, "reason": reason}, []
+    gender_judge = optional_judge(classifier_dir, "gender", mel=judge.mel, mel_min=judge.mel_min, mel_max=judge.mel_max)
+    speaker_judge = MfccJudge.load(mfcc_judge_dir, SPEAKER) if has_judge(mfcc_judge_dir, SPEAKER) else None
+    pairs = [(i, d) for i, ref in enumerate(refs) for d in range(N_DIGITS) if d != ref["digit"]]
+    converted = judged_only(judge, second, [refs[i]["converted"][d] for i, d in pairs], [d for _, d in pairs])
+    out: dict = {
+        "sources": len(refs),
+        "source_speakers": sorted({ref["speaker"] for ref in refs}),
+        "converted_clips": len(pairs),
+        "converted_mel": converted.accuracy("mel"),
+        "converted_mfcc": converted.accuracy("mfcc"),
+    }
+    out["converted"] = min(out["converted_mel"], out["converted_mfcc"])
+    captions = {}
+    if speaker_judge is not None:
+        out["speaker_judge"] = {
+            "accuracy": read_judge_info(mfcc_judge_dir, SPEAKER)["test_accuracy"],
+            "speakers": len(speaker_judge.classes),
+            "chance": 1 / len(speaker_judge.classes),
+        }
+        sources = [ref["speaker"] for ref in refs]
+        for kind in ("real", "vocoder", "vae"):
+            key = {"real": "voice_kept_real", "vocoder": "voice_kept_vocoder", "vae": "voice_kept_reconstructed"}[kind]
+            out[key], captions[kind] = heard_by(speaker_judge, [ref[kind] for ref in refs], sources)
+        out["voice_kept"], captions["converted"] = heard_by(
+            speaker_judge, converted.wavs, [refs[i]["speaker"] for i, _ in pairs]
+        )
+        if known is not None:
+            voices = judged_only(judge, second, known["wavs"], known["digits"])
+            out["known_voices"] = {
+                "speakers": len(set(known["speakers"])),
+                "said": min(voices.accuracy("mel"), voices.accuracy("mfcc")),
+                "kept": heard_by(speaker_judge, known["wavs"], known["speakers"])[0],
+            }
+    else:
+        out["speaker_judge"] = {"available": False, "reason": "one speaker only: no speaker judge (mfcc_judge)"}
+    genders = dict(zip(test["speaker"].tolist(), test["gender"].tolist()))
+    if gender_judge is not None and all(genders.get(ref["speaker"]) in gender_judge.classes for ref in refs):
+        out["gender_kept_real"], _ = heard_by(
+            gender_judge, [ref["real"] for ref in refs], [genders[r["speaker"]] for r in refs]
+        )
+        out["gender_kept"], _ = heard_by(gender_judge, converted.wavs, [genders[refs[i]["speaker"]] for i, _ in pairs])
+
+    heard = converted.heard(
+        names=[f"{i:03d}_as_{d}" for i, d in pairs],
+        titles=[f"says {d}" for _, d in pairs],
+    )
+    if "converted" in captions:
+        heard = [replace(h, voice=c) for h, c in zip(heard, captions["converted"])]
+    by_pair = dict(zip(pairs, heard))
+    rows = []
+    for i in voice_sources(refs):
+        source = replace(reference_heard["real"][i], voice=captions.get("real", [None] * len(refs))[i])
+        own = replace(
+            reference_heard["vae"][i],
+            title=f"says {refs[i]['digit']} (its own)",
+            voice=captions.get("vae", [None] * len(refs))[i],
+        )
+        spoken = [by_pair.get((i, d), own) for d in range(N_DIGITS)]
+        rows.append((f"the voice of {Path(refs[i]['member']).name}", [source, *spoken]))
+    if interpolated is not None:
+        steps = judged_only(judge, second, interpolated["wavs"], [interpolated["digit"]] * len(interpolated["wavs"]))
+        start, end = (Path(refs[interpolated[k]]["member"]).name for k in ("start", "end"))
+        step_heard = steps.heard(
+            names=[f"between_{k}" for k in range(len(steps.wavs))],
+            titles=[f"{k / max(1, len(steps.wavs) - 1):.0%} of the way" for k in range(len(steps.wavs))],
+        )
+        out["interpolation_said"] = steps.accuracy("mel")
+        rows.append((f"from {start} to {end}, saying {interpolated['digit']}", step_heard))
+    return out, rows
+
+
+def latent_space(vae: TrainedVAE, test: dict) -> tuple[dict, tuple | None]:
+    """Where the test speakers' clips lie in latent space: how clearly digit and speaker show there
+    (:func:`speakdigits.voices.nearest_mean_accuracy`; ideally the digit not at all, as the decoder is told
+    it), and the 2-D map's ``(coords, digits, speakers, explained)`` (None for fewer than two clips)."""
+    if len(test["x"]) < 2:
+        return {"clips": len(test["x"])}, None
+    mu, _ = vae.encode(test["x"], test["pitch"], test["digit"])
+    coords, explained = latent_map(mu)
+    out = {
+        "clips": len(mu),
+        "speakers": len(set(test["speaker"].tolist())),
+        "explained_variance": [float(v) for v in explained],
+    }
+    for key, labels in (("digit_separation", test["digit"]), ("speaker_separation", test["speaker"])):
+        separation = nearest_mean_accuracy(mu, labels)
+        if separation == separation:  # NaN: fewer than two digits or speakers to tell apart
+            out[key] = separation
+    return out, (coords, test["digit"], test["speaker"], explained)
