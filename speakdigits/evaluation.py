@@ -521,9 +521,7 @@ def evaluate(
         mfcc_judge_dir=mfcc_judge_dir,
         reference_heard=reference_heard,
     )
-    drawn = None
-    if sources:
-        metrics["voices"]["latent_map"], drawn = latent_space(vae, test)
+    metrics["voices"]["latent_map"], drawn = latent_space(vae, test)  # cheap, and a DVC plot: always drawn
     with atomic_dir(listen_dir) as tmp:
         if drawn is not None:
             save_latent_map(tmp / LATENT_MAP_PNG, *drawn)
