@@ -51,6 +51,9 @@ PEAK = 10 ** (-1 / 20)
 
 VOCODERS = ("harmonic", "griffin_lim")
 
+#: Bands within this many dB of an image's floor are at it (the floor is stored in float32).
+FLOOR_TOLERANCE_DB = 1e-3
+
 
 def mel_to_audio(mel_db: np.ndarray, *, mel: MelParams, n_iter: int, momentum: float, seed: int) -> np.ndarray:
     """Invert one log-mel image (dB, ``n_mels x frames``) to a waveform with Griffin-Lim.
@@ -78,7 +81,7 @@ def mel_to_audio(mel_db: np.ndarray, *, mel: MelParams, n_iter: int, momentum: f
         float32 samples, ``mel.n_samples`` at ``mel.sample_rate``,
         peak-normalised to -1 dBFS (all zeros if the input was silent).
     """
-    power = librosa.db_to_power(np.asarray(mel_db, dtype=np.float64))
+    power = image_power(mel_db, mel=mel)
     magnitude = librosa.feature.inverse.mel_to_stft(
         power,
         sr=mel.sample_rate,
@@ -100,6 +103,22 @@ def mel_to_audio(mel_db: np.ndarray, *, mel: MelParams, n_iter: int, momentum: f
         length=mel.n_samples,
     )
     return peak_normalize(samples)
+
+
+def image_power(mel_db: np.ndarray, *, mel: MelParams) -> np.ndarray:
+    """The mel power spectrogram a log-mel image asks for, with its floor as silence.
+
+    :func:`speakdigits.audio.log_mel` floors every image ``mel.top_db`` below its loudest bin, so a
+    band at the floor held less than that, most often nothing at all (the padding after a word is
+    digital silence). Taken at its value, the floor becomes a faint noise through the whole clip,
+    which PESQ hears against the recording's silence: on 20 FSDD clips, the harmonic vocoder's path
+    scored 2.61 with the floor as a level and 2.82 with it as silence, and DNSMOS SIG 2.79 and 2.90.
+    """
+    mel_db = np.asarray(mel_db, dtype=np.float64)
+    power = librosa.db_to_power(mel_db)
+    if mel_db.size:
+        power[mel_db <= mel_db.max() - mel.top_db + FLOOR_TOLERANCE_DB] = 0.0
+    return power
 
 
 def voicing_weight(voicing: np.ndarray) -> np.ndarray:
@@ -183,7 +202,7 @@ def pitch_to_audio(mel_db: np.ndarray, pitch: np.ndarray, *, mel: MelParams, n_i
     def around(power: np.ndarray) -> np.ndarray:
         return np.einsum("tij,jt->it", near, power) + 1e-20
 
-    target = librosa.db_to_power(mel_db)
+    target = image_power(mel_db, mel=mel)
     if not np.any(target > 0):  # a silent image: silence, not noise amplified to full scale
         return np.zeros(mel.n_samples, dtype=np.float32)
     log_target = np.log(around(target))

@@ -123,6 +123,16 @@ def test_the_vocoders_are_deterministic_for_a_seed_and_silent_for_a_silent_image
         assert np.all(silent == 0), vocoder
 
 
+def test_an_images_floor_is_silence_not_a_faint_noise():
+    # smooth_image's frames outside the word sit at the floor, mel.top_db below its loudest band: a
+    # recording's silence, which PESQ compares with digital silence.
+    track = np.stack([np.full(MEL.frames, 140.0), np.ones(MEL.frames)]).astype(np.float32)
+    after = (38 + 2) * MEL.hop + MEL.n_fft  # past the last frame that a window of the word reaches
+    for vocoder in ("harmonic", "griffin_lim"):
+        clip = synthesize(smooth_image(), track, mel=MEL, vocoder=vocoder, n_iter=8, momentum=0.99, seed=0)
+        assert np.abs(clip[after:]).max() < 1e-6 * np.abs(clip).max(), vocoder
+
+
 def test_a_decoders_voicing_probability_is_sharpened():
     np.testing.assert_allclose(voicing_weight(np.array([0.0, 0.25, 0.5, 0.75, 1.0])), [0, 0, 0.5, 1, 1])
 
