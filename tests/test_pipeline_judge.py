@@ -225,12 +225,27 @@ def test_a_classifier_change_reruns_classify_and_evaluate_only(pipeline):
 
 def test_a_trusted_judge_bar_reruns_evaluate_only_and_lifts_the_warning(pipeline):
     repo, _ = pipeline
+    # What the experiment rewrites in git's part of the workspace (DVC's part comes back from the cache).
+    before = {
+        path: path.read_bytes()
+        for path in [
+            repo / "params.yaml",
+            repo / "dvc.lock",
+            repo / "metrics" / "evaluate.json",
+            repo / "metrics" / "summary.json",
+        ]
+    }
     result = exp_run(repo, "evaluate.trusted_judge_accuracy=0")
     assert ran_stages(result.stdout) == ["evaluate"]
     judge = json.loads((repo / "metrics" / "evaluate.json").read_text())["judge"]
     assert judge["reliable"] is True and "warning" not in judge
     assert 'role="alert">UNRELIABLE' not in (repo / "data" / "listen" / "index.html").read_text(encoding="utf-8")
-    exp_run(repo, "evaluate.trusted_judge_accuracy=0.97")
+    # Back as it was, from the cache rather than by a second evaluate (a minute of the suite).
+    for path, data in before.items():
+        path.write_bytes(data)
+    run(DVC + ["checkout", "--force"], repo)
+    assert UP_TO_DATE in run(DVC + ["status"], repo).stdout
+    assert 'role="alert">UNRELIABLE' in (repo / "data" / "listen" / "index.html").read_text(encoding="utf-8")
 
 
 def test_an_unconditional_model_is_judged_without_requested_digits(pipeline):
