@@ -41,6 +41,7 @@ def main() -> None:
         vae=dataclasses.replace(params.vae, arch=args.arch),
         train=params.train,
         seed=params.seed,
+        steps_per_epoch=-(-len(split["x"]) // params.train.batch_size),
     )
     timer, seconds = epoch_timer()
     model.fit(

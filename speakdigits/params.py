@@ -199,6 +199,7 @@ class TrainParams:
     epochs: int = key("int", 1, 10000)
     batch_size: int = key("int", 1, 65536)
     learning_rate: float = key("float", 1e-7, 10)
+    warmup_epochs: float = key("float", 0, 10000)
     reconstruction_weight: float = key("float", 0.001, 1e7)
     pitch_weight: float = key("float", 0, 100)
     patience: int = key("int", 1, 10000)

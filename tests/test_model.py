@@ -38,7 +38,7 @@ from speakdigits.model import (
     to_channels,
 )
 from speakdigits.params import GenerateParams, MelParams, TrainParams, VaeParams, load_params
-from speakdigits.training import train
+from speakdigits.training import compiled_vae, train
 from speakdigits.vocoder import mel_to_audio
 
 from conftest import REPO
@@ -47,7 +47,13 @@ SHAPE = (16, 16)
 LATENT = 4
 VAE_PARAMS = VaeParams(arch="conv", conditional=True, filters=(8, 16), dense=32)
 TRAIN_PARAMS = TrainParams(
-    epochs=2, batch_size=16, learning_rate=0.001, reconstruction_weight=2000.0, pitch_weight=1.0, patience=8
+    epochs=2,
+    batch_size=16,
+    learning_rate=0.001,
+    warmup_epochs=0.0,
+    reconstruction_weight=2000.0,
+    pitch_weight=1.0,
+    patience=8,
 )
 # Small, fast inversion settings matching SHAPE: 2000 samples, hop 133, n_fft 256.
 MEL = MelParams(
@@ -401,6 +407,21 @@ def test_curves_can_be_read_while_the_model_trains(trained):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_the_learning_rate_rises_over_the_warmup_epochs():
+    # Adam's first step moves every weight by about the full rate: on FSDD it sent log σ² to 34 and the
+    # first epoch's KL to 2.8e11. train.warmup_epochs ramps the rate up over the first epochs' steps.
+    warm = dataclasses.replace(TRAIN_PARAMS, learning_rate=0.001, warmup_epochs=2.0)
+    model = compiled_vae(SHAPE, latent_dim=LATENT, vae=VAE_PARAMS, train=warm, seed=0, steps_per_epoch=5)
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.0001)  # the first step: a tenth
+    schedule = model.optimizer._learning_rate
+    np.testing.assert_allclose(
+        [float(schedule(step)) for step in range(12)], [i / 1e4 for i in range(1, 11)] + [1e-3] * 2
+    )
+    cold = dataclasses.replace(warm, warmup_epochs=0.0)
+    model = compiled_vae(SHAPE, latent_dim=LATENT, vae=VAE_PARAMS, train=cold, seed=0, steps_per_epoch=5)
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.001)
 
 
 def test_integer_learning_rate_is_used_like_a_float(trained):
