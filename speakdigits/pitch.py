@@ -11,8 +11,9 @@ A track is ``2 x frames`` float32: row :data:`F0` the fundamental in Hz,
 continuous (interpolated through unvoiced frames and held at the ends, so that
 it is defined everywhere and the VAE learns a smooth curve), row
 :data:`VOICING` 1 where the frame is voiced, else 0. The tracker is librosa's
-pYIN (probabilistic YIN with an HMM over pitch and voicing), its candidates
-refined to a fraction of a semitone by YIN's parabolic interpolation.
+pYIN (probabilistic YIN with an HMM over pitch and voicing), with a prior that
+lets a vowel in a noisy recording be voiced, its candidates refined to a
+fraction of a semitone by YIN's parabolic interpolation.
 """
 
 from __future__ import annotations
@@ -28,6 +29,14 @@ F0, VOICING = 0, 1
 #: pYIN's pitch grid, in semitones: 0.25 costs a quarter of librosa's default 0.1
 #: (27 ms against 120 ms a clip at 16 kHz), and the refinement below recovers the precision.
 _RESOLUTION = 0.25
+#: pYIN's prior over YIN's threshold (a beta distribution): how aperiodic a frame may be and still be voiced.
+#: librosa's default, (2, 18), expects clean studio speech. FSDD is recorded at 8 kHz with a noise floor,
+#: and with that prior pYIN found a pitch in 27-49 % of the speech frames of three of the four training
+#: speakers and none at all in about a third of their clips, vowels whose harmonics a spectrogram shows
+#: plainly: the VAE learnt to whisper them. (1, 4) voices 56-92 % of each speaker's speech frames and
+#: leaves noise unvoiced, even noise in one formant's band (300-800 Hz); (1, 3) voices such noise. On the
+#: FSDD test speaker's vocoder path it raised PESQ-WB from 2.27 to 2.61 and DNSMOS OVRL from 2.45 to 2.51.
+_VOICING_PRIOR = (1.0, 4.0)
 #: A refined estimate further than this from pYIN's (semitones) is another dip of YIN's curve: kept out.
 _REFINE_SEMITONES = 0.5
 
@@ -58,7 +67,9 @@ def track(samples: np.ndarray, *, mel: MelParams) -> np.ndarray:
     samples = np.asarray(samples, dtype=np.float32)
     window = frame_length(mel.sample_rate)
     common = dict(sr=mel.sample_rate, frame_length=window, hop_length=mel.hop, center=True, pad_mode="constant")
-    f0, voiced, _ = librosa.pyin(samples, fmin=F0_MIN, fmax=F0_MAX, resolution=_RESOLUTION, **common)
+    f0, voiced, _ = librosa.pyin(
+        samples, fmin=F0_MIN, fmax=F0_MAX, resolution=_RESOLUTION, beta_parameters=_VOICING_PRIOR, **common
+    )
     fine = librosa.yin(samples, fmin=F0_MIN, fmax=F0_MAX, **common)
     f0, voiced, fine = f0[: mel.frames], voiced[: mel.frames], fine[: mel.frames]
     ratio = np.divide(fine, f0, out=np.ones_like(fine), where=voiced)
