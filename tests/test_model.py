@@ -298,6 +298,17 @@ def test_train_writes_model_and_dvclive_metrics(trained):
             assert rows[0] == ["step", name]
             assert [r[0] for r in rows[1:]] == ["0", "1"], (section, name)
             assert all(math.isfinite(float(r[1])) for r in rows[1:])
+    # Each epoch's loss is its parts' means combined, to the last bit: tracked as a mean of its own, the first
+    # epoch's loss differed by a float32 step between identical trainings on a busy machine.
+    w, pw = (np.float32(v) for v in (TRAIN_PARAMS.reconstruction_weight, TRAIN_PARAMS.pitch_weight))
+    for section in ("train", "eval"):
+        curve = {
+            name: np.array(
+                [r[1] for r in read_tsv(live_dir / "plots" / "metrics" / section / f"{name}.tsv")[1:]], np.float32
+            )
+            for name in ("loss", "reconstruction", "pitch", "kl")
+        }
+        np.testing.assert_array_equal(curve["loss"], w * (curve["reconstruction"] + pw * curve["pitch"]) + curve["kl"])
     # The last epoch's row is what metrics.json reports.
     assert float(read_tsv(live_dir / "plots" / "metrics" / "train" / "loss.tsv")[-1][1]) == pytest.approx(
         metrics["train"]["loss"]
