@@ -27,8 +27,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from speakdigits.cores import CORES_ENV
 from speakdigits.errors import PipelineError
 from speakdigits.params import load_params
+
+# The suite runs on two processes (pyproject.toml: pytest -n 2), each with one core for its stages, their
+# worker pools and TensorFlow, so that the two never fight over the 2 cores of the reference machine.
+if "PYTEST_XDIST_WORKER" in os.environ:
+    os.environ.setdefault(CORES_ENV, "1")
 
 REPO = Path(__file__).resolve().parent.parent
 

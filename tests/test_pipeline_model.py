@@ -414,6 +414,9 @@ def test_one_core_trains_the_same_model_as_every_core(pipeline):
     repo, _ = pipeline
     trained = ("data/model/", "metrics/vae", "metrics/train/")
     before = {name: data for name, data in outputs(repo).items() if name.startswith(trained)}
+    # The suite's own runs use one core each (conftest): train on every core of the machine, then on one.
+    run([sys.executable, "-m", "stages.train"], repo, env={"SPEAKDIGITS_CORES": str(os.cpu_count() or 1)})
+    assert {name: data for name, data in outputs(repo).items() if name.startswith(trained)} == before
     run([sys.executable, "-m", "stages.train"], repo, env={"SPEAKDIGITS_CORES": "1"})
     after = {name: data for name, data in outputs(repo).items() if name.startswith(trained)}
     assert sorted(after) == sorted(before) and "data/model/decoder.keras" in after
