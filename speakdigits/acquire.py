@@ -86,8 +86,9 @@ def synthesize(out_dir: Path, *, speakers: int, takes: int, noise_db: float, see
     """
     voices = synthetic.make_speakers(speakers, seed)
     jobs = jobs or available_cores()
-    espeak.sample_rate()  # initialise once here; workers inherit the fresh state
-    with multiprocessing.get_context("fork").Pool(jobs, initializer=init_worker) as pool:
+    # Spawned workers, as extraction's (speakdigits.features): each loads eSpeak NG once and forks a fresh
+    # child per speaker from that single-threaded state (speakdigits.espeak).
+    with multiprocessing.get_context("spawn").Pool(jobs, initializer=init_worker) as pool:
         # One task per speaker: all its takes are spoken as one eSpeak sequence, always the same one.
         spoken = pool.imap(_speak_speaker, [(spk, takes, seed, noise_db) for spk in voices])
         clips = (

@@ -251,7 +251,10 @@ def extract(raw_dir: Path, out_dir: Path, mel: MelParams, *, jobs: int | None = 
         shapes = {MELS_NPY: (mel.n_mels, mel.frames), PITCH_NPY: (2, mel.frames)}
         for name, shape in shapes.items():
             start_rows(tmp / name, row_shape=shape, most_clips=len(order))
-        ctx = multiprocessing.get_context("fork")
+        # Spawned, not forked: a fork copies one thread of a process that may run several (a test runner's,
+        # TensorFlow's), and a lock another thread held stays locked in the child (a forked extraction
+        # worker aborted under pytest-xdist). Each worker imports what it needs once; the same output.
+        ctx = multiprocessing.get_context("spawn")
         with ctx.Pool(jobs, initializer=_init_worker, initargs=(zip_path, mel, str(tmp))) as pool:
             with tqdm(total=len(order), desc="extracting", unit="clip") as progress:
                 for (first, _), (made, reasons) in zip(tasks, pool.imap(_extract_batch, tasks)):
