@@ -56,6 +56,7 @@ from speakdigits.novelty import novelty
 from speakdigits.params import EvaluateParams, GenerateParams, MelParams
 from speakdigits.pitch import F0, VOICING, from_unit
 from speakdigits.quality import summarize
+from speakdigits.streams import Stream, stream
 from speakdigits.vocoder import stretch_contrast, synthesize_many
 from speakdigits.voice_evaluation import interpolation, judge_voices, known_voices, latent_space
 from speakdigits.voices import features, save_latent_map
@@ -68,23 +69,22 @@ NOVELTY_REFERENCE_CLIPS = 500
 REFERENCE_KINDS = (("real", None), ("vocoder", "its mel and pitch, vocoded"), ("vae", "VAE reconstruction, vocoded"))
 
 
-def digits_in_turn(digits: np.ndarray, *, seed: int) -> np.ndarray:
+def digits_in_turn(digits: np.ndarray, *, rng: np.random.Generator) -> np.ndarray:
     """Indices of ``digits`` ordered so that digits take turns: one clip of each digit, then a second of
-    each, ...; within a digit the order is a shuffle drawn with ``seed``.
+    each, ...; within a digit the order is a shuffle drawn from ``rng``.
 
     Any prefix of the order then covers the digits evenly (the judge's embeddings cluster by digit, so
     an uneven draw alone would move a Fréchet distance or a median).
     """
     digits = np.asarray(digits)
-    rng = np.random.default_rng(seed)
     queues = [np.flatnonzero(digits == d)[rng.permutation(int(np.sum(digits == d)))] for d in np.unique(digits)]
     longest = max((len(q) for q in queues), default=0)
     return np.array([q[turn] for turn in range(longest) for q in queues if turn < len(q)], dtype=np.int64)
 
 
-def digits_evenly(digits: np.ndarray, count: int, *, seed) -> np.ndarray:
+def digits_evenly(digits: np.ndarray, count: int, *, rng: np.random.Generator) -> np.ndarray:
     """Indices of up to ``count`` of ``digits``, the digits in turn (:func:`digits_in_turn`), in ascending order."""
-    return np.sort(digits_in_turn(digits, seed=seed)[:count])
+    return np.sort(digits_in_turn(digits, rng=rng)[:count])
 
 
 def unheard(split: dict, *, holdout_takes: float) -> dict:
@@ -93,7 +93,7 @@ def unheard(split: dict, *, holdout_takes: float) -> dict:
     return {key: values[keep] for key, values in split.items()}
 
 
-def reference_candidates(raw_dir: Path, clips: dict, *, seed: int) -> list[tuple[str, int]]:
+def reference_candidates(raw_dir: Path, clips: dict, *, rng: np.random.Generator) -> list[tuple[str, int]]:
     """The raw files of ``clips`` (a split's arrays), ``(member, digit)``, in the order to use them.
 
     Raw files are matched by digit, speaker and take; digits take turns
@@ -106,7 +106,7 @@ def reference_candidates(raw_dir: Path, clips: dict, *, seed: int) -> list[tuple
         parsed = raw.parse_clip_name(member)
         if parsed is not None and tuple(parsed) in wanted:
             found.append((member, parsed[0]))
-    order = digits_in_turn(np.array([digit for _, digit in found]), seed=seed) if found else []
+    order = digits_in_turn(np.array([digit for _, digit in found]), rng=rng) if found else []
     return [found[i] for i in order]
 
 
@@ -259,7 +259,7 @@ def real_frechet_floor(judge: Judge, val: dict, test_embeddings: np.ndarray, *, 
     """
     if count == 0 or len(val["x"]) == 0 or len(test_embeddings) == 0:
         return None
-    pick = digits_evenly(val["digit"], count, seed=[seed, 6])
+    pick = digits_evenly(val["digit"], count, rng=stream(seed, Stream.VALIDATION_CLIPS))
     return frechet_distance(judge.images(val["x"][pick])[1], test_embeddings)
 
 
@@ -384,7 +384,7 @@ def evaluate(
     conditional = any(d is not None for d in requested)
     test = load_split(normalized_dir, "test")
     test_unheard = unheard(test, holdout_takes=holdout_takes)
-    candidates = reference_candidates(raw_dir, test_unheard, seed=[seed, 5])
+    candidates = reference_candidates(raw_dir, test_unheard, rng=stream(seed, Stream.REFERENCES))
     vae = load_vae(model_dir)
     latents = read_latents(model_dir)
     refs = references(
@@ -464,7 +464,7 @@ def evaluate(
         vae_metrics["judge_accuracy_resynthesised"] = sets["vae"].accuracy("mel")
         vae_metrics["mfcc_judge_accuracy_resynthesised"] = sets["vae"].accuracy("mfcc")
     train = load_split(normalized_dir, "train")
-    yardstick = digits_evenly(test["digit"], NOVELTY_REFERENCE_CLIPS, seed=[seed, 7])
+    yardstick = digits_evenly(test["digit"], NOVELTY_REFERENCE_CLIPS, rng=stream(seed, Stream.NOVELTY_YARDSTICK))
     novel = novelty(
         read_generated_mels(generated_dir, len(records)),
         test_rebuilt[yardstick],

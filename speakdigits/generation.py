@@ -26,6 +26,7 @@ from speakdigits.formats.normalized import denormalize, load_stats
 from speakdigits.model import sample_latents
 from speakdigits.params import GenerateParams, MelParams
 from speakdigits.pitch import from_unit
+from speakdigits.streams import Stream, stream
 from speakdigits.vocoder import stretch_contrast, synthesize_many
 from speakdigits.wav import wav_bytes
 
@@ -138,7 +139,7 @@ def generate(
             digits if vae.conditional else [None] * len(digits),
             latent_dim=vae.latent_dim,
             temperature=generate.temperature,
-            rng=np.random.default_rng([seed, 4]),
+            rng=stream(seed, Stream.GENERATED_LATENTS),
         )
     labels = np.array([0 if d is None else d for d in digits])
     images, pitch = vae.decode(z, labels if vae.conditional else None)

@@ -19,6 +19,7 @@ from speakdigits.formats.features import read_features, read_geometry
 from speakdigits.formats.normalized import SPLITS, scale, write_split, write_stats
 from speakdigits.params import SplitParams
 from speakdigits.pitch import to_unit
+from speakdigits.streams import Stream, stream
 
 
 def split_speakers(speakers: list[str], *, split: SplitParams, seed: int) -> dict[str, list[str]]:
@@ -46,7 +47,7 @@ def split_speakers(speakers: list[str], *, split: SplitParams, seed: int) -> dic
     """
     val_fraction, test_fraction = split.val_fraction, split.test_fraction
     ordered = sorted(set(speakers))
-    shuffled = [ordered[i] for i in np.random.default_rng([seed, 3]).permutation(len(ordered))]
+    shuffled = [ordered[i] for i in stream(seed, Stream.SPLIT).permutation(len(ordered))]
     n_test = max(1, round(test_fraction * len(ordered))) if test_fraction > 0 else 0
     n_val = max(1, round(val_fraction * len(ordered))) if val_fraction > 0 else 0
     if len(ordered) - n_test - n_val < 1:

@@ -4,7 +4,7 @@ Each speaker is a distinct voice: an English accent, a voice variant (which
 fixes gender and, for some, an age), a base pitch and a speaking rate. Each
 take of a digit jitters pitch and rate and adds a random lead-in, gain and
 low-level noise, so that takes differ the way real recordings do. Everything
-is drawn from ``numpy.random.default_rng([seed, ...])`` and eSpeak NG is made
+is drawn from the seed's synthetic streams (:mod:`speakdigits.streams`) and eSpeak NG is made
 deterministic (see :mod:`speakdigits.espeak`), so the same parameters give
 byte-identical files.
 """
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from speakdigits import espeak
+from speakdigits.streams import Stream, stream
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
@@ -102,13 +103,13 @@ def make_speakers(n_speakers: int, seed: int) -> list[Speaker]:
         Speakers with ids ``'01'``, ``'02'``, ... (zero-padded like AudioMNIST).
     """
     pairs = list(itertools.product(ACCENTS, VARIANTS))
-    order = np.random.default_rng([seed, 0]).permutation(len(pairs))
+    order = stream(seed, Stream.SYNTHETIC_ORDER).permutation(len(pairs))
     width = max(2, len(str(n_speakers)))
     speakers = []
     for index in range(n_speakers):
         accent, variant_name = pairs[order[index % len(pairs)]]
         variant = espeak.voice_variant(variant_name)
-        rng = np.random.default_rng([seed, 1, index])
+        rng = stream(seed, Stream.SYNTHETIC_VOICE, index)
         speakers.append(
             Speaker(
                 speaker_id=f"{index + 1:0{width}d}",
@@ -155,7 +156,7 @@ def speak_takes(
     """
     rngs, utterances = [], []
     for digit, take in takes:
-        rng = np.random.default_rng([seed, 2, int(speaker.speaker_id), digit, take])
+        rng = stream(seed, Stream.SYNTHETIC_TAKE, int(speaker.speaker_id), digit, take)
         pitch = int(np.clip(speaker.pitch + rng.integers(-6, 7), 0, 100))
         rate = int(round(speaker.rate * rng.uniform(0.9, 1.1)))
         utterances.append(

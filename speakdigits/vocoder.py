@@ -42,6 +42,7 @@ from speakdigits.audio import mel_filters
 from speakdigits.cores import available_cores, init_worker
 from speakdigits.params import MelParams
 from speakdigits.pitch import F0, VOICING
+from speakdigits.streams import clip_rng
 
 #: Fewest clips per worker process before synthesis is spread over processes.
 CLIPS_PER_PROCESS = 8
@@ -99,7 +100,7 @@ def mel_to_audio(mel_db: np.ndarray, *, mel: MelParams, n_iter: int, momentum: f
         center=True,
         pad_mode="constant",
         init="random",
-        random_state=np.random.default_rng(seed),
+        random_state=clip_rng(seed),
         length=mel.n_samples,
     )
     return peak_normalize(samples)
@@ -207,7 +208,7 @@ def pitch_to_audio(mel_db: np.ndarray, pitch: np.ndarray, *, mel: MelParams, n_i
         return np.zeros(mel.n_samples, dtype=np.float32)
     log_target = np.log(around(target))
     stft = dict(n_fft=mel.n_fft, hop_length=mel.hop, center=True)
-    samples = excitation(pitch, mel=mel, rng=np.random.default_rng(seed))
+    samples = excitation(pitch, mel=mel, rng=clip_rng(seed))
     for _ in range(n_iter):
         spectrum = librosa.stft(samples, pad_mode="constant", **stft)
         now = spectrum[:, :frames]

@@ -38,6 +38,7 @@ from speakdigits.formats.raw import parse_clip_name
 from speakdigits.model import around, voice_of
 from speakdigits.params import MelParams
 from speakdigits.pitch import to_unit, track
+from speakdigits.streams import Stream, stream
 from speakdigits.wav import BadClip
 
 
@@ -140,7 +141,7 @@ def chosen_voice(
     (numpy.ndarray, list of dict)
         ``takes x latent_dim`` voices, and per take where it came from (for ``samples.json``).
     """
-    rng = np.random.default_rng([seed, 8])
+    rng = stream(seed, Stream.CHOSEN_VOICE)
     if speaker is not None:
         speakers = read_speakers(model_dir)
         if speaker not in speakers:
