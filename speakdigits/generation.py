@@ -11,7 +11,6 @@ rate. All randomness comes from the seed, so the same seed gives the same files.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from speakdigits.errors import PipelineError
-from speakdigits.files import add_files, atomic_dir
+from speakdigits.files import add_files, atomic_dir, write_json
 from speakdigits.formats.generated import GRID_PNG, MELS_NPY, SAMPLES_JSON, clip_names, output_names
 from speakdigits.formats.model import load_vae, read_latents
 from speakdigits.formats.normalized import denormalize, load_stats
@@ -170,5 +169,5 @@ def generate(
         titles = [r["file"][:-4] if r["digit"] is None else f"digit {r['digit']}" for r in records]
         save_mel_grid(images_db, titles, tmp / GRID_PNG, rows=grid_rows(digits))
         np.save(tmp / MELS_NPY, np.clip(images, 0.0, 1.0).astype(np.float32), allow_pickle=False)
-        (tmp / SAMPLES_JSON).write_text(json.dumps(records, indent=2) + "\n", encoding="utf-8")
+        write_json(tmp / SAMPLES_JSON, records)
     return records

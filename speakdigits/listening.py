@@ -16,12 +16,13 @@ test the page (``ok: N audio, M img`` or ``fail: ...``).
 from __future__ import annotations
 
 import html
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib.image
 import numpy as np
+
+from speakdigits.files import write_json
 
 DIR = Path("data/listen")
 INDEX_HTML = "index.html"
@@ -657,4 +658,4 @@ def write_listening_page(
         latent_map=latent_map,
         notes=PAGE_NOTES,
     )
-    (Path(out_dir) / VERDICTS_JSON).write_text(json.dumps(verdict_log, indent=2) + "\n", encoding="utf-8")
+    write_json(Path(out_dir) / VERDICTS_JSON, verdict_log)

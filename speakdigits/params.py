@@ -6,6 +6,14 @@ line naming the key, the value and what is allowed. What comes out is a
 :class:`Params`: one frozen dataclass per section (:class:`MelParams`, ...),
 each field declaring the :class:`Rule` its key follows, so the types and the
 checks are written once.
+
+Why not pydantic (installed with DVC): its models would declare the same
+types and bounds, but its lax mode turns ``"yes"`` or ``1`` into ``True``
+(strict mode then refuses ``1`` for a float), its messages run over several
+lines and have to be rewritten into ours anyway, and the checks between keys
+(the ``seed`` network's 50 x 50, mel bands above the recordings' band) stay
+hand-written either way. The :class:`Rule` table is short, and it would make
+pydantic a direct dependency pinned to whatever DVC needs.
 """
 
 from __future__ import annotations

@@ -103,3 +103,15 @@ def test_folders_named_like_leftovers_but_not_made_here_are_kept(tmp_path, name)
         (tmp / "clips.csv").write_text("ok\n")
     assert (lookalike / "notes.txt").read_text() == "mine"
     assert sorted(p.name for p in (tmp_path / "data" / "features").iterdir()) == ["clips.csv"]
+
+
+def test_the_library_writes_json_through_one_helper():
+    # One format for every JSON output (indented, keys sorted, written whole): no file with its own options.
+    inlined = [
+        f"{path.relative_to(REPO)}:{number}"
+        for path in sorted((REPO / "speakdigits").rglob("*.py"))
+        if path.name not in ("files.py", "runtime.py")  # runtime.py: Keras's own metadata.json
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if "json.dump" in line
+    ]
+    assert inlined == []

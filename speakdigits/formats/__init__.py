@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from speakdigits.errors import PipelineError
+from speakdigits.files import write_json
 from speakdigits.params import MelParams
 
 
@@ -60,7 +61,7 @@ def read_stage_json(path: str | Path, stage: str) -> Any:
 
 def write_geometry(path: str | Path, geometry: MelParams) -> None:
     """The mel geometry as JSON: every ``mel`` key, ``fmax`` resolved."""
-    Path(path).write_text(json.dumps(dataclasses.asdict(geometry), indent=2) + "\n", encoding="utf-8")
+    write_json(path, dataclasses.asdict(geometry))
 
 
 def geometry_from(values: Any, where: str | Path) -> MelParams:

@@ -8,11 +8,11 @@ shape, the digit judge's ``holdout_takes`` and, per task, its file, classes and
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from speakdigits.errors import PipelineError
+from speakdigits.files import write_json
 from speakdigits.formats import read_stage_json
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ def save_classifiers(
             "classes": list(classes[task]),
             "test_accuracy": test_accuracy[task],
         }
-    (Path(out_dir) / CLASSIFIERS_JSON).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    write_json(Path(out_dir) / CLASSIFIERS_JSON, info)
 
 
 def read_classifiers_info(classifier_dir: Path) -> dict:

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from pathlib import Path
 
 import numpy as np
 
 from speakdigits.errors import PipelineError
+from speakdigits.files import write_json
 from speakdigits.formats import geometry_from, missing, read_stage_json, rerun, write_geometry
 from speakdigits.params import MelParams
 
@@ -110,7 +110,7 @@ def write_features(out_dir: Path, *, clips: list[tuple], report: dict, geometry:
         writer = csv.writer(handle)
         writer.writerow(CLIP_COLUMNS)
         writer.writerows([(*row[:5], "" if row[5] is None else row[5]) for row in clips])
-    (out_dir / REPORT_JSON).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    write_json(out_dir / REPORT_JSON, report)
     write_geometry(out_dir / GEOMETRY_JSON, geometry)
 
 

@@ -10,10 +10,10 @@ and spreads removed). The digit judge is ``judge``, the speaker judge
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from speakdigits.files import write_json
 from speakdigits.formats import missing, read_stage_json
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ def save_judge(
         "holdout_takes": holdout_takes,
         "per_clip_normalised": per_clip_normalised,
     }
-    (Path(out_dir) / f"{name}.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    write_json(Path(out_dir) / f"{name}.json", info)
 
 
 def has_judge(judge_dir: Path, name: str) -> bool:

@@ -12,10 +12,10 @@ generation and evaluation invert with: :func:`read_geometry`).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from speakdigits.files import write_json
 from speakdigits.formats import geometry_from, missing, read_stage_json
 from speakdigits.params import MelParams
 
@@ -40,9 +40,9 @@ def save_vae(model_dir: Path, vae: TrainedVAE, latents: dict, speakers: dict, in
     model_dir = Path(model_dir)
     for name, half in zip(HALVES, (vae.encoder, vae.decoder)):
         save_keras(half, model_dir / f"{name}.keras")
-    (model_dir / LATENTS_JSON).write_text(json.dumps(latents) + "\n", encoding="utf-8")
-    (model_dir / SPEAKERS_JSON).write_text(json.dumps(speakers) + "\n", encoding="utf-8")
-    (model_dir / MODEL_JSON).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    write_json(model_dir / LATENTS_JSON, latents)
+    write_json(model_dir / SPEAKERS_JSON, speakers)
+    write_json(model_dir / MODEL_JSON, info)
 
 
 def read_latents(model_dir: Path) -> dict:

@@ -14,11 +14,11 @@ lists the speakers of each split.
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import numpy as np
 
+from speakdigits.files import write_json
 from speakdigits.formats import geometry_from, missing, read_stage_json
 from speakdigits.params import MelParams
 
@@ -58,8 +58,8 @@ def write_stats(
     """``stats.json`` (the training split's per-bin dB range, the features' geometry) and ``split.json``
     (each split's speakers)."""
     stats = {"mel_min": mel_min.tolist(), "mel_max": mel_max.tolist(), "mel": dataclasses.asdict(geometry)}
-    (Path(out_dir) / STATS_JSON).write_text(json.dumps(stats) + "\n", encoding="utf-8")
-    (Path(out_dir) / SPLIT_JSON).write_text(json.dumps(speakers, indent=2) + "\n", encoding="utf-8")
+    write_json(Path(out_dir) / STATS_JSON, stats)
+    write_json(Path(out_dir) / SPLIT_JSON, speakers)
 
 
 def load_split(normalized_dir: Path, name: str) -> dict[str, np.ndarray]:

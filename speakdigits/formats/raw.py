@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from speakdigits.errors import PipelineError
-from speakdigits.files import atomic_dir
+from speakdigits.files import atomic_dir, write_json
 from speakdigits.formats import missing, rerun
 
 DIR = Path("data/raw")
@@ -75,10 +75,8 @@ def write_raw(out_dir: Path, clips: Iterable[tuple[str, bytes]], speakers: dict,
                 count += 1
         if count == 0:
             raise PipelineError(f"data source {source.get('source')!r}: no .wav files found")
-        (tmp / SPEAKERS_JSON).write_text(json.dumps(speakers, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        (tmp / SOURCE_JSON).write_text(
-            json.dumps(dict(source, clips=count), indent=2, sort_keys=True) + "\n", encoding="utf-8"
-        )
+        write_json(tmp / SPEAKERS_JSON, speakers)
+        write_json(tmp / SOURCE_JSON, dict(source, clips=count))
     return count
 
 
