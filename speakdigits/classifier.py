@@ -21,6 +21,7 @@ metadata has neither). Otherwise :func:`task_availability` says why not.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -42,6 +43,46 @@ CLASSES = {
     "gender": GENDERS,
     "age": tuple(f"{low}-{high}" for low, high in AGE_BRACKETS),
 }
+
+
+@dataclass(frozen=True)
+class Verdicts:
+    """What a classifier (a digit judge, the speaker or gender judge) heard in a list of wav files.
+
+    Parameters
+    ----------
+    probs : numpy.ndarray
+        ``heard x classes`` probabilities of the clips it could hear.
+    judged : list of int
+        Their indices into the list of wavs.
+    problems : list of str or None
+        Per wav: None, or why it could not be heard (unreadable, silent).
+    embeddings : numpy.ndarray, optional
+        The log-mel judge's embeddings of the heard clips (the Fréchet distance's features).
+    mels_db : list of numpy.ndarray or None, optional
+        The log-mel judge's images of every wav (None where it could not hear it).
+    """
+
+    probs: np.ndarray
+    judged: list[int]
+    problems: list[str | None]
+    embeddings: np.ndarray | None = None
+    mels_db: list[np.ndarray | None] | None = None
+
+    def per_clip(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per wav: the verdict (-1 where it could not be heard) and its confidence (0 there)."""
+        count = len(self.problems)
+        verdicts, confidence = np.full(count, -1), np.zeros(count)
+        if len(self.judged):
+            verdicts[self.judged] = self.probs.argmax(axis=1)
+            confidence[self.judged] = self.probs.max(axis=1)
+        return verdicts, confidence
+
+    def accuracy(self, expected: list[int]) -> float | None:
+        """Accuracy over every wav, one that could not be heard counting as wrong; None for no wav."""
+        if not len(expected):
+            return None
+        return float(np.mean(self.per_clip()[0] == np.asarray(expected)))
 
 
 def age_bracket(age: int) -> int:

@@ -47,8 +47,8 @@ from speakdigits.formats.generated import read_generated, read_generated_mels
 from speakdigits.formats.mfcc_judge import read_judge_info
 from speakdigits.formats.model import load_vae, read_geometry, read_latents, read_speakers
 from speakdigits.formats.normalized import denormalize, load_split, load_stats
-from speakdigits.judge import Judge, accuracy, frechet_distance, summary
-from speakdigits.judged import accuracy_over_all, judge_sets
+from speakdigits.judge import Judge, accuracy, class_histogram, frechet_distance, summary
+from speakdigits.judged import JudgedSet, judge_sets
 from speakdigits.listening import LATENT_MAP_PNG, percent, write_listening_page
 from speakdigits.mfcc_judge import MfccJudge
 from speakdigits.model import N_DIGITS, TrainedVAE, saying, voice_of
@@ -165,26 +165,7 @@ def references(
         said as every digit (the clip's own is its ``vae`` version), for the
         first ``voice_clips`` clips of a conditional model, else none.
     """
-    chosen = []
-    with zipfile.ZipFile(Path(raw_dir) / raw.AUDIO_ZIP) as archive:
-        for member, digit in candidates:
-            if len(chosen) == count:
-                break
-            try:
-                samples = prepare(archive.read(member), mel)
-            except BadClip:
-                continue
-            image, pitch = features(samples, mel=mel, mel_min=judge.mel_min, mel_max=judge.mel_max)
-            chosen.append(
-                {
-                    "member": member,
-                    "digit": digit,
-                    "speaker": raw.parse_clip_name(member)[1],
-                    "real": wav_bytes(samples, mel.sample_rate),
-                    "image": image,
-                    "pitch": pitch,
-                }
-            )
+    chosen = prepared_clips(raw_dir, candidates, count=count, mel=mel, mel_min=judge.mel_min, mel_max=judge.mel_max)
     if not chosen:
         return []
     images, pitches = np.stack([c["image"] for c in chosen]), np.stack([c["pitch"] for c in chosen])
@@ -226,6 +207,40 @@ def references(
         clip["converted"] = spoken_wavs if len(spoken_wavs) == N_DIGITS else []
         clip["voice"] = voices[index] if voices is not None else None
         del clip["image"], clip["pitch"]
+    return chosen
+
+
+def prepared_clips(
+    raw_dir: Path,
+    candidates: list[tuple[str, int]],
+    *,
+    count: int,
+    mel: MelParams,
+    mel_min: np.ndarray,
+    mel_max: np.ndarray,
+) -> list[dict]:
+    """The first ``count`` candidates that the extract stage would keep, as it prepares them: per clip its
+    ``member``, ``digit``, ``speaker``, ``real`` wav bytes, its normalised ``image`` and ``pitch`` track."""
+    chosen = []
+    with zipfile.ZipFile(Path(raw_dir) / raw.AUDIO_ZIP) as archive:
+        for member, digit in candidates:
+            if len(chosen) == count:
+                break
+            try:
+                samples = prepare(archive.read(member), mel)
+            except BadClip:
+                continue
+            image, pitch = features(samples, mel=mel, mel_min=mel_min, mel_max=mel_max)
+            chosen.append(
+                {
+                    "member": member,
+                    "digit": digit,
+                    "speaker": raw.parse_clip_name(member)[1],
+                    "real": wav_bytes(samples, mel.sample_rate),
+                    "image": image,
+                    "pitch": pitch,
+                }
+            )
     return chosen
 
 
@@ -414,88 +429,40 @@ def evaluate(
         {kind: [r["real"] for r in refs] for kind in ("vocoder", "vae")},
     )
     gen = sets["generated"]
-
     # Each judge on every real take of the test speakers that it never heard: the ceiling for any generator.
     real_probs, real_embeddings = judge.images(test_unheard["x"])
     with zipfile.ZipFile(Path(raw_dir) / raw.AUDIO_ZIP) as archive:
         unheard_wavs = [archive.read(member) for member, _ in candidates]
-    unheard_mfcc = second.wavs(unheard_wavs)
-    real_mfcc = accuracy_over_all(unheard_mfcc[0], unheard_mfcc[1], [digit for _, digit in candidates])
+    real_mfcc = second.wavs(unheard_wavs).accuracy([digit for _, digit in candidates])
 
-    generated = summary(gen.mel["probs"])
-    generated.update(clips=len(records), unjudgeable=len(records) - len(gen.mel["judged"]), conditional=conditional)
-    if conditional:
-        generated["accuracy_mel"], generated["accuracy_mfcc"] = gen.accuracy("mel"), gen.accuracy("mfcc")
-        generated["accuracy"] = min(generated["accuracy_mel"], generated["accuracy_mfcc"])
-    if len(gen.mel["judged"]) and len(real_embeddings):
-        generated["frechet_distance"] = frechet_distance(gen.mel["embeddings"], real_embeddings)
-    generated["sound"] = summarize(gen.sound)
-    training_f0 = f0_range(load_split(normalized_dir, "train")["pitch"])
-    generated_f0 = np.concatenate([m["f0"] for m in gen.sound if "f0" in m] or [np.zeros(0)])
-    if training_f0 and len(generated_f0):
-        generated["f0_in_range"] = float(np.mean((generated_f0 >= training_f0[0]) & (generated_f0 <= training_f0[1])))
-
+    train = load_split(normalized_dir, "train")
+    training_f0 = f0_range(train["pitch"])
+    generated = generated_metrics(
+        gen, conditional=conditional, real_embeddings=real_embeddings, training_f0=training_f0
+    )
     real = summary(real_probs, test_unheard["digit"])
-    real.pop("class_histogram", None)
     if real_mfcc is not None:
         real["accuracy_mfcc"] = real_mfcc
-    real_fd = real_frechet_floor(
-        judge,
-        unheard(load_split(normalized_dir, "val"), holdout_takes=holdout_takes),
-        real_embeddings,
-        count=len(gen.mel["judged"]),
-        seed=seed,
-    )
+    val_unheard = unheard(load_split(normalized_dir, "val"), holdout_takes=holdout_takes)
+    real_fd = real_frechet_floor(judge, val_unheard, real_embeddings, count=len(gen.mel.judged), seed=seed)
     if real_fd is not None:
         real["frechet_distance"] = real_fd
     real["sound"] = summarize(sets["real"].sound)
-    ceiling = {"clips": len(refs), "sound": summarize(sets["vocoder"].sound)}
-    if refs:
-        ceiling |= {
-            "accuracy": sets["vocoder"].accuracy("mel"),
-            "accuracy_mfcc": sets["vocoder"].accuracy("mfcc"),
-            "real_accuracy_same_clips": sets["real"].accuracy("mel"),
-            "real_accuracy_mfcc_same_clips": sets["real"].accuracy("mfcc"),
-        }
     test_rebuilt = rebuild(vae, test)
-    vae_metrics = vae_reconstruction(judge, test, test_rebuilt)
-    vae_metrics["sound"] = summarize(sets["vae"].sound)
-    if refs:
-        vae_metrics["judge_accuracy_resynthesised"] = sets["vae"].accuracy("mel")
-        vae_metrics["mfcc_judge_accuracy_resynthesised"] = sets["vae"].accuracy("mfcc")
-    train = load_split(normalized_dir, "train")
     yardstick = digits_evenly(test["digit"], NOVELTY_REFERENCE_CLIPS, rng=stream(seed, Stream.NOVELTY_YARDSTICK))
-    novel = novelty(
-        read_generated_mels(generated_dir, len(records)),
-        test_rebuilt[yardstick],
-        np.concatenate([train["x"], rebuild(vae, train)]),
-    )
-    judges = {
-        "mel": {
-            "accuracy": reliability["accuracy"],
-            "real": real.get("accuracy"),
-            "generated": generated.get("accuracy_mel"),
-            **flattery(
-                "digit judge (the pipeline's log-mel)",
-                generated=generated.get("accuracy_mel"),
-                real=real.get("accuracy"),
-            ),
-        },
-        "mfcc": {
-            "accuracy": read_judge_info(mfcc_judge_dir)["test_accuracy"],
-            "real": real_mfcc,
-            "generated": generated.get("accuracy_mfcc"),
-            **flattery("MFCC judge", generated=generated.get("accuracy_mfcc"), real=real_mfcc),
-        },
-    }
+    mfcc_accuracy = read_judge_info(mfcc_judge_dir)["test_accuracy"]
     metrics = {
         "judge": reliability,
-        "judges": judges,
+        "judges": judges_table(reliability, real, generated, real_mfcc=real_mfcc, mfcc_accuracy=mfcc_accuracy),
         "generated": generated,
         "real": real,
-        "vocoder_ceiling": ceiling,
-        "vae": vae_metrics,
-        "novelty": novel,
+        "vocoder_ceiling": ceiling_metrics(sets, clips=len(refs)),
+        "vae": vae_metrics(judge, test, test_rebuilt, sets, clips=len(refs)),
+        "novelty": novelty(
+            read_generated_mels(generated_dir, len(records)),
+            test_rebuilt[yardstick],
+            np.concatenate([train["x"], rebuild(vae, train)]),
+        ),
         "training_f0": training_f0,
     }
 
@@ -506,10 +473,6 @@ def evaluate(
         )
         for kind, title in REFERENCE_KINDS
     }
-    reference_rows = [
-        (ref["digit"], [reference_heard[kind][i] for kind, _ in REFERENCE_KINDS])
-        for i, ref in sorted(enumerate(refs), key=lambda item: (item[1]["digit"], item[0]))
-    ]
     metrics["voices"], voice_rows = judge_voices(
         sources,
         interpolated,
@@ -531,8 +494,81 @@ def evaluate(
             classes=judge.classes,
             mel_range=(float(judge.mel_min.min()), float(judge.mel_max.max())),
             generated=gen.heard(names=[r["file"][:-4] for r in records], titles=[r["file"] for r in records]),
-            references=reference_rows,
+            references=[[reference_heard[kind][i] for kind, _ in REFERENCE_KINDS] for i in range(len(refs))],
             voices=voice_rows,
             latent_map=LATENT_MAP_PNG if drawn is not None else None,
         )
     return metrics
+
+
+def generated_metrics(
+    gen: JudgedSet, *, conditional: bool, real_embeddings: np.ndarray, training_f0: list[float]
+) -> dict:
+    """The generated clips' figures: the digit judge's :func:`summary` and ``class_histogram``,
+    ``unjudgeable``, ``conditional``, both judges' accuracies and the lower of the two (``accuracy``), the
+    Fréchet distance to the real test clips, ``sound`` and ``f0_in_range`` (the share of voiced frames
+    within the training clips' f0 range)."""
+    out = summary(gen.mel.probs)
+    if len(gen.mel.probs):  # what the judge heard, by class: shows a generator stuck on a few digits
+        out["class_histogram"] = {str(i): n for i, n in enumerate(class_histogram(gen.mel.probs))}
+    out.update(clips=len(gen.wavs), unjudgeable=len(gen.wavs) - len(gen.mel.judged), conditional=conditional)
+    if conditional:
+        out["accuracy_mel"], out["accuracy_mfcc"] = gen.accuracy("mel"), gen.accuracy("mfcc")
+        out["accuracy"] = min(out["accuracy_mel"], out["accuracy_mfcc"])
+    if len(gen.mel.judged) and len(real_embeddings):
+        out["frechet_distance"] = frechet_distance(gen.mel.embeddings, real_embeddings)
+    out["sound"] = summarize(gen.sound)
+    f0 = np.concatenate([m["f0"] for m in gen.sound if "f0" in m] or [np.zeros(0)])
+    if training_f0 and len(f0):
+        out["f0_in_range"] = float(np.mean((f0 >= training_f0[0]) & (f0 <= training_f0[1])))
+    return out
+
+
+def ceiling_metrics(sets: dict[str, JudgedSet], *, clips: int) -> dict:
+    """The vocoder ceiling: how the references rebuilt from their own features sound, and both judges on
+    them beside the same real clips."""
+    out = {"clips": clips, "sound": summarize(sets["vocoder"].sound)}
+    if clips:
+        out |= {
+            "accuracy": sets["vocoder"].accuracy("mel"),
+            "accuracy_mfcc": sets["vocoder"].accuracy("mfcc"),
+            "real_accuracy_same_clips": sets["real"].accuracy("mel"),
+            "real_accuracy_mfcc_same_clips": sets["real"].accuracy("mfcc"),
+        }
+    return out
+
+
+def vae_metrics(judge: Judge, test: dict, rebuilt: np.ndarray, sets: dict[str, JudgedSet], *, clips: int) -> dict:
+    """The VAE's reconstructions: :func:`vae_reconstruction` of every test clip, and the references'
+    reconstructions heard as audio."""
+    out = vae_reconstruction(judge, test, rebuilt)
+    out["sound"] = summarize(sets["vae"].sound)
+    if clips:
+        out["judge_accuracy_resynthesised"] = sets["vae"].accuracy("mel")
+        out["mfcc_judge_accuracy_resynthesised"] = sets["vae"].accuracy("mfcc")
+    return out
+
+
+def judges_table(
+    reliability: dict, real: dict, generated: dict, *, real_mfcc: float | None, mfcc_accuracy: float
+) -> dict:
+    """Per judge: its own accuracy (held-out takes), on the test speakers' unheard recordings and on the
+    generated clips, and :func:`flattery`."""
+    return {
+        "mel": {
+            "accuracy": reliability["accuracy"],
+            "real": real.get("accuracy"),
+            "generated": generated.get("accuracy_mel"),
+            **flattery(
+                "digit judge (the pipeline's log-mel)",
+                generated=generated.get("accuracy_mel"),
+                real=real.get("accuracy"),
+            ),
+        },
+        "mfcc": {
+            "accuracy": mfcc_accuracy,
+            "real": real_mfcc,
+            "generated": generated.get("accuracy_mfcc"),
+            **flattery("MFCC judge", generated=generated.get("accuracy_mfcc"), real=real_mfcc),
+        },
+    }

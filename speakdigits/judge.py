@@ -17,6 +17,7 @@ import numpy as np
 import scipy.linalg
 
 from speakdigits.audio import clip_to_mel
+from speakdigits.classifier import Verdicts
 from speakdigits.formats.classifiers import EMBEDDING, load_classifier
 from speakdigits.formats.normalized import scale
 from speakdigits.params import MelParams
@@ -95,14 +96,13 @@ def mean_confidence(probs: np.ndarray) -> float:
 
 def summary(probs: np.ndarray, labels: np.ndarray | None = None) -> dict:
     """The judge's metrics for one set of clips: ``clips``, ``inception_score``,
-    ``mean_confidence``, ``class_histogram`` (by class name) and, with labels, ``accuracy``."""
+    ``mean_confidence`` and, with labels, ``accuracy``."""
     out = {"clips": int(len(probs))}
     if len(probs):  # nothing to average over an empty set (and NaN is not JSON)
         if labels is not None:
             out["accuracy"] = accuracy(probs, labels)
         out["inception_score"] = inception_score(probs)
         out["mean_confidence"] = mean_confidence(probs)
-        out["class_histogram"] = {str(i): n for i, n in enumerate(class_histogram(probs))}
     return out
 
 
@@ -145,9 +145,9 @@ class Judge:
         model, classes = load_classifier(classifier_dir, task)
         return cls(model, classes, task=task, **kwargs)
 
-    def images(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def images(self, scaled: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(probs, embeddings)`` of normalised mel images (clips x n_mels x frames)."""
-        x = np.asarray(images, dtype=np.float32)[..., None]
+        x = np.asarray(scaled, dtype=np.float32)[..., None]
         if len(x) == 0:
             width = self._both.outputs[0].shape[-1]
             return np.zeros((0, len(self.classes))), np.zeros((0, width))
@@ -172,19 +172,10 @@ class Judge:
         """dB images to the classifier's [0, 1] inputs."""
         return scale(np.asarray(mels_db), self.mel_min, self.mel_max)
 
-    def wavs(self, wavs: list[bytes]) -> dict:
-        """Judge wav files.
-
-        Returns
-        -------
-        dict
-            ``mels_db`` (the re-extracted images; None for unusable clips),
-            ``problems`` (None, or why a clip could not be judged), ``probs``
-            and ``embeddings`` of the usable clips and ``judged``, their
-            indices into ``wavs``.
-        """
+    def wavs(self, clips: list[bytes]) -> Verdicts:
+        """Judge wav files, from their log-mel images (re-extracted as the extract stage does; in ``mels_db``)."""
         mels, problems = [], []
-        for data in wavs:
+        for data in clips:
             try:
                 mels.append(self.mel_db(data))
                 problems.append(None)
@@ -194,4 +185,4 @@ class Judge:
         judged = [i for i, m in enumerate(mels) if m is not None]
         images = self.scaled(np.stack([mels[i] for i in judged])) if judged else np.zeros((0, 1, 1))
         probs, embeddings = self.images(images)
-        return {"mels_db": mels, "problems": problems, "probs": probs, "embeddings": embeddings, "judged": judged}
+        return Verdicts(probs, judged, problems, embeddings=embeddings, mels_db=mels)

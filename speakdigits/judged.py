@@ -11,28 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
+from speakdigits.classifier import Verdicts
 from speakdigits.judge import Judge
 from speakdigits.listening import Heard
 from speakdigits.mfcc_judge import MfccJudge
 from speakdigits.quality import measure_many
-
-
-def clip_verdicts(probs: np.ndarray, judged: list[int], count: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per clip: the verdict (-1 when unjudgeable) and its confidence (0)."""
-    verdicts, confidence = np.full(count, -1), np.zeros(count)
-    if len(judged):
-        verdicts[judged] = probs.argmax(axis=1)
-        confidence[judged] = probs.max(axis=1)
-    return verdicts, confidence
-
-
-def accuracy_over_all(probs: np.ndarray, judged: list[int], expected: list[int]) -> float | None:
-    """Accuracy over every clip, an unjudgeable one counting as wrong; None for no clip."""
-    if not expected:
-        return None
-    return float(np.mean(clip_verdicts(probs, judged, len(expected))[0] == np.asarray(expected)))
 
 
 @dataclass(frozen=True)
@@ -41,32 +24,30 @@ class JudgedSet:
 
     wavs: list[bytes]
     expected: list[int | None]
-    mel: dict  # :meth:`Judge.wavs`
-    mfcc: tuple[np.ndarray, list[int], list[str | None]]  # :meth:`MfccJudge.wavs`
+    mel: Verdicts  # the digit judge's (:meth:`Judge.wavs`)
+    mfcc: Verdicts  # the MFCC judge's (:meth:`MfccJudge.wavs`)
     sound: list[dict]  # :func:`speakdigits.quality.measure`, one per clip
 
     def accuracy(self, judge: str) -> float | None:
         """Share of clips the ``'mel'`` or ``'mfcc'`` judge hears as expected (None: nothing was asked)."""
         if any(e is None for e in self.expected):
             return None
-        probs, judged = (self.mel["probs"], self.mel["judged"]) if judge == "mel" else self.mfcc[:2]
-        return accuracy_over_all(probs, judged, self.expected)
+        return (self.mel if judge == "mel" else self.mfcc).accuracy(self.expected)
 
     def heard(self, *, names: list[str], titles: list[str]) -> list[Heard]:
         """Every clip as the listening page shows it."""
-        count = len(self.wavs)
-        verdicts, confidence = clip_verdicts(self.mel["probs"], self.mel["judged"], count)
-        second, second_confidence = clip_verdicts(*self.mfcc[:2], count)
+        verdicts, confidence = self.mel.per_clip()
+        second, second_confidence = self.mfcc.per_clip()
         return [
             Heard(
                 name=name,
                 title=title,
                 wav=self.wavs[i],
-                mel_db=self.mel["mels_db"][i],
+                mel_db=self.mel.mels_db[i],
                 expected=self.expected[i],
                 verdict=int(verdicts[i]) if verdicts[i] >= 0 else None,
                 confidence=float(confidence[i]) if verdicts[i] >= 0 else None,
-                problem=self.mel["problems"][i],
+                problem=self.mel.problems[i],
                 second_verdict=int(second[i]) if second[i] >= 0 else None,
                 second_confidence=float(second_confidence[i]) if second[i] >= 0 else None,
                 sound=self.sound[i],

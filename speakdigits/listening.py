@@ -567,7 +567,7 @@ def write_listening_page(
     classes: list[str],
     mel_range: tuple[float, float],
     generated: list[Heard],
-    references: list[tuple[int, list[Heard]]],
+    references: list[list[Heard]],
     voices: list[tuple[str, list[Heard]]] = (),
     latent_map: str | None = None,
 ) -> None:
@@ -584,9 +584,9 @@ def write_listening_page(
         dB at the two ends of every mel image's colour scale.
     generated : list of Heard
         The generated clips, in order.
-    references : list of (int, list of Heard)
-        One row per reference clip: its digit, then the clip as recorded, its
-        vocoder ceiling and its VAE reconstruction.
+    references : list of list of Heard
+        One row per reference clip: the clip as recorded, its vocoder ceiling
+        and its VAE reconstruction. The page orders them by digit.
     voices : list of (str, list of Heard)
         Rows of the voices section, each with its label: a source clip and its voice saying every
         digit, and the clips from one voice to another.
@@ -640,7 +640,10 @@ def write_listening_page(
         rows = [row for row in rows if row[1]] + (
             [("not judged", [c for c in clips if c.verdict is None])] if any(c.verdict is None for c in clips) else []
         )
-    reference_rows = [(str(digit), [place(REFERENCE_SUBDIR, heard) for heard in row]) for digit, row in references]
+    by_digit = sorted(range(len(references)), key=lambda i: (references[i][0].expected, i))
+    reference_rows = [
+        (str(references[i][0].expected), [place(REFERENCE_SUBDIR, heard) for heard in references[i]]) for i in by_digit
+    ]
     voice_rows = [(label, [place(VOICES_SUBDIR, heard) for heard in row]) for label, row in voices]
     write_page(
         out_dir,

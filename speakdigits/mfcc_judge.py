@@ -34,7 +34,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from speakdigits.classifier import CLASSES, take_split
+from speakdigits.classifier import CLASSES, Verdicts, take_split
 from speakdigits.errors import PipelineError
 from speakdigits.files import atomic_dir
 from speakdigits.formats import raw
@@ -229,13 +229,12 @@ class MfccJudge:
         task = "digit" if name == DIGIT else name
         return cls(model, info["classes"], per_clip_normalised=info.get("per_clip_normalised", True), task=task)
 
-    def wavs(self, wavs: list[bytes]) -> tuple[np.ndarray, list[int], list[str | None]]:
-        """``(probs, judged, problems)``: probabilities of the clips that could be heard, their indices
-        into ``wavs``, and for every clip None or why it could not be heard."""
-        heard = hear(wavs)
+    def wavs(self, clips: list[bytes]) -> Verdicts:
+        """Judge wav files, from their MFCCs."""
+        heard = hear(clips)
         judged = [i for i, h in enumerate(heard) if not isinstance(h, str)]
         x = np.stack([heard[i] for i in judged]) if judged else np.zeros((0, FRAMES, N_MFCC), np.float32)
-        return (
+        return Verdicts(
             predict(self.model, per_clip_normalised(x) if self.per_clip_normalised else x),
             judged,
             [h if isinstance(h, str) else None for h in heard],

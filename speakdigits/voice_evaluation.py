@@ -16,7 +16,7 @@ from speakdigits.formats.classifiers import read_classifiers_info
 from speakdigits.formats.mfcc_judge import SPEAKER, has_judge, read_judge_info
 from speakdigits.formats.normalized import denormalize
 from speakdigits.judge import Judge
-from speakdigits.judged import accuracy_over_all, clip_verdicts, judged_only
+from speakdigits.judged import judged_only
 from speakdigits.listening import Heard
 from speakdigits.mfcc_judge import MfccJudge
 from speakdigits.model import N_DIGITS, TrainedVAE, saying
@@ -107,20 +107,16 @@ def heard_by(
     caption per clip (its verdict, ✓ or ✗, its confidence); ``(None, [None, ...])`` without the classifier."""
     if judge is None or not wavs:
         return None, [None] * len(wavs)
-    if isinstance(judge, MfccJudge):
-        probs, judged, _ = judge.wavs(wavs)
-    else:
-        heard = judge.wavs(wavs)
-        probs, judged = heard["probs"], heard["judged"]
+    heard = judge.wavs(wavs)
     wanted = [judge.classes.index(name) if name in judge.classes else -1 for name in expected]
-    verdicts, confidence = clip_verdicts(probs, judged, len(wavs))
+    verdicts, confidence = heard.per_clip()
     captions = [
         None
         if verdict < 0
         else f"{judge.task} judge: {judge.classes[verdict]} {'✓' if verdict == want else '✗'} ({sure:.0%})"
         for verdict, sure, want in zip(verdicts, confidence, wanted)
     ]
-    return accuracy_over_all(probs, judged, wanted), captions
+    return heard.accuracy(wanted), captions
 
 
 def optional_judge(classifier_dir: Path, task: str, **kwargs) -> Judge | None:

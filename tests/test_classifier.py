@@ -228,13 +228,13 @@ def trained(tmp_path_factory):
 def test_a_judge_recognises_an_unseen_synthetic_speaker_from_wav_files(trained):
     judge = Judge.load(trained["dir"], mel=MEL, mel_min=trained["mel_min"], mel_max=trained["mel_max"])
     result = judge.wavs([wav for wav, _ in trained["unseen"]])
-    assert result["judged"] == list(range(20)) and result["problems"] == [None] * 20
+    assert result.judged == list(range(20)) and result.problems == [None] * 20
     said = np.array([digit for _, digit in trained["unseen"]])
-    verdicts = result["probs"].argmax(axis=1)
+    verdicts = result.probs.argmax(axis=1)
     # Chance is 10 %; the held-out speaker's clips mostly score as the digit they say.
     assert np.mean(verdicts == said) >= 0.5, verdicts
-    assert result["embeddings"].shape == (20, 64)
-    assert np.allclose(result["probs"].sum(axis=1), 1.0, atol=1e-5)
+    assert result.embeddings.shape == (20, 64)
+    assert np.allclose(result.probs.sum(axis=1), 1.0, atol=1e-5)
 
 
 def test_the_judge_hears_what_the_extract_stage_makes(trained):
@@ -252,9 +252,9 @@ def test_unusable_wav_files_are_reported_not_judged(trained):
     judge = Judge.load(trained["dir"], mel=MEL, mel_min=trained["mel_min"], mel_max=trained["mel_max"])
     silent = wav_bytes(np.zeros(8000, np.float32), 8000)
     result = judge.wavs([silent, trained["unseen"][0][0], b"not a wav"])
-    assert result["judged"] == [1]
-    assert result["problems"][0].startswith("silent") and result["problems"][2].startswith("unreadable")
-    assert result["mels_db"][0] is None and result["probs"].shape == (1, 10)
+    assert result.judged == [1]
+    assert result.problems[0].startswith("silent") and result.problems[2].startswith("unreadable")
+    assert result.mels_db[0] is None and result.probs.shape == (1, 10)
 
 
 def test_training_reports_accuracy_and_confusion(trained):
