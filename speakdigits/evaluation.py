@@ -47,6 +47,7 @@ from speakdigits.formats.generated import read_generated, read_generated_mels
 from speakdigits.formats.mfcc_judge import read_judge_info
 from speakdigits.formats.model import load_vae, read_geometry, read_latents, read_speakers
 from speakdigits.formats.normalized import denormalize, load_split, load_stats
+from speakdigits.generation import vocode_decoded
 from speakdigits.judge import Judge, accuracy, class_histogram, frechet_distance, summary
 from speakdigits.judged import JudgedSet, judge_sets
 from speakdigits.listening import LATENT_MAP_PNG, percent, write_listening_page
@@ -57,7 +58,7 @@ from speakdigits.params import EvaluateParams, GenerateParams, MelParams
 from speakdigits.pitch import F0, VOICING, from_unit
 from speakdigits.quality import summarize
 from speakdigits.streams import Stream, stream
-from speakdigits.vocoder import stretch_contrast, synthesize_many
+from speakdigits.vocoder import synthesize_many
 from speakdigits.voice_evaluation import interpolation, judge_voices, known_voices, latent_space
 from speakdigits.voices import features, save_latent_map
 from speakdigits.wav import BadClip, wav_bytes
@@ -179,30 +180,27 @@ def references(
     owner = np.array([i for i, digits in enumerate(said_by) for _ in digits])
     said = np.array([d for digits in said_by for d in digits])
     z = saying(voices[owner], said, latents) if vae.conditional else mu
-    spoken, spoken_pitch = vae.decode(z, said)
-    versions = {
-        "vocoder": (denormalize(images, judge.mel_min, judge.mel_max), from_unit(pitches)),
-        # As generated clips are made: the decoder's image, its contrast stretched, then the vocoder.
-        "spoken": (
-            stretch_contrast(denormalize(np.clip(spoken, 0.0, 1.0), judge.mel_min, judge.mel_max), generate.contrast),
-            from_unit(np.clip(spoken_pitch, 0.0, 1.0)),
-        ),
-    }
-    made = {}
-    for kind, (images_db, tracks) in versions.items():
-        # Each source clip's versions share its seed: a clip's conversions differ only in what is said.
-        made[kind] = synthesize_many(
-            images_db,
-            tracks,
-            mel=mel,
-            vocoder=generate.vocoder,
-            n_iter=generate.vocoder_iters,
-            momentum=generate.griffin_lim_momentum,
-            seeds=[seed + index for index in (range(len(chosen)) if kind == "vocoder" else owner)],
-        )
+    vocoded = synthesize_many(
+        denormalize(images, judge.mel_min, judge.mel_max),
+        from_unit(pitches),
+        mel=mel,
+        vocoder=generate.vocoder,
+        n_iter=generate.vocoder_iters,
+        momentum=generate.griffin_lim_momentum,
+        seeds=[seed + index for index in range(len(chosen))],
+    )
+    # Each source clip's versions share its seed: a clip's conversions differ only in what is said.
+    _, spoken = vocode_decoded(
+        *vae.decode(z, said),
+        mel=mel,
+        mel_min=judge.mel_min,
+        mel_max=judge.mel_max,
+        generate=generate,
+        seeds=[seed + index for index in owner],
+    )
     for index, clip in enumerate(chosen):
-        clip["vocoder"] = wav_bytes(made["vocoder"][index], mel.sample_rate)
-        spoken_wavs = [wav_bytes(made["spoken"][row], mel.sample_rate) for row in np.flatnonzero(owner == index)]
+        clip["vocoder"] = wav_bytes(vocoded[index], mel.sample_rate)
+        spoken_wavs = [wav_bytes(spoken[row], mel.sample_rate) for row in np.flatnonzero(owner == index)]
         clip["vae"] = spoken_wavs[said_by[index].index(clip["digit"])]
         clip["converted"] = spoken_wavs if len(spoken_wavs) == N_DIGITS else []
         clip["voice"] = voices[index] if voices is not None else None

@@ -75,6 +75,34 @@ def save_mel_grid(images_db: np.ndarray, titles: list[str], path: Path, *, rows:
     fig.savefig(path, dpi=80, metadata={"Software": None})
 
 
+def vocode_decoded(
+    images: np.ndarray,
+    pitch: np.ndarray,
+    *,
+    mel: MelParams,
+    mel_min: np.ndarray,
+    mel_max: np.ndarray,
+    generate: GenerateParams,
+    seeds: list[int],
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The decoder's images and pitch tracks as sound, as every generated clip is made: each image clipped
+    to [0, 1] and back to dB, its contrast stretched (:func:`stretch_contrast`), then vocoded with its
+    pitch track and its own seed. Returns the dB images and the clips' samples."""
+    images_db = stretch_contrast(denormalize(np.clip(images, 0.0, 1.0), mel_min, mel_max), generate.contrast)
+    clips = synthesize_many(
+        images_db,
+        from_unit(pitch),
+        mel=mel,
+        vocoder=generate.vocoder,
+        n_iter=generate.vocoder_iters,
+        momentum=generate.griffin_lim_momentum,
+        seeds=seeds,
+        progress=progress,
+    )
+    return images_db, clips
+
+
 def generate(
     model_dir: Path,
     normalized_dir: Path,
@@ -142,16 +170,15 @@ def generate(
         )
     labels = np.array([0 if d is None else d for d in digits])
     images, pitch = vae.decode(z, labels if vae.conditional else None)
-    images_db = stretch_contrast(denormalize(np.clip(images, 0.0, 1.0), mel_min, mel_max), generate.contrast)
     records = []
     with atomic_dir(out_dir) if replace else add_files(out_dir, output_names(digits)) as tmp:
-        clips = synthesize_many(
-            images_db,
-            from_unit(pitch),
+        images_db, clips = vocode_decoded(
+            images,
+            pitch,
             mel=mel,
-            vocoder=generate.vocoder,
-            n_iter=generate.vocoder_iters,
-            momentum=generate.griffin_lim_momentum,
+            mel_min=mel_min,
+            mel_max=mel_max,
+            generate=generate,
             seeds=[seed + index for index in range(len(digits))],
             progress=progress,
         )

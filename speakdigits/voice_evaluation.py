@@ -14,15 +14,13 @@ import numpy as np
 
 from speakdigits.formats.classifiers import read_classifiers_info
 from speakdigits.formats.mfcc_judge import SPEAKER, has_judge, read_judge_info
-from speakdigits.formats.normalized import denormalize
+from speakdigits.generation import vocode_decoded
 from speakdigits.judge import Judge
 from speakdigits.judged import judged_only
 from speakdigits.listening import Heard
 from speakdigits.mfcc_judge import MfccJudge
 from speakdigits.model import N_DIGITS, TrainedVAE, saying
 from speakdigits.params import GenerateParams, MelParams
-from speakdigits.pitch import from_unit
-from speakdigits.vocoder import stretch_contrast, synthesize_many
 from speakdigits.voices import interpolate, latent_map, nearest_mean_accuracy
 from speakdigits.wav import wav_bytes
 
@@ -53,17 +51,8 @@ def spoken(
     """Wav files of ``voices`` (:mod:`speakdigits.voices`) saying the digits ``said``, made as generated
     clips are: the decoder's image, its contrast stretched, then the vocoder."""
     images, pitch = vae.decode(saying(voices, said, latents), said)
-    images_db = stretch_contrast(
-        denormalize(np.clip(images, 0.0, 1.0), judge.mel_min, judge.mel_max), generate.contrast
-    )
-    clips = synthesize_many(
-        images_db,
-        from_unit(np.clip(pitch, 0.0, 1.0)),
-        mel=mel,
-        vocoder=generate.vocoder,
-        n_iter=generate.vocoder_iters,
-        momentum=generate.griffin_lim_momentum,
-        seeds=seeds,
+    _, clips = vocode_decoded(
+        images, pitch, mel=mel, mel_min=judge.mel_min, mel_max=judge.mel_max, generate=generate, seeds=seeds
     )
     return [wav_bytes(clip, mel.sample_rate) for clip in clips]
 
