@@ -335,7 +335,7 @@ def f0_range(pitch: np.ndarray, *, low: float = 1, high: float = 99) -> list[flo
     return [float(v) for v in np.percentile(f0, [low, high])] if f0.size else []
 
 
-def evaluate(
+def evaluate_model(
     *,
     generated_dir: Path,
     classifier_dir: Path,

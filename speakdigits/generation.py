@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 
 from speakdigits.errors import PipelineError
 from speakdigits.files import add_files, atomic_dir, write_json
-from speakdigits.formats.generated import GRID_PNG, MELS_NPY, SAMPLES_JSON, clip_names, output_names
+from speakdigits.formats.generated import GRID_PNG, MELS_NPY, SAMPLES_JSON, output_names, wav_names
 from speakdigits.formats.model import load_vae, read_latents
 from speakdigits.formats.normalized import denormalize, load_stats
 from speakdigits.model import sample_latents
@@ -182,7 +182,7 @@ def generate(
             seeds=[seed + index for index in range(len(digits))],
             progress=progress,
         )
-        for index, (name, digit, samples) in enumerate(zip(clip_names(digits), digits, clips)):
+        for index, (name, digit, samples) in enumerate(zip(wav_names(digits), digits, clips)):
             (tmp / name).write_bytes(wav_bytes(samples, mel.sample_rate))
             records.append(
                 {

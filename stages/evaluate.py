@@ -46,11 +46,11 @@ def summary(metrics: dict) -> dict[str, float]:
 
 @entry_point(tensorflow=True)
 def main(args: argparse.Namespace) -> None:
-    from speakdigits.evaluation import evaluate
+    from speakdigits.evaluation import evaluate_model
 
     params = load_params()
     check_geometry(model.read_geometry(model.DIR), params.mel, model.DIR)
-    metrics = evaluate(
+    metrics = evaluate_model(
         generated_dir=generated.DIR,
         classifier_dir=classifiers.DIR,
         mfcc_judge_dir=mfcc_judge.DIR,

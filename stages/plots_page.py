@@ -7,7 +7,7 @@ Vega, Vega-Lite and Vega-Embed inline instead of from a CDN.
 import argparse
 from pathlib import Path
 
-from speakdigits.plots_page import write_offline_template
+from speakdigits.offline_plots import write_offline_template
 from stages.common import Stage, entry_point
 
 PLOTS_TEMPLATE = Path("data/plots_template.html")  # .dvc/config's plots.html_template

@@ -23,7 +23,7 @@ GRID_PNG = "mels.png"
 MELS_NPY = "mels.npy"
 
 
-def clip_names(digits: list[int | None]) -> list[str]:
+def wav_names(digits: list[int | None]) -> list[str]:
     """File names: the digit first (``7_02.wav``) when it was asked for, else ``sample_005.wav``."""
     names, counts = [], {}
     for digit in digits:
@@ -38,7 +38,7 @@ def clip_names(digits: list[int | None]) -> list[str]:
 
 def output_names(digits: list[int | None]) -> list[str]:
     """Every file the generate stage writes for these clips."""
-    return clip_names(digits) + [GRID_PNG, MELS_NPY, SAMPLES_JSON]
+    return wav_names(digits) + [GRID_PNG, MELS_NPY, SAMPLES_JSON]
 
 
 def read_generated(generated_dir: Path) -> list[dict]:

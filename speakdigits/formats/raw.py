@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 from speakdigits.errors import PipelineError
@@ -78,13 +78,6 @@ def write_raw(out_dir: Path, clips: Iterable[tuple[str, bytes]], speakers: dict,
         write_json(tmp / SPEAKERS_JSON, speakers)
         write_json(tmp / SOURCE_JSON, dict(source, clips=count))
     return count
-
-
-def iter_clips(raw_dir: Path) -> Iterator[tuple[str, bytes]]:
-    """Yield ``(member path, wav bytes)`` of every clip in a raw data set, in archive order."""
-    with zipfile.ZipFile(Path(raw_dir) / AUDIO_ZIP) as archive:
-        for name in archive.namelist():
-            yield name, archive.read(name)
 
 
 def clip_names(raw_dir: Path) -> list[str]:
