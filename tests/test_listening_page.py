@@ -1,4 +1,5 @@
-"""The listening page: self-contained HTML, and, in a real headless browser
+"""The listening page: self-contained HTML that shows what the evaluate stage hands it (the figures,
+every clip in its row, a warning about a judge), and, in a real headless browser
 (Debian's chromium), every player has a decodable source and every image loads.
 
 The page checks itself once loaded and writes the result into
@@ -9,13 +10,15 @@ and say so (``.ci/run`` installs it).
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import matplotlib.image
 import numpy as np
+import pytest
 
-from speakdigits.listening import Clip, render_page, save_mel_png, write_page
+from speakdigits.listening import Clip, Heard, save_mel_png, write_listening_page, write_page
 from speakdigits.wav import wav_bytes
 
 from conftest import browser_check, tags
@@ -88,9 +91,127 @@ def test_page_shows_verdicts_marks_and_escapes_text(tmp_path):
     assert '<body data-check="pending">' in page
 
 
-def test_render_page_needs_no_files():
-    page = render_page(title="t", headline=[], intro=[], generated=[], references=[], reference_header=[], notes=[])
-    assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
+# ----------------------------------------------------------------- the evaluate stage's page
+
+CLASSES = [str(d) for d in range(10)]
+
+
+def heard(name: str, freq: float, expected: int, verdict: int | None, problem: str | None = None) -> Heard:
+    """A clip as the evaluate stage hands it over (a tone of its own); a clip it could not judge has no mel image."""
+    return Heard(
+        name=name,
+        title=f"clip {name}",
+        wav=tone(0.25, 8000, freq),
+        mel_db=None if verdict is None else np.random.default_rng(len(name)).uniform(-80, 0, (16, 24)),
+        expected=expected,
+        verdict=verdict,
+        confidence=None if verdict is None else 0.75,
+        problem=problem,
+        second_verdict=verdict,
+        second_confidence=None if verdict is None else 0.5,
+    )
+
+
+def page_metrics(*, mfcc_flatters: bool) -> dict:
+    """The evaluate stage's metrics, with the MFCC judge hearing the generated clips better than real speech
+    (its sanity rule, speakdigits.evaluation.flattery, then adds a warning) or worse."""
+    mfcc = {"accuracy": 0.99, "real": 0.95, "generated": 0.97 if mfcc_flatters else 0.9, "flatters": mfcc_flatters}
+    if mfcc_flatters:
+        mfcc["warning"] = "FLATTERS: the MFCC judge hears the generated clips better (97.0 %) than real recordings"
+    return {
+        "judge": {"accuracy": 0.983, "trusted_accuracy": 0.97, "holdout_takes": 0.1, "reliable": True},
+        "judges": {"mel": {"accuracy": 0.983, "real": 0.985, "generated": 0.875, "flatters": False}, "mfcc": mfcc},
+        "generated": {
+            "conditional": True,
+            "accuracy": 0.875,
+            "accuracy_mel": 0.875,
+            "accuracy_mfcc": mfcc["generated"],
+            "inception_score": 7.25,
+            "sound": {"clips": 3, "voiced": 0.625},
+        },
+        "real": {"clips": 400, "accuracy": 0.985, "accuracy_mfcc": 0.95},
+        "vocoder_ceiling": {"clips": 1},
+        "vae": {"reconstruction_mse": 0.0071},
+        "novelty": {},
+    }
+
+
+def write_judged_page(folder: Path, *, mfcc_flatters: bool) -> tuple[str, dict[str, bytes]]:
+    """write_listening_page's page (three generated clips of digits 3 and 5, one unjudged; reference rows of
+    digits 5 and 2) and each clip's bytes by its path on the page."""
+    generated = [heard("3_00", 200, 3, 3), heard("3_01", 250, 3, 8), heard("5_00", 300, 5, None, "silent")]
+    references = [
+        [heard("real_5", 350, 5, 5), heard("ceiling_5", 400, 5, 5), heard("vae_5", 450, 5, 6)],
+        [heard("real_2", 500, 2, 2), heard("ceiling_2", 550, 2, None, "silent"), heard("vae_2", 600, 2, 2)],
+    ]
+    folder.mkdir()
+    write_listening_page(
+        folder,
+        metrics=page_metrics(mfcc_flatters=mfcc_flatters),
+        classes=CLASSES,
+        mel_range=(-80.0, 0.0),
+        generated=generated,
+        references=references,
+    )
+    given = {f"generated/{h.name}.wav": h.wav for h in generated}
+    given |= {f"reference/{h.name}.wav": h.wav for row in references for h in row}
+    return (folder / "index.html").read_text(encoding="utf-8"), given
+
+
+def test_the_page_shows_the_headline_figures_it_was_given(tmp_path):
+    page, _ = write_judged_page(tmp_path / "listen", mfcc_flatters=False)
+    cells = re.findall(r"<tr><th>[^<]*</th><td>([^<]*)</td></tr>", page)
+    for figure in ("98.3 % — trusted", "87.5 %", "87.5 % / 90.0 %", "7.25", "98.5 % / 95.0 %", "0.0071"):
+        assert figure in cells, figure
+    assert "<td>generated (3)</td><td>62.5 %</td>" in page  # the sound table
+    assert "<title>Spoken digits: generated voices, judged</title>" in page
+
+
+def test_every_clip_plays_the_wav_it_was_given_in_the_row_of_its_digit(tmp_path):
+    folder = tmp_path / "listen"
+    page, given = write_judged_page(folder, mfcc_flatters=False)
+    found = tags(page)
+    audio = [attrs["src"] for tag, attrs in found if tag == "audio"]
+    assert sorted(audio) == sorted(given)
+    for src in audio:
+        assert (folder / src).read_bytes() == given[src], src
+    images = [attrs["src"] for tag, attrs in found if tag == "img"]
+    # A mel image beside every clip the judge heard, none beside the two it could not.
+    judged = [src for src in given if src not in ("generated/5_00.wav", "reference/ceiling_2.wav")]
+    assert sorted(images) == sorted(src.replace(".wav", ".png") for src in judged)
+    assert all(matplotlib.image.imread(folder / src).shape[:2] == (16, 24) for src in images)
+    # Generated clips in one row per digit asked for, whatever the judge heard.
+    rows = re.findall(r'<div class="label">([^<]*)</div><div class="clips">(.*?)</div></div>', page)
+    assert [(label, re.findall(r'<audio [^>]*src="([^"]+)"', clips)) for label, clips in rows] == [
+        ("3", ["generated/3_00.wav", "generated/3_01.wav"]),
+        ("5", ["generated/5_00.wav"]),
+    ]
+    # The references in one row per clip, by digit: as recorded, the vocoder ceiling, the reconstruction.
+    rows = re.findall(r'<tr><th class="row">([^<]*)</th>(.*?)</tr>', page)
+    assert [(label, re.findall(r'<audio [^>]*src="([^"]+)"', clips)) for label, clips in rows] == [
+        ("2", ["reference/real_2.wav", "reference/ceiling_2.wav", "reference/vae_2.wav"]),
+        ("5", ["reference/real_5.wav", "reference/ceiling_5.wav", "reference/vae_5.wav"]),
+    ]
+    assert 'judge: 8 (75%) <span class="wrong">✗</span>' in page and "not judged: silent" in page
+    verdicts = json.loads((folder / "verdicts.json").read_text(encoding="utf-8"))
+    assert [(v["file"], v["expected"], v["verdict"]) for v in verdicts[:3]] == [
+        ("generated/3_00.wav", 3, 3),
+        ("generated/3_01.wav", 3, 8),
+        ("generated/5_00.wav", 5, None),
+    ]
+
+
+@pytest.mark.parametrize("flatters", [True, False])
+def test_a_judge_that_flatters_the_generator_is_called_out_at_the_top_and_only_then(tmp_path, flatters):
+    page, _ = write_judged_page(tmp_path / "listen", mfcc_flatters=flatters)
+    alerts = re.findall(r'<p class="warning" role="alert">([^<]*)</p>', page)
+    if flatters:
+        assert alerts == ["FLATTERS: the MFCC judge hears the generated clips better (97.0 %) than real recordings"]
+        assert page.index('role="alert"') < page.index("<h2>Metrics</h2>")
+        assert "<td>87.5 % / 97.0 % — the mfcc judge flatters</td>" in page
+    else:
+        assert alerts == [] and 'role="alert"' not in page
+        assert "flatters" not in page
 
 
 def test_mel_png_has_one_pixel_per_bin_and_low_frequencies_at_the_bottom(tmp_path):
