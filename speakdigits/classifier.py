@@ -323,7 +323,7 @@ def predict_probs(model: keras.Model, images: np.ndarray, *, batch_size: int = 2
     return np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float64)
 
 
-def classify(
+def train_classifiers(
     normalized_dir: Path, out_dir: Path, *, classify: ClassifyParams, seed: int
 ) -> tuple[dict, dict[str, list[dict]]]:
     """Train every available task and write the models.

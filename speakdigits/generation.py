@@ -103,7 +103,7 @@ def vocode_decoded(
     return images_db, clips
 
 
-def generate(
+def generate_clips(
     model_dir: Path,
     normalized_dir: Path,
     out_dir: Path,

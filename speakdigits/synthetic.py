@@ -186,13 +186,6 @@ def speak_takes(
     return clips
 
 
-def speak_take(
-    speaker: Speaker, digit: int, take: int, *, seed: int, noise_db: float, duration: float = 1.0
-) -> np.ndarray:
-    """One recording of ``speaker`` saying ``digit``, spoken alone (see :func:`speak_takes`)."""
-    return speak_takes(speaker, [(digit, take)], seed=seed, noise_db=noise_db, duration=duration)[0]
-
-
 def speaker_metadata(speaker: Speaker) -> dict:
     """The speaker's entry in an AudioMNIST-style metadata file."""
     entry = {

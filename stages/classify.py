@@ -23,10 +23,10 @@ DVC_STAGE = Stage(
 
 @entry_point(tensorflow=True)
 def main(args: argparse.Namespace) -> None:
-    from speakdigits.classifier import classify
+    from speakdigits.classifier import train_classifiers
 
     params = load_params()
-    metrics, confusion = classify(normalized.DIR, classifiers.DIR, classify=params.classify, seed=params.seed)
+    metrics, confusion = train_classifiers(normalized.DIR, classifiers.DIR, classify=params.classify, seed=params.seed)
     with atomic_dir(CONFUSION_DIR) as tmp:
         for task, records in confusion.items():
             write_json(tmp / f"confusion_{task}.json", records)

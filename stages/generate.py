@@ -74,7 +74,7 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 
 @entry_point(tensorflow=True, arguments=arguments)
 def main(args: argparse.Namespace) -> None:
-    from speakdigits.generation import generate, requested_digits
+    from speakdigits.generation import generate_clips, requested_digits
 
     params = load_params()
     gen = params.generate
@@ -140,7 +140,7 @@ def main(args: argparse.Namespace) -> None:
         )
         voice, voices = np.tile(voice, (len(digits) // takes, 1)), voices * (len(digits) // takes)
         z = saying(voice, digits, model.read_latents(model.DIR))
-    records = generate(
+    records = generate_clips(
         model.DIR,
         normalized.DIR,
         out,

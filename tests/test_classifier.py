@@ -19,10 +19,10 @@ from speakdigits.classifier import (
     CLASSES,
     age_bracket,
     build_classifier,
-    classify,
     judge_splits,
     task_availability,
     task_labels,
+    train_classifiers,
     train_task,
 )
 from speakdigits.errors import PipelineError
@@ -185,7 +185,7 @@ def test_the_cnn_takes_any_mel_shape(shape):
 def synthetic_clips(speaker, takes: int) -> list[tuple[bytes, int]]:
     rate = espeak.sample_rate()
     return [
-        (wav_bytes(synthetic.speak_take(speaker, digit, take, seed=SEED, noise_db=-60.0), rate), digit)
+        (wav_bytes(synthetic.speak_takes(speaker, [(digit, take)], seed=SEED, noise_db=-60.0)[0], rate), digit)
         for digit in range(10)
         for take in range(takes)
     ]
@@ -298,7 +298,7 @@ def test_classify_trains_what_the_metadata_allows_and_explains_the_rest(tmp_path
         return split_of(rng.uniform(size=(20, 16, 16)), np.arange(20) % 10, gender=g)
 
     write_normalized(tmp_path / "normalized", {"train": make(20), "val": make(0), "test": make(6)})
-    metrics, confusion = classify(
+    metrics, confusion = train_classifiers(
         tmp_path / "normalized", tmp_path / "classifiers", classify=settings(epochs=1, batch_size=8, patience=1), seed=0
     )
 

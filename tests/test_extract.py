@@ -64,7 +64,7 @@ def spoken_digit_16k() -> bytes:
     import librosa
 
     speaker = synthetic.make_speakers(1, 0)[0]
-    samples = synthetic.speak_take(speaker, 3, 0, seed=0, noise_db=-70.0).astype(np.float32) / 32768
+    samples = synthetic.speak_takes(speaker, [(3, 0)], seed=0, noise_db=-70.0)[0].astype(np.float32) / 32768
     return wav(librosa.resample(samples, orig_sr=espeak.sample_rate(), target_sr=16000), 16000)
 
 

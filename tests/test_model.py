@@ -26,7 +26,7 @@ from speakdigits.audio import log_mel
 from speakdigits.errors import PipelineError
 from speakdigits.formats.model import load_vae, read_geometry, read_latents, read_model_info, read_speakers, save_vae
 from speakdigits.formats.normalized import write_split, write_stats
-from speakdigits.generation import generate, grid_rows, requested_digits, save_mel_grid
+from speakdigits.generation import generate_clips, grid_rows, requested_digits, save_mel_grid
 from speakdigits.model import (
     CHANNELS,
     TrainedVAE,
@@ -473,7 +473,7 @@ def gen(trained, out: Path, digits, *, seed=3, model=None, sampling="fitted", **
         griffin_lim_iters=4,
         griffin_lim_momentum=0.99,
     )
-    return generate(
+    return generate_clips(
         model or trained["model"],
         trained["normalized"],
         out,

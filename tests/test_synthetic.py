@@ -95,10 +95,10 @@ def test_variant_age_comes_from_the_variant_file():
 
 def test_takes_differ_and_same_arguments_give_identical_samples():
     speaker = synthetic.make_speakers(3, SEED)[1]
-    first = synthetic.speak_take(speaker, 7, 0, seed=SEED, noise_db=-60.0)
-    again = synthetic.speak_take(speaker, 7, 0, seed=SEED, noise_db=-60.0)
-    other_take = synthetic.speak_take(speaker, 7, 1, seed=SEED, noise_db=-60.0)
-    other_seed = synthetic.speak_take(speaker, 7, 0, seed=SEED + 1, noise_db=-60.0)
+    first = synthetic.speak_takes(speaker, [(7, 0)], seed=SEED, noise_db=-60.0)[0]
+    again = synthetic.speak_takes(speaker, [(7, 0)], seed=SEED, noise_db=-60.0)[0]
+    other_take = synthetic.speak_takes(speaker, [(7, 1)], seed=SEED, noise_db=-60.0)[0]
+    other_seed = synthetic.speak_takes(speaker, [(7, 0)], seed=SEED + 1, noise_db=-60.0)[0]
     assert first.dtype == np.int16
     assert np.array_equal(first, again)
     assert not np.array_equal(first[: len(other_take)], other_take[: len(first)])
@@ -133,7 +133,7 @@ import hashlib, sys
 from speakdigits import espeak, synthetic
 espeak.speak("eight", voice="en+m2", rate=170, pitch=30, seed=5)  # disturb the state first
 speaker = synthetic.make_speakers(3, {seed})[2]
-samples = synthetic.speak_take(speaker, 4, 3, seed={seed}, noise_db=-50.0)
+samples = synthetic.speak_takes(speaker, [(4, 3)], seed={seed}, noise_db=-50.0)[0]
 print(hashlib.sha256(samples.tobytes()).hexdigest())
 """
 
@@ -149,7 +149,7 @@ def test_same_take_is_byte_identical_in_a_separate_process():
         check=True,
     )
     speaker = synthetic.make_speakers(3, SEED)[2]
-    here = synthetic.speak_take(speaker, 4, 3, seed=SEED, noise_db=-50.0)
+    here = synthetic.speak_takes(speaker, [(4, 3)], seed=SEED, noise_db=-50.0)[0]
     assert result.stdout.strip() == hashlib.sha256(here.tobytes()).hexdigest()
 
 
@@ -187,7 +187,7 @@ def test_takes_are_audible_voiced_speech(index):
     speaker = synthetic.make_speakers(3, SEED)[index]
     noise_db = -60.0
     for digit in range(10):
-        clip = synthetic.speak_take(speaker, digit, 0, seed=SEED, noise_db=noise_db).astype(np.float64) / 32768
+        clip = synthetic.speak_takes(speaker, [(digit, 0)], seed=SEED, noise_db=noise_db)[0].astype(np.float64) / 32768
         length = len(clip) / sr
         assert 0.3 <= length <= 3.0, (speaker.voice, digit, length)
         # The first 20 ms are always lead-in: background noise only, at the asked level.
