@@ -179,6 +179,30 @@ def clips_per_second(result: Measured) -> tuple[float, float, str]:
 
 
 def main() -> None:
+    """Run the benchmark of the command line, printing each figure as it comes and a table at the end."""
+    args = _parse_args()
+    skip = set(filter(None, args.skip.split(",")))
+    work = args.work.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    results = _Results()
+
+    synthetic = _synthesize(work, skip, results)
+    sets = {
+        "AudioMNIST-shaped, 30,000 clips at 48 kHz": audiomnist_shaped(
+            synthetic / "data" / "raw", work / "audiomnist-shaped"
+        )
+    }
+    if args.fsdd:
+        recordings = args.fsdd.resolve() / "recordings"
+        sets["FSDD, 3,000 clips at 8 kHz"] = recordings if recordings.is_dir() else args.fsdd.resolve()
+    train_folder = _extract(sets, work, skip, args.repeat, results)
+    if "train" not in skip and train_folder is not None:
+        _train(train_folder, work, epochs=args.epochs, clips=args.train_clips, repeat=args.repeat, results=results)
+    results.print_table()
+
+
+def _parse_args() -> argparse.Namespace:
+    """The command line (see the module's docstring)."""
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -208,16 +232,22 @@ def main() -> None:
         help="runs of each job, taking turns; the fastest counts (default: %(default)s)",
     )
     parser.add_argument("--skip", default="", help="comma-separated parts to leave out: synthetic, extract, train")
-    args = parser.parse_args()
-    skip = set(filter(None, args.skip.split(",")))
-    work = args.work.resolve()
-    work.mkdir(parents=True, exist_ok=True)
-    rows: list[tuple[str, Measured | None, Measured | None, str, str]] = []
+    return parser.parse_args()
 
-    def row(what: str, original: Measured | None, ours: Measured | None, ratio: str = "-", note: str = "") -> None:
+
+class _Results:
+    """The benchmark's figures: each printed as soon as it is measured, and all as a table at the end."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, Measured | None, Measured | None, str, str]] = []
+
+    def add(
+        self, what: str, original: Measured | None, ours: Measured | None, ratio: str = "-", note: str = ""
+    ) -> None:
+        """Record a row; ``ratio`` defaults to the original's wall time over ours, when both ran."""
         if original and ours and ratio == "-":
             ratio = f"{original.wall / ours.wall:.1f}x"
-        rows.append((what, original, ours, ratio, note))
+        self.rows.append((what, original, ours, ratio, note))
         print(
             f"measured: {what}: "
             + ", ".join(
@@ -229,23 +259,44 @@ def main() -> None:
             flush=True,
         )
 
+    def print_table(self) -> None:
+        """Print the machine and every row as a Markdown table."""
+        print()
+        print(
+            f"{time.strftime('%Y-%m-%d')}, {platform.node()}: {len(os.sched_getaffinity(0))} cores, "
+            f"{platform.processor() or platform.machine()}, Python {platform.python_version()}"
+        )
+        print("| job | original: wall / CPU / peak | this project: wall / CPU / peak | ratio | note |")
+        print("|---|---|---|---|---|")
+        for what, original, ours, ratio, note in self.rows:
+            cell = lambda m: f"{m.wall:.1f} s / {m.cpu:.1f} s / {m.peak_mb:.0f} MB" if m else "-"  # noqa: E731
+            print(f"| {what} | {cell(original)} | {cell(ours)} | {ratio} | {note} |")
+        print(
+            "ratio: the original's wall time over this project's (extraction), or this project's training clips "
+            "per second over the original's (training); CPU time includes worker processes; peak: the largest "
+            "single process."
+        )
+
+
+def _synthesize(work: Path, skip: set[str], results: _Results) -> Path:
+    """The folder of the synthetic source at AudioMNIST's size, its ``download`` stage timed (unless
+    ``synthetic`` is skipped and its clips are there already)."""
     synthetic = scratch(work, "synthetic-60x50", {"data.synthetic.speakers": 60, "data.synthetic.takes": 50})
     if "synthetic" not in skip or not (synthetic / "data" / "raw" / "audio.zip").exists():
-        row(
+        results.add(
             "synthesize 30,000 clips (stage download)",
             None,
             stage("download", synthetic),
             note="the original downloaded AudioMNIST",
         )
-    sets = {
-        "AudioMNIST-shaped, 30,000 clips at 48 kHz": audiomnist_shaped(
-            synthetic / "data" / "raw", work / "audiomnist-shaped"
-        )
-    }
-    if args.fsdd:
-        recordings = args.fsdd.resolve() / "recordings"
-        sets["FSDD, 3,000 clips at 8 kHz"] = recordings if recordings.is_dir() else args.fsdd.resolve()
+    return synthetic
 
+
+def _extract(sets: dict[str, Path], work: Path, skip: set[str], repeat: int, results: _Results) -> Path | None:
+    """Time the original extraction loop against the ``download`` and ``extract`` stages on each set.
+
+    Returns the folder of the first set's stages (where the training jobs run), or None without sets.
+    """
     train_folder = None
     for label, folder in sets.items():
         name = "audiomnist" if label.startswith("Audio") else "fsdd"
@@ -272,68 +323,60 @@ def main() -> None:
                 "pack": functools.partial(stage, "download", ours_dir),
                 "extract": functools.partial(stage, "extract", ours_dir),
             },
-            args.repeat,
+            repeat,
         )
         original, pack, ours = best["original"], best["pack"], best["extract"]
-        row(f"{label}: pack the folder (stage download)", None, pack, note="the original read the files directly")
-        row(f"{label}: extract (whole stage vs whole loop)", original, ours)
-
-    if "train" not in skip and train_folder is not None:
-        stage("normalize", train_folder)
-        epochs, clips = str(args.epochs), str(args.train_clips)
-        original = [sys.executable, "-m", "benchmarks.original", "train", str(work / "audiomnist-original-mels.npy")]
-        jobs = {
-            # As the notebook ran: TensorFlow's default kernels (this package turns on oneDNN's, and
-            # the benchmark's own environment carries that setting to every job it starts).
-            "original": functools.partial(measured, [*original, epochs, clips], work, unset=tuple(TENSORFLOW_KERNELS)),
-            "original, oneDNN": functools.partial(measured, [*original, epochs, clips], work),
-        }
-        for arch in ("seed", "conv"):
-            jobs[arch] = functools.partial(
-                measured,
-                [sys.executable, "-m", "benchmarks.train_epochs", "data/normalized", arch, epochs, clips],
-                train_folder,
-            )
-        best = fastest(jobs, args.repeat, key=lambda m: 1.0 / clips_per_second(m)[0])
-        theirs_rate, theirs_first, _ = clips_per_second(best["original"])
-        row(
-            f"train: the original network and loop, {clips} clips",
-            best["original"],
-            None,
-            note=f"{theirs_rate:.0f} clips/s; first epoch {theirs_first:.0f} s; TensorFlow's default kernels",
+        results.add(
+            f"{label}: pack the folder (stage download)", None, pack, note="the original read the files directly"
         )
-        rate, first, _ = clips_per_second(best["original, oneDNN"])
-        row(
-            f"train: the original network and loop with oneDNN's kernels, {clips} clips",
-            best["original, oneDNN"],
-            None,
-            note=f"{rate:.0f} clips/s ({rate / theirs_rate:.2f}x); first epoch {first:.0f} s",
-        )
-        for arch in ("seed", "conv"):
-            rate, first, device = clips_per_second(best[arch])
-            row(
-                f"train: vae.arch {arch}, {clips} clips",
-                None,
-                best[arch],
-                f"{rate / theirs_rate:.2f}x",
-                f"{rate:.0f} clips/s on {device}; first epoch {first:.0f} s",
-            )
+        results.add(f"{label}: extract (whole stage vs whole loop)", original, ours)
+    return train_folder
 
-    print()
-    print(
-        f"{time.strftime('%Y-%m-%d')}, {platform.node()}: {len(os.sched_getaffinity(0))} cores, "
-        f"{platform.processor() or platform.machine()}, Python {platform.python_version()}"
+
+def _train(train_folder: Path, work: Path, *, epochs: int, clips: int, repeat: int, results: _Results) -> None:
+    """Time training epochs of the original network (TensorFlow's default kernels, and oneDNN's) against
+    ``vae.arch`` seed and conv, on the features of ``train_folder``."""
+    stage("normalize", train_folder)
+    epochs_arg, clips_arg = str(epochs), str(clips)
+    original = [sys.executable, "-m", "benchmarks.original", "train", str(work / "audiomnist-original-mels.npy")]
+    jobs = {
+        # As the notebook ran: TensorFlow's default kernels (this package turns on oneDNN's, and
+        # the benchmark's own environment carries that setting to every job it starts).
+        "original": functools.partial(
+            measured, [*original, epochs_arg, clips_arg], work, unset=tuple(TENSORFLOW_KERNELS)
+        ),
+        "original, oneDNN": functools.partial(measured, [*original, epochs_arg, clips_arg], work),
+    }
+    for arch in ("seed", "conv"):
+        jobs[arch] = functools.partial(
+            measured,
+            [sys.executable, "-m", "benchmarks.train_epochs", "data/normalized", arch, epochs_arg, clips_arg],
+            train_folder,
+        )
+    best = fastest(jobs, repeat, key=lambda m: 1.0 / clips_per_second(m)[0])
+    theirs_rate, theirs_first, _ = clips_per_second(best["original"])
+    results.add(
+        f"train: the original network and loop, {clips} clips",
+        best["original"],
+        None,
+        note=f"{theirs_rate:.0f} clips/s; first epoch {theirs_first:.0f} s; TensorFlow's default kernels",
     )
-    print("| job | original: wall / CPU / peak | this project: wall / CPU / peak | ratio | note |")
-    print("|---|---|---|---|---|")
-    for what, original, ours, ratio, note in rows:
-        cell = lambda m: f"{m.wall:.1f} s / {m.cpu:.1f} s / {m.peak_mb:.0f} MB" if m else "-"  # noqa: E731
-        print(f"| {what} | {cell(original)} | {cell(ours)} | {ratio} | {note} |")
-    print(
-        "ratio: the original's wall time over this project's (extraction), or this project's training clips "
-        "per second over the original's (training); CPU time includes worker processes; peak: the largest "
-        "single process."
+    rate, first, _ = clips_per_second(best["original, oneDNN"])
+    results.add(
+        f"train: the original network and loop with oneDNN's kernels, {clips} clips",
+        best["original, oneDNN"],
+        None,
+        note=f"{rate:.0f} clips/s ({rate / theirs_rate:.2f}x); first epoch {first:.0f} s",
     )
+    for arch in ("seed", "conv"):
+        rate, first, device = clips_per_second(best[arch])
+        results.add(
+            f"train: vae.arch {arch}, {clips} clips",
+            None,
+            best[arch],
+            f"{rate / theirs_rate:.2f}x",
+            f"{rate:.0f} clips/s on {device}; first epoch {first:.0f} s",
+        )
 
 
 if __name__ == "__main__":

@@ -232,40 +232,17 @@ def extract(raw_dir: Path, out_dir: Path, mel: MelParams, *, jobs: int | None = 
     names = list(checksums)
     left_out = raw.skipped_at_download(raw_dir)  # files too large to read
     skipped: list[dict] = list(left_out)
-    kept = _unambiguous(names, checksums, skipped)
-    labelled = [(name, *kept[name]) for name in names if name in kept]
-    speakers = sorted({speaker for _, _, speaker, _ in labelled})
-    metadata, notes = clean_speaker_metadata(raw.read_speakers(raw_dir), speakers)
-    labels = {name: (digit, speaker, take) for name, digit, speaker, take in labelled}
+    labels, notes = _label_clips(raw_dir, names, checksums, skipped)
 
     jobs = jobs or available_cores()
     zip_path = str(Path(raw_dir) / raw.AUDIO_ZIP)
-    order = [name for name, *_ in labelled]
-    tasks = [(first, order[first : first + _BATCH]) for first in range(0, len(order), _BATCH)]
+    order = list(labels)
     if mel.fmax is None:
         with zipfile.ZipFile(zip_path) as archive:
             mel = resolve_geometry(mel, [native_rate(archive, name) for name in order])
     with atomic_dir(out_dir) as tmp:
-        # Rows go straight to disk, so memory stays flat.
-        rows, blocks = [], []
-        shapes = {MELS_NPY: (mel.n_mels, mel.frames), PITCH_NPY: (2, mel.frames)}
-        for name, shape in shapes.items():
-            start_rows(tmp / name, row_shape=shape, most_clips=len(order))
-        # Spawned, not forked: a fork copies one thread of a process that may run several (a test runner's,
-        # TensorFlow's), and a lock another thread held stays locked in the child (a forked extraction
-        # worker aborted under pytest-xdist). Each worker imports what it needs once; the same output.
-        ctx = multiprocessing.get_context("spawn")
-        with ctx.Pool(jobs, initializer=_init_worker, initargs=(zip_path, mel, str(tmp))) as pool:
-            with tqdm(total=len(order), desc="extracting", unit="clip") as progress:
-                for (first, _), (made, reasons) in zip(tasks, pool.imap(_extract_batch, tasks)):
-                    skipped.extend({"file": name, "reason": reason} for name, reason in reasons.items())
-                    blocks.append((first, len(made)))
-                    for name in made:
-                        digit, speaker, take = labels[name]
-                        rows.append((name, digit, speaker, take, metadata[speaker]["gender"], metadata[speaker]["age"]))
-                    progress.update(len(made) + len(reasons))
-        for name, shape in shapes.items():
-            finish_rows(tmp / name, blocks=blocks, row_shape=shape)
+        made = _extract_rows(tmp, zip_path, mel, order, jobs=jobs, skipped=skipped)
+        rows = [(name, *labels[name]) for name in made]
         if not rows:
             raise PipelineError(
                 f"{raw_dir}: none of the {len(names)} clips is usable (see the reasons: "
@@ -277,11 +254,66 @@ def extract(raw_dir: Path, out_dir: Path, mel: MelParams, *, jobs: int | None = 
             "speakers": len({row[2] for row in rows}),
             "skipped": sorted(skipped, key=lambda s: s["file"]),
             "metadata_notes": notes,
-            "shape": list(shapes[MELS_NPY]),
+            "shape": list(_row_shapes(mel)[MELS_NPY]),
             "fmax": mel.fmax,
         }
         write_features(tmp, clips=rows, report=report, geometry=mel)
     return report
+
+
+def _label_clips(
+    raw_dir: Path, names: list[str], checksums: dict[str, tuple[int, int]], skipped: list[dict]
+) -> tuple[dict[str, tuple], list[str]]:
+    """The clips to extract, in the order of ``names``, each with the rest of its ``clips.csv`` row
+    (digit, speaker, take, gender, age), and the notes on the speakers' metadata.
+
+    The clips left out (:func:`_unambiguous`) are appended to ``skipped``.
+    """
+    kept = _unambiguous(names, checksums, skipped)
+    labelled = [(name, *kept[name]) for name in names if name in kept]
+    speakers = sorted({speaker for _, _, speaker, _ in labelled})
+    metadata, notes = clean_speaker_metadata(raw.read_speakers(raw_dir), speakers)
+    labels = {
+        name: (digit, speaker, take, metadata[speaker]["gender"], metadata[speaker]["age"])
+        for name, digit, speaker, take in labelled
+    }
+    return labels, notes
+
+
+def _row_shapes(mel: MelParams) -> dict[str, tuple[int, int]]:
+    """The shape of one clip's row in each of the feature files."""
+    return {MELS_NPY: (mel.n_mels, mel.frames), PITCH_NPY: (2, mel.frames)}
+
+
+def _extract_rows(
+    folder: Path, zip_path: str, mel: MelParams, order: list[str], *, jobs: int, skipped: list[dict]
+) -> list[str]:
+    """Write the rows of the clips in ``order`` into ``mels.npy`` and ``pitch.npy`` in ``folder``, in ``jobs``
+    worker processes.
+
+    Returns the clips made, in row order; the others are appended to
+    ``skipped``, with the reason.
+    """
+    tasks = [(first, order[first : first + _BATCH]) for first in range(0, len(order), _BATCH)]
+    # Rows go straight to disk, so memory stays flat.
+    clips_made, blocks = [], []
+    shapes = _row_shapes(mel)
+    for name, shape in shapes.items():
+        start_rows(folder / name, row_shape=shape, most_clips=len(order))
+    # Spawned, not forked: a fork copies one thread of a process that may run several (a test runner's,
+    # TensorFlow's), and a lock another thread held stays locked in the child (a forked extraction
+    # worker aborted under pytest-xdist). Each worker imports what it needs once; the same output.
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(jobs, initializer=_init_worker, initargs=(zip_path, mel, str(folder))) as pool:
+        with tqdm(total=len(order), desc="extracting", unit="clip") as progress:
+            for (first, _), (made, reasons) in zip(tasks, pool.imap(_extract_batch, tasks)):
+                skipped.extend({"file": name, "reason": reason} for name, reason in reasons.items())
+                blocks.append((first, len(made)))
+                clips_made.extend(made)
+                progress.update(len(made) + len(reasons))
+    for name, shape in shapes.items():
+        finish_rows(folder / name, blocks=blocks, row_shape=shape)
+    return clips_made
 
 
 def _unambiguous(

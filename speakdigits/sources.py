@@ -126,28 +126,67 @@ def download(
     dest = Path(dest)
     want = sha256.strip().lower() if sha256 is not None else None
     record = dest.with_name(dest.name + ".sha256")
-    if dest.is_file():
-        have = _file_sha256(dest)
-        if (have == want) if want is not None else (_read_record(record) == (have, dest.stat().st_size)):
-            return have
-        print(
-            f"download: {dest} is not the file fetched from {url} (its sha256 or size differs, or no record); "
-            "fetching it again",
-            file=sys.stderr,
-        )
+    have = _already_fetched(url, dest, want, record)
+    if have is not None:
+        return have
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
-
     validator_file = part.with_name(part.name + ".validator")
+    _fetch_part(
+        url,
+        part,
+        validator_file,
+        label=dest.name,
+        timeout=timeout,
+        retries=retries,
+        progress=progress,
+        most_bytes=most_bytes,
+    )
+    have = _verified_digest(url, part, validator_file, want, check)
+    _put_in_place(part, dest, record, have, validator_file)
+    return have
+
+
+def _already_fetched(url: str, dest: Path, want: str | None, record: Path) -> str | None:
+    """The digest of ``dest`` if it already is the file to download, else None.
+
+    ``dest`` is the file when it matches ``want``, or with ``want`` None, the
+    digest and size in ``record``. A ``dest`` that exists but does not match
+    gets a one-line note on stderr: it is about to be fetched again.
+    """
+    if not dest.is_file():
+        return None
+    have = _file_sha256(dest)
+    if (have == want) if want is not None else (_read_record(record) == (have, dest.stat().st_size)):
+        return have
+    print(
+        f"download: {dest} is not the file fetched from {url} (its sha256 or size differs, or no record); "
+        "fetching it again",
+        file=sys.stderr,
+    )
+    return None
+
+
+def _fetch_part(
+    url: str,
+    part: Path,
+    validator_file: Path,
+    *,
+    label: str,
+    timeout: float,
+    retries: int,
+    progress: bool,
+    most_bytes: int,
+) -> None:
+    """Bring ``part`` to the whole remote file, resuming it across broken transfers.
+
+    Raises PipelineError as :func:`download` describes, except for the
+    checks of the complete file, which are :func:`_verified_digest`'s.
+    """
     connected = False  # a server answered at least once during this call
     failures = 0
     while True:
-        offset = part.stat().st_size if part.exists() else 0
-        validator = validator_file.read_text(encoding="utf-8").strip() if validator_file.is_file() else ""
-        if offset and not validator:
-            # A partial file of unknown version: resuming could splice two versions together.
-            part.unlink()
-            offset = 0
+        offset, validator = _resume_point(part, validator_file)
         try:
             response = _open(url, offset, timeout, validator)
         except urllib.error.HTTPError as exc:
@@ -174,24 +213,47 @@ def download(
                 raise PipelineError(
                     f"cannot download {url}: {_reason(exc)}. Working offline? {_OFFLINE_HINT}"
                 ) from None
-            failures += 1
-            if failures > retries:
-                raise _gave_up(url, exc, failures, part) from None
-            time.sleep(0.2 * failures)
+            failures = _one_more_failure(url, exc, failures, retries, part)
             continue
 
         connected = True
         try:
             with response:
-                _receive(response, part, offset, dest.name, progress, validator_file, most_bytes, url)
+                _receive(response, part, offset, label, progress, validator_file, most_bytes, url)
         except (_Truncated, *_NETWORK_ERRORS) as exc:
-            failures += 1
-            if failures > retries:
-                raise _gave_up(url, exc, failures, part) from None
-            time.sleep(0.2 * failures)
+            failures = _one_more_failure(url, exc, failures, retries, part)
             continue
-        break
+        return
 
+
+def _resume_point(part: Path, validator_file: Path) -> tuple[int, str]:
+    """Where to resume ``part`` (its size, or 0 to start afresh) and the version it came from ('' if unknown)."""
+    offset = part.stat().st_size if part.exists() else 0
+    validator = validator_file.read_text(encoding="utf-8").strip() if validator_file.is_file() else ""
+    if offset and not validator:
+        # A partial file of unknown version: resuming could splice two versions together.
+        part.unlink()
+        offset = 0
+    return offset, validator
+
+
+def _one_more_failure(url: str, exc: BaseException, failures: int, retries: int, part: Path) -> int:
+    """Count a transfer that broke off: give up (PipelineError) past ``retries``, else wait a little longer
+    each time before the next attempt. Returns the new count."""
+    failures += 1
+    if failures > retries:
+        raise _gave_up(url, exc, failures, part) from None
+    time.sleep(0.2 * failures)
+    return failures
+
+
+def _verified_digest(
+    url: str, part: Path, validator_file: Path, want: str | None, check: Callable[[Path], None] | None
+) -> str:
+    """The SHA-256 of the complete ``part``, once it matches ``want`` and passes ``check``.
+
+    Otherwise ``part`` (and its validator) is deleted and PipelineError raised.
+    """
     have = _file_sha256(part)
     if want is not None and have != want:
         # A mismatch means a corrupt transfer or a changed upstream file;
@@ -208,11 +270,15 @@ def download(
             part.unlink()
             validator_file.unlink(missing_ok=True)
             raise PipelineError(f"download {url}: the file is damaged ({err}); it was deleted") from None
+    return have
+
+
+def _put_in_place(part: Path, dest: Path, record: Path, have: str, validator_file: Path) -> None:
+    """Rename the verified ``part`` onto ``dest`` and record its digest and size beside it."""
     record.unlink(missing_ok=True)  # never a record that vouches for another file
     os.replace(part, dest)
     record.write_text(f"{have} {dest.stat().st_size}\n", encoding="utf-8")
     validator_file.unlink(missing_ok=True)
-    return have
 
 
 def _read_record(record: Path) -> tuple[str, int] | None:
@@ -292,6 +358,45 @@ def _receive(
     empty read at a premature EOF instead of raising), PipelineError when it
     is larger than ``most_bytes`` (and deletes the partial file).
     """
+    offset, total = _body_start(response, part, offset, validator_file)
+    if total is not None and total > most_bytes:
+        raise _over_limit(url, total, most_bytes, part, validator_file)
+    with (
+        open(part, "ab" if offset else "wb") as out,
+        tqdm(
+            total=total,
+            initial=offset,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            desc=label,
+            file=sys.stderr,
+            disable=not progress,
+        ) as bar,
+    ):
+        size = offset
+        while chunk := response.read(_CHUNK):
+            out.write(chunk)
+            size += len(chunk)
+            bar.update(len(chunk))
+            if size > most_bytes:
+                out.close()
+                raise _over_limit(url, size, most_bytes, part, validator_file)
+    if total is not None and size < total:
+        raise _Truncated(f"connection closed after {size} of {total} bytes")
+
+
+def _body_start(
+    response: http.client.HTTPResponse, part: Path, offset: int, validator_file: Path
+) -> tuple[int, int | None]:
+    """Where the body goes in ``part`` (``offset``, or 0 for a whole file) and the size the file reaches
+    at its end (None if the server does not say).
+
+    A 206 to a resumption must name the version in ``validator_file`` and
+    start at ``offset``; if not, the partial file is deleted and ``_Truncated``
+    raised, for the retry to start over. Any other answer is a whole file,
+    whose version is written to ``validator_file``.
+    """
     total = None
     if offset and response.status == 206:
         saved = validator_file.read_text(encoding="utf-8").strip()
@@ -316,40 +421,17 @@ def _receive(
             total = int(length)
         if response.status == 206:  # unasked-for range; trust its total
             total = _content_range(response)[1]
+    return offset, total
 
-    def too_large(size: int) -> PipelineError:
-        part.unlink(missing_ok=True)
-        validator_file.unlink(missing_ok=True)
-        return PipelineError(
-            f"cannot download {url}: {size} bytes or more, above the {most_bytes}-byte limit of a download; "
-            "nothing was kept"
-        )
 
-    if total is not None and total > most_bytes:
-        raise too_large(total)
-    with (
-        open(part, "ab" if offset else "wb") as out,
-        tqdm(
-            total=total,
-            initial=offset,
-            unit="B",
-            unit_scale=True,
-            unit_divisor=1024,
-            desc=label,
-            file=sys.stderr,
-            disable=not progress,
-        ) as bar,
-    ):
-        size = offset
-        while chunk := response.read(_CHUNK):
-            out.write(chunk)
-            size += len(chunk)
-            bar.update(len(chunk))
-            if size > most_bytes:
-                out.close()
-                raise too_large(size)
-    if total is not None and size < total:
-        raise _Truncated(f"connection closed after {size} of {total} bytes")
+def _over_limit(url: str, size: int, most_bytes: int, part: Path, validator_file: Path) -> PipelineError:
+    """Delete what came of a download larger than ``most_bytes``, and say so."""
+    part.unlink(missing_ok=True)
+    validator_file.unlink(missing_ok=True)
+    return PipelineError(
+        f"cannot download {url}: {size} bytes or more, above the {most_bytes}-byte limit of a download; "
+        "nothing was kept"
+    )
 
 
 def _content_range(response: http.client.HTTPResponse) -> tuple[int, int]:

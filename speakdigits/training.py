@@ -179,63 +179,107 @@ def train(
         training split is empty.
     """
     make_deterministic(seed)
-    splits = {name: load_split(normalized_dir, name) for name in ("train", "val", "test")}
-    if len(splits["train"]["x"]) == 0:
-        raise PipelineError(f"{normalized_dir}/train: no training clips")
+    splits = _load_splits(normalized_dir)
     shape = tuple(splits["train"]["x"].shape[1:])
     steps = -(-len(splits["train"]["x"]) // train.batch_size)
     model = compiled_vae(shape, latent_dim=latent_dim, vae=vae, train=train, seed=seed, steps_per_epoch=steps)
 
-    has_val = len(splits["val"]["x"]) > 0
     with atomic_dir(model_dir) as model_tmp:
         live = Live(dir=str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None)  # clears the previous run
-        callbacks = [
-            keras.callbacks.TerminateOnNaN(),
-            keras.callbacks.EarlyStopping(
-                monitor="val_loss" if has_val else "loss", patience=train.patience, restore_best_weights=True
-            ),
-            DVCLiveCallback(live=live),
-        ]
-        model.fit(
-            batches(splits["train"], train.batch_size, shuffle_seed=seed),
-            validation_data=batches(splits["val"], train.batch_size, shuffle_seed=None) if has_val else None,
-            epochs=train.epochs,
-            callbacks=callbacks,
-            shuffle=False,
-            verbose=2,
-        )
-        failure = first_non_finite(model.history)
-        if failure is not None:
-            raise PipelineError(
-                f"training diverged: {failure}; no model written. Try a lower train.learning_rate "
-                f"(now {train.learning_rate}) or train.reconstruction_weight (now {train.reconstruction_weight})"
-            )
+        _fit(model, splits, train=train, seed=seed, live=live)
         metrics = test_metrics(model, splits["test"], batch_size=train.batch_size)
         for key, value in metrics.items():
             live.log_metric(f"test/{key}", value, plot=False)
         live.end()
-        trained = model.trained()
-        mu, log_var = trained.encode(
-            splits["train"]["x"], splits["train"]["pitch"], splits["train"]["digit"], batch_size=train.batch_size
-        )
-        latents = fit_latent_gaussians(mu, log_var, splits["train"]["digit"] if vae.conditional else None)
-        save_vae(
+        _save_model(
             model_tmp,
-            trained,
-            latents,
-            # Each speaker's voice: their clips' offsets from their digits' centres (speakdigits.voices).
-            fit_latent_gaussians(
-                voice_of(mu, splits["train"]["digit"], latents) if vae.conditional else mu,
-                log_var,
-                splits["train"]["speaker"],
-            ),
-            {
-                "arch": vae.arch,
-                "conditional": vae.conditional,
-                "latent_dim": latent_dim,
-                "shape": list(shape),
-                "epochs_run": len(model.history.epoch) if model.history else 0,
-                "mel": dataclasses.asdict(load_geometry(normalized_dir)),
-            },
+            model,
+            splits["train"],
+            shape=shape,
+            latent_dim=latent_dim,
+            vae=vae,
+            batch_size=train.batch_size,
+            normalized_dir=normalized_dir,
         )
     return metrics
+
+
+def _load_splits(normalized_dir: Path) -> dict[str, dict]:
+    """The ``train``, ``val`` and ``test`` splits of the normalize stage; PipelineError if ``train`` is empty."""
+    splits = {name: load_split(normalized_dir, name) for name in ("train", "val", "test")}
+    if len(splits["train"]["x"]) == 0:
+        raise PipelineError(f"{normalized_dir}/train: no training clips")
+    return splits
+
+
+def _callbacks(live: Live, *, patience: int, has_val: bool) -> list[keras.callbacks.Callback]:
+    """Stop at the first non-finite loss; stop early on the validation loss (the training loss when there
+    is no validation split) and keep the best epoch's weights; send the curves to ``live``."""
+    return [
+        keras.callbacks.TerminateOnNaN(),
+        keras.callbacks.EarlyStopping(
+            monitor="val_loss" if has_val else "loss", patience=patience, restore_best_weights=True
+        ),
+        DVCLiveCallback(live=live),
+    ]
+
+
+def _fit(model: VAE, splits: dict[str, dict], *, train: TrainParams, seed: int, live: Live) -> None:
+    """Fit ``model`` on the training split (shuffled with ``seed``), validated on ``val`` if it has clips.
+
+    Raises PipelineError when the loss became NaN or infinite.
+    """
+    has_val = len(splits["val"]["x"]) > 0
+    callbacks = _callbacks(live, patience=train.patience, has_val=has_val)
+    model.fit(
+        batches(splits["train"], train.batch_size, shuffle_seed=seed),
+        validation_data=batches(splits["val"], train.batch_size, shuffle_seed=None) if has_val else None,
+        epochs=train.epochs,
+        callbacks=callbacks,
+        shuffle=False,
+        verbose=2,
+    )
+    failure = first_non_finite(model.history)
+    if failure is not None:
+        raise PipelineError(
+            f"training diverged: {failure}; no model written. Try a lower train.learning_rate "
+            f"(now {train.learning_rate}) or train.reconstruction_weight (now {train.reconstruction_weight})"
+        )
+
+
+def _save_model(
+    folder: Path,
+    model: VAE,
+    train_split: dict,
+    *,
+    shape: tuple[int, ...],
+    latent_dim: int,
+    vae: VaeParams,
+    batch_size: int,
+    normalized_dir: Path,
+) -> None:
+    """Write the trained networks, where the training clips lie in latent space (per digit, and per
+    speaker their voice) and the model's description, with the mel geometry of ``normalized_dir``, to
+    ``folder``."""
+    trained = model.trained()
+    mu, log_var = trained.encode(train_split["x"], train_split["pitch"], train_split["digit"], batch_size=batch_size)
+    latents = fit_latent_gaussians(mu, log_var, train_split["digit"] if vae.conditional else None)
+    save_vae(
+        folder,
+        trained,
+        latents,
+        # Each speaker's voice: their clips' offsets from their digits' centres (speakdigits.voices).
+        fit_latent_gaussians(
+            voice_of(mu, train_split["digit"], latents) if vae.conditional else mu,
+            log_var,
+            train_split["speaker"],
+        ),
+        {
+            "arch": vae.arch,
+            "conditional": vae.conditional,
+            "latent_dim": latent_dim,
+            "shape": list(shape),
+            "epochs_run": len(model.history.epoch) if model.history else 0,
+            "mel": dataclasses.asdict(load_geometry(normalized_dir)),
+        },
+    )
