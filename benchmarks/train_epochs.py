@@ -2,7 +2,7 @@
 
 ``python -m benchmarks.train_epochs NORMALIZED_DIR ARCH EPOCHS CLIPS``, run
 in a folder whose params.yaml gives the network: the model, loss, optimiser
-and input pipeline of :func:`speakdigits.training.train` (without DVCLive,
+and input pipeline of :func:`speakdigits.training.train_vae` (without DVCLive,
 early stopping or saving), on the first CLIPS clips of the training split. Prints one JSON line.
 """
 

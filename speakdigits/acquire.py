@@ -86,7 +86,7 @@ def synthesize(out_dir: Path, *, speakers: int, takes: int, noise_db: float, see
     """
     voices = synthetic.make_speakers(speakers, seed)
     jobs = jobs or available_cores()
-    # Spawned workers, as extraction's (speakdigits.features): each loads eSpeak NG once and forks a fresh
+    # Spawned workers, as extraction's (speakdigits.extraction): each loads eSpeak NG once and forks a fresh
     # child per speaker from that single-threaded state (speakdigits.espeak).
     with multiprocessing.get_context("spawn").Pool(jobs, initializer=init_worker) as pool:
         # One task per speaker: all its takes are spoken as one eSpeak sequence, always the same one.

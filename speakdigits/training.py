@@ -133,7 +133,7 @@ def test_metrics(vae: VAE, test: dict, *, batch_size: int) -> dict:
     return {"mse": mse, "pitch_mse": pitch, "kl": float(scores["kl"]), "elbo": -float(scores["loss"])}
 
 
-def train(
+def train_vae(
     normalized_dir: Path,
     model_dir: Path,
     live_dir: Path,

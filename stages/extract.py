@@ -2,7 +2,7 @@
 
 import argparse
 
-from speakdigits.features import extract
+from speakdigits.extraction import extract
 from speakdigits.formats import features, raw
 from speakdigits.params import load_params
 from stages.common import Stage, entry_point

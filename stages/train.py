@@ -20,10 +20,10 @@ DVC_STAGE = Stage(
 
 @entry_point(tensorflow=True)
 def main(args: argparse.Namespace) -> None:
-    from speakdigits.training import train
+    from speakdigits.training import train_vae
 
     params = load_params()
-    metrics = train(
+    metrics = train_vae(
         normalized.DIR,
         model.DIR,
         LIVE_DIR,

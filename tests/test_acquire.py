@@ -19,7 +19,7 @@ import yaml
 
 from speakdigits.acquire import RemoteSource, build_raw, local_source
 from speakdigits.errors import PipelineError
-from speakdigits.features import extract
+from speakdigits.extraction import extract
 from speakdigits.formats import raw
 from speakdigits.params import DataParams, MelParams, SyntheticParams
 
@@ -189,7 +189,7 @@ PACK_AND_EXTRACT = """
 import dataclasses, json, sys
 from pathlib import Path
 from speakdigits.acquire import build_raw
-from speakdigits.features import extract
+from speakdigits.extraction import extract
 from speakdigits.params import MelParams, load_params
 out = Path(sys.argv[2])
 build_raw(out / "raw", data=dataclasses.replace(load_params().data, source=sys.argv[1]), cache_dir=out / "cache")

@@ -138,7 +138,7 @@ def test_training_does_not_depend_on_audio_io():
     code = set(dep_paths(DVC_YAML["stages"]["train"]))
     assert not code & {
         "speakdigits/audio.py",
-        "speakdigits/features.py",
+        "speakdigits/extraction.py",
         "speakdigits/formats/raw.py",
         "speakdigits/formats/features.py",
         "speakdigits/normalize.py",
@@ -187,7 +187,7 @@ def test_closure_of_extract_is_what_it_imports():
         "stages/extract.py",
         "speakdigits/__init__.py",
         "stages/common.py",
-        "speakdigits/features.py",
+        "speakdigits/extraction.py",
         "speakdigits/audio.py",
         "speakdigits/wav.py",
         "speakdigits/formats/__init__.py",
@@ -221,7 +221,7 @@ def test_the_mfcc_judge_hears_the_raw_recordings_through_a_front_end_of_its_own(
     deps = dep_paths(DVC_YAML["stages"]["mfcc_judge"])
     assert [dep for dep in deps if not dep.endswith(".py")] == ["data/params_checked.txt", "data/raw"]
     assert {"speakdigits/mfcc.py", "speakdigits/mfcc_judge.py", "speakdigits/wav.py"} <= set(deps)
-    assert not set(deps) & {"speakdigits/audio.py", "speakdigits/features.py", "speakdigits/normalize.py"}
+    assert not set(deps) & {"speakdigits/audio.py", "speakdigits/extraction.py", "speakdigits/normalize.py"}
 
 
 def test_the_mel_code_is_not_a_dependency_of_download():

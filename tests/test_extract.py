@@ -1,4 +1,4 @@
-"""Tests for the extract stage's library code (speakdigits.features, with
+"""Tests for the extract stage's library code (speakdigits.extraction, with
 speakdigits.audio underneath): real wav files of every awkward kind packed
 with speakdigits.formats.raw.write_raw, real worker processes, real memory-mapped
 output; and the tolerant reading of messy speaker metadata."""
@@ -21,7 +21,7 @@ import yaml
 
 from speakdigits import audio, espeak, pitch, synthetic
 from speakdigits.errors import PipelineError
-from speakdigits.features import clean_speaker_metadata, extract, resolve_geometry
+from speakdigits.extraction import clean_speaker_metadata, extract, resolve_geometry
 from speakdigits.formats.features import CLIP_COLUMNS, read_features, read_geometry
 from speakdigits.formats.raw import write_raw
 from speakdigits.params import MelParams

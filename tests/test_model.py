@@ -38,7 +38,7 @@ from speakdigits.model import (
     to_channels,
 )
 from speakdigits.params import GenerateParams, MelParams, TrainParams, VaeParams, load_params
-from speakdigits.training import compiled_vae, train
+from speakdigits.training import compiled_vae, train_vae
 from speakdigits.vocoder import mel_to_audio
 
 from conftest import REPO
@@ -228,7 +228,7 @@ def write_normalized(folder: Path, shape=SHAPE, counts=(("train", 40), ("val", 1
 
 def run_train(root: Path, name: str, normalized: Path, *, seed: int = 1, **changes) -> tuple[Path, Path, dict]:
     model_dir, live_dir = root / name / "model", root / name / "live"
-    metrics = train(
+    metrics = train_vae(
         normalized,
         model_dir,
         live_dir,
