@@ -427,31 +427,28 @@ def evaluate_model(
         {kind: [r["real"] for r in refs] for kind in ("vocoder", "vae")},
     )
     gen = sets["generated"]
-    # Each judge on every real take of the test speakers that it never heard: the ceiling for any generator.
-    real_probs, real_embeddings = judge.images(test_unheard["x"])
-    with zipfile.ZipFile(Path(raw_dir) / raw.AUDIO_ZIP) as archive:
-        unheard_wavs = [archive.read(member) for member, _ in candidates]
-    real_mfcc = second.wavs(unheard_wavs).accuracy([digit for _, digit in candidates])
-
+    real, real_embeddings = real_metrics(
+        judge,
+        second,
+        test_unheard,
+        unheard(load_split(normalized_dir, "val"), holdout_takes=holdout_takes),
+        raw_dir=raw_dir,
+        candidates=candidates,
+        generated_count=len(gen.mel.judged),
+        seed=seed,
+    )
+    real["sound"] = summarize(sets["real"].sound)
     train = load_split(normalized_dir, "train")
     training_f0 = f0_range(train["pitch"])
     generated = generated_metrics(
         gen, conditional=conditional, real_embeddings=real_embeddings, training_f0=training_f0
     )
-    real = summary(real_probs, test_unheard["digit"])
-    if real_mfcc is not None:
-        real["accuracy_mfcc"] = real_mfcc
-    val_unheard = unheard(load_split(normalized_dir, "val"), holdout_takes=holdout_takes)
-    real_fd = real_frechet_floor(judge, val_unheard, real_embeddings, count=len(gen.mel.judged), seed=seed)
-    if real_fd is not None:
-        real["frechet_distance"] = real_fd
-    real["sound"] = summarize(sets["real"].sound)
     test_rebuilt = rebuild(vae, test)
     yardstick = digits_evenly(test["digit"], NOVELTY_REFERENCE_CLIPS, rng=stream(seed, Stream.NOVELTY_YARDSTICK))
     mfcc_accuracy = read_judge_info(mfcc_judge_dir)["test_accuracy"]
     metrics = {
         "judge": reliability,
-        "judges": judges_table(reliability, real, generated, real_mfcc=real_mfcc, mfcc_accuracy=mfcc_accuracy),
+        "judges": judges_table(reliability, real, generated, mfcc_accuracy=mfcc_accuracy),
         "generated": generated,
         "real": real,
         "vocoder_ceiling": ceiling_metrics(sets, clips=len(refs)),
@@ -483,20 +480,71 @@ def evaluate_model(
         reference_heard=reference_heard,
     )
     metrics["voices"]["latent_map"], drawn = latent_space(vae, test)  # cheap, and a DVC plot: always drawn
+    write_page(
+        listen_dir,
+        metrics=metrics,
+        judge=judge,
+        generated=gen.heard(names=[r["file"][:-4] for r in records], titles=[r["file"] for r in records]),
+        references=[[reference_heard[kind][i] for kind, _ in REFERENCE_KINDS] for i in range(len(refs))],
+        voices=voice_rows,
+        latent_map=drawn,
+    )
+    return metrics
+
+
+def real_metrics(
+    judge: Judge,
+    second: MfccJudge,
+    test_unheard: dict,
+    val_unheard: dict,
+    *,
+    raw_dir: Path,
+    candidates: list[tuple[str, int]],
+    generated_count: int,
+    seed: int,
+) -> tuple[dict, np.ndarray]:
+    """Both judges on every real take of the test speakers that they never heard: the ceiling for any
+    generator. The digit judge's :func:`summary`, ``accuracy_mfcc`` and the Fréchet distance that real
+    validation clips score (:func:`real_frechet_floor`, as many as ``generated_count``); and the digit
+    judge's embeddings of the test takes, for the generated clips' Fréchet distance."""
+    probs, embeddings = judge.images(test_unheard["x"])
+    out = summary(probs, test_unheard["digit"])
+    with zipfile.ZipFile(Path(raw_dir) / raw.AUDIO_ZIP) as archive:
+        wavs = [archive.read(member) for member, _ in candidates]
+    mfcc = second.wavs(wavs).accuracy([digit for _, digit in candidates])
+    if mfcc is not None:
+        out["accuracy_mfcc"] = mfcc
+    floor = real_frechet_floor(judge, val_unheard, embeddings, count=generated_count, seed=seed)
+    if floor is not None:
+        out["frechet_distance"] = floor
+    return out, embeddings
+
+
+def write_page(
+    listen_dir: Path,
+    *,
+    metrics: dict,
+    judge: Judge,
+    generated: list,
+    references: list,
+    voices: list,
+    latent_map: tuple | None,
+) -> None:
+    """The listening page (:func:`speakdigits.listening.write_listening_page`) and the latent map's PNG
+    (``latent_map``: :func:`speakdigits.voices.save_latent_map`'s arguments, or None), written whole."""
     with atomic_dir(listen_dir) as tmp:
-        if drawn is not None:
-            save_latent_map(tmp / LATENT_MAP_PNG, *drawn)
+        if latent_map is not None:
+            save_latent_map(tmp / LATENT_MAP_PNG, *latent_map)
         write_listening_page(
             tmp,
             metrics=metrics,
             classes=judge.classes,
             mel_range=(float(judge.mel_min.min()), float(judge.mel_max.max())),
-            generated=gen.heard(names=[r["file"][:-4] for r in records], titles=[r["file"] for r in records]),
-            references=[[reference_heard[kind][i] for kind, _ in REFERENCE_KINDS] for i in range(len(refs))],
-            voices=voice_rows,
-            latent_map=LATENT_MAP_PNG if drawn is not None else None,
+            generated=generated,
+            references=references,
+            voices=voices,
+            latent_map=LATENT_MAP_PNG if latent_map is not None else None,
         )
-    return metrics
 
 
 def generated_metrics(
@@ -547,9 +595,7 @@ def vae_metrics(judge: Judge, test: dict, rebuilt: np.ndarray, sets: dict[str, J
     return out
 
 
-def judges_table(
-    reliability: dict, real: dict, generated: dict, *, real_mfcc: float | None, mfcc_accuracy: float
-) -> dict:
+def judges_table(reliability: dict, real: dict, generated: dict, *, mfcc_accuracy: float) -> dict:
     """Per judge: its own accuracy (held-out takes), on the test speakers' unheard recordings and on the
     generated clips, and :func:`flattery`."""
     return {
@@ -565,8 +611,8 @@ def judges_table(
         },
         "mfcc": {
             "accuracy": mfcc_accuracy,
-            "real": real_mfcc,
+            "real": real.get("accuracy_mfcc"),
             "generated": generated.get("accuracy_mfcc"),
-            **flattery("MFCC judge", generated=generated.get("accuracy_mfcc"), real=real_mfcc),
+            **flattery("MFCC judge", generated=generated.get("accuracy_mfcc"), real=real.get("accuracy_mfcc")),
         },
     }
