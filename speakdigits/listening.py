@@ -560,6 +560,60 @@ def sound_line(sound: dict | None) -> str | None:
     return line + (f", PESQ {sound['pesq']:.2f}" if sound.get("pesq") is not None else "")
 
 
+def _place(
+    out_dir: Path, subdir: str, heard: Heard, *, classes: list[str], mel_range: tuple[float, float], verdict_log: list
+) -> Clip:
+    """Write a clip's wav (and its mel PNG, if it was judged) under ``out_dir/subdir``, log its verdicts
+    for ``verdicts.json``, and return it as the page shows it."""
+    folder = out_dir / subdir
+    folder.mkdir(exist_ok=True)
+    (folder / f"{heard.name}.wav").write_bytes(heard.wav)
+    image = None
+    if heard.mel_db is not None:
+        save_mel_png(folder / f"{heard.name}.png", heard.mel_db, low=mel_range[0], high=mel_range[1])
+        image = f"{subdir}/{heard.name}.png"
+    verdict_log.append(
+        {
+            "file": f"{subdir}/{heard.name}.wav",
+            "expected": heard.expected,
+            "verdict": heard.verdict,
+            "confidence": heard.confidence,
+            "problem": heard.problem,
+            "mfcc_verdict": heard.second_verdict,
+            "mfcc_confidence": heard.second_confidence,
+            "sound": None if heard.sound is None else {k: v for k, v in heard.sound.items() if k != "f0"},
+        }
+    )
+    return Clip(
+        audio=f"{subdir}/{heard.name}.wav",
+        image=image,
+        title=heard.title,
+        verdict=None if heard.verdict is None else classes[heard.verdict],
+        confidence=heard.confidence,
+        expected=None if heard.expected is None else classes[heard.expected],
+        note=None if heard.verdict is not None else f"not judged: {heard.problem}",
+        second_verdict=None if heard.second_verdict is None else classes[heard.second_verdict],
+        second_confidence=heard.second_confidence,
+        sound=sound_line(heard.sound),
+        voice=heard.voice,
+    )
+
+
+def _generated_rows(
+    clips: list[Clip], generated: list[Heard], *, classes: list[str], conditional: bool
+) -> list[tuple[str, list[Clip]]]:
+    """The generated clips in rows: by the digit asked for or, when nothing was asked for, by what the
+    judge heard (and a row of clips it could not judge)."""
+    if conditional:
+        return [
+            (str(d), [c for c, h in zip(clips, generated) if h.expected == d])
+            for d in sorted({h.expected for h in generated})
+        ]
+    rows = [(f"heard {name}", [c for c in clips if c.verdict == name]) for name in classes]
+    unjudged = [c for c in clips if c.verdict is None]
+    return [row for row in rows if row[1]] + ([("not judged", unjudged)] if unjudged else [])
+
+
 def write_listening_page(
     out_dir: Path,
     *,
@@ -596,50 +650,10 @@ def write_listening_page(
     verdict_log = []
 
     def place(subdir: str, heard: Heard) -> Clip:
-        folder = Path(out_dir) / subdir
-        folder.mkdir(exist_ok=True)
-        (folder / f"{heard.name}.wav").write_bytes(heard.wav)
-        image = None
-        if heard.mel_db is not None:
-            save_mel_png(folder / f"{heard.name}.png", heard.mel_db, low=mel_range[0], high=mel_range[1])
-            image = f"{subdir}/{heard.name}.png"
-        verdict_log.append(
-            {
-                "file": f"{subdir}/{heard.name}.wav",
-                "expected": heard.expected,
-                "verdict": heard.verdict,
-                "confidence": heard.confidence,
-                "problem": heard.problem,
-                "mfcc_verdict": heard.second_verdict,
-                "mfcc_confidence": heard.second_confidence,
-                "sound": None if heard.sound is None else {k: v for k, v in heard.sound.items() if k != "f0"},
-            }
-        )
-        return Clip(
-            audio=f"{subdir}/{heard.name}.wav",
-            image=image,
-            title=heard.title,
-            verdict=None if heard.verdict is None else classes[heard.verdict],
-            confidence=heard.confidence,
-            expected=None if heard.expected is None else classes[heard.expected],
-            note=None if heard.verdict is not None else f"not judged: {heard.problem}",
-            second_verdict=None if heard.second_verdict is None else classes[heard.second_verdict],
-            second_confidence=heard.second_confidence,
-            sound=sound_line(heard.sound),
-            voice=heard.voice,
-        )
+        return _place(Path(out_dir), subdir, heard, classes=classes, mel_range=mel_range, verdict_log=verdict_log)
 
     clips = [place(GENERATED_SUBDIR, heard) for heard in generated]
-    if metrics["generated"]["conditional"]:
-        rows = [
-            (str(d), [c for c, h in zip(clips, generated) if h.expected == d])
-            for d in sorted({h.expected for h in generated})
-        ]
-    else:  # nothing was asked for: group by what the judge heard
-        rows = [(f"heard {name}", [c for c in clips if c.verdict == name]) for name in classes]
-        rows = [row for row in rows if row[1]] + (
-            [("not judged", [c for c in clips if c.verdict is None])] if any(c.verdict is None for c in clips) else []
-        )
+    rows = _generated_rows(clips, generated, classes=classes, conditional=metrics["generated"]["conditional"])
     by_digit = sorted(range(len(references)), key=lambda i: (references[i][0].expected, i))
     reference_rows = [
         (str(references[i][0].expected), [place(REFERENCE_SUBDIR, heard) for heard in references[i]]) for i in by_digit

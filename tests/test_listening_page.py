@@ -136,7 +136,7 @@ def page_metrics(*, mfcc_flatters: bool) -> dict:
     }
 
 
-def write_judged_page(folder: Path, *, mfcc_flatters: bool) -> tuple[str, dict[str, bytes]]:
+def write_judged_page(folder: Path, *, mfcc_flatters: bool, conditional: bool = True) -> tuple[str, dict[str, bytes]]:
     """write_listening_page's page (three generated clips of digits 3 and 5, one unjudged; reference rows of
     digits 5 and 2) and each clip's bytes by its path on the page."""
     generated = [heard("3_00", 200, 3, 3), heard("3_01", 250, 3, 8), heard("5_00", 300, 5, None, "silent")]
@@ -145,9 +145,11 @@ def write_judged_page(folder: Path, *, mfcc_flatters: bool) -> tuple[str, dict[s
         [heard("real_2", 500, 2, 2), heard("ceiling_2", 550, 2, None, "silent"), heard("vae_2", 600, 2, 2)],
     ]
     folder.mkdir()
+    metrics = page_metrics(mfcc_flatters=mfcc_flatters)
+    metrics["generated"]["conditional"] = conditional
     write_listening_page(
         folder,
-        metrics=page_metrics(mfcc_flatters=mfcc_flatters),
+        metrics=metrics,
         classes=CLASSES,
         mel_range=(-80.0, 0.0),
         generated=generated,
@@ -244,3 +246,13 @@ def test_the_browser_check_catches_an_undecodable_clip_and_a_missing_image(tmp_p
     check = browser_check(page, tmp_path / "profile")
     assert check.startswith("fail: 9 audio, 8 img; not loaded: ")
     assert set(check.split("not loaded: ")[1].split()) == {"clips/bad.wav", "clips/missing.png"}
+
+
+def test_clips_of_an_unconditional_model_are_grouped_by_what_the_judge_heard(tmp_path):
+    page, _ = write_judged_page(tmp_path / "listen", mfcc_flatters=False, conditional=False)
+    rows = re.findall(r'<div class="label">([^<]*)</div><div class="clips">(.*?)</div></div>', page)
+    assert [(label, re.findall(r'<audio [^>]*src="([^"]+)"', clips)) for label, clips in rows] == [
+        ("heard 3", ["generated/3_00.wav"]),
+        ("heard 8", ["generated/3_01.wav"]),
+        ("not judged", ["generated/5_00.wav"]),
+    ]
