@@ -16,7 +16,7 @@ from speakdigits.formats.classifiers import read_classifiers_info
 from speakdigits.formats.mfcc_judge import SPEAKER, has_judge, read_judge_info
 from speakdigits.generation import vocode_decoded
 from speakdigits.judge import Judge
-from speakdigits.judged import judged_only
+from speakdigits.judged import JudgedSet, judged_only
 from speakdigits.listening import Heard
 from speakdigits.mfcc_judge import MfccJudge
 from speakdigits.model import N_DIGITS, TrainedVAE, saying
@@ -159,25 +159,13 @@ def judge_voices(
     out["converted"] = min(out["converted_mel"], out["converted_mfcc"])
     captions = {}
     if speaker_judge is not None:
+        kept, captions = speaker_measures(speaker_judge, refs, converted, pairs, known, judge=judge, second=second)
         out["speaker_judge"] = {
             "accuracy": read_judge_info(mfcc_judge_dir, SPEAKER)["test_accuracy"],
             "speakers": len(speaker_judge.classes),
             "chance": 1 / len(speaker_judge.classes),
         }
-        sources = [ref["speaker"] for ref in refs]
-        for kind in ("real", "vocoder", "vae"):
-            key = {"real": "voice_kept_real", "vocoder": "voice_kept_vocoder", "vae": "voice_kept_reconstructed"}[kind]
-            out[key], captions[kind] = heard_by(speaker_judge, [ref[kind] for ref in refs], sources)
-        out["voice_kept"], captions["converted"] = heard_by(
-            speaker_judge, converted.wavs, [refs[i]["speaker"] for i, _ in pairs]
-        )
-        if known is not None:
-            voices = judged_only(judge, second, known["wavs"], known["digits"])
-            out["known_voices"] = {
-                "speakers": len(set(known["speakers"])),
-                "said": min(voices.accuracy("mel"), voices.accuracy("mfcc")),
-                "kept": heard_by(speaker_judge, known["wavs"], known["speakers"])[0],
-            }
+        out |= kept
     else:
         out["speaker_judge"] = {"available": False, "reason": "one speaker only: no speaker judge (mfcc_judge)"}
     genders = dict(zip(test["speaker"].tolist(), test["gender"].tolist()))
@@ -187,6 +175,55 @@ def judge_voices(
         )
         out["gender_kept"], _ = heard_by(gender_judge, converted.wavs, [genders[refs[i]["speaker"]] for i, _ in pairs])
 
+    rows = voice_rows(refs, converted, pairs, captions, reference_heard)
+    if interpolated is not None:
+        row, out["interpolation_said"] = interpolation_row(refs, interpolated, judge=judge, second=second)
+        rows.append(row)
+    return out, rows
+
+
+def speaker_measures(
+    speaker_judge: MfccJudge,
+    refs: list[dict],
+    converted: JudgedSet,
+    pairs: list[tuple[int, int]],
+    known: dict | None,
+    *,
+    judge: Judge,
+    second: MfccJudge,
+) -> tuple[dict, dict[str, list[str | None]]]:
+    """The speaker judge on the references (as recorded, vocoded, reconstructed), on their conversions
+    (``voice_kept``) and on the training speakers' voices (``known_voices``), and its captions per clip."""
+    out, captions = {}, {}
+    sources = [ref["speaker"] for ref in refs]
+    for kind, key in (
+        ("real", "voice_kept_real"),
+        ("vocoder", "voice_kept_vocoder"),
+        ("vae", "voice_kept_reconstructed"),
+    ):
+        out[key], captions[kind] = heard_by(speaker_judge, [ref[kind] for ref in refs], sources)
+    out["voice_kept"], captions["converted"] = heard_by(
+        speaker_judge, converted.wavs, [refs[i]["speaker"] for i, _ in pairs]
+    )
+    if known is not None:
+        voices = judged_only(judge, second, known["wavs"], known["digits"])
+        out["known_voices"] = {
+            "speakers": len(set(known["speakers"])),
+            "said": min(voices.accuracy("mel"), voices.accuracy("mfcc")),
+            "kept": heard_by(speaker_judge, known["wavs"], known["speakers"])[0],
+        }
+    return out, captions
+
+
+def voice_rows(
+    refs: list[dict],
+    converted: JudgedSet,
+    pairs: list[tuple[int, int]],
+    captions: dict[str, list[str | None]],
+    reference_heard: dict[str, list[Heard]],
+) -> list[tuple[str, list[Heard]]]:
+    """The listening page's voices: a few sources (:func:`voice_sources`), each followed by its voice
+    saying every digit (its own digit: its reconstruction), with the speaker judge's captions."""
     heard = converted.heard(
         names=[f"{i:03d}_as_{d}" for i, d in pairs],
         titles=[f"says {d}" for _, d in pairs],
@@ -204,16 +241,21 @@ def judge_voices(
         )
         spoken = [by_pair.get((i, d), own) for d in range(N_DIGITS)]
         rows.append((f"the voice of {Path(refs[i]['member']).name}", [source, *spoken]))
-    if interpolated is not None:
-        steps = judged_only(judge, second, interpolated["wavs"], [interpolated["digit"]] * len(interpolated["wavs"]))
-        start, end = (Path(refs[interpolated[k]]["member"]).name for k in ("start", "end"))
-        step_heard = steps.heard(
-            names=[f"between_{k}" for k in range(len(steps.wavs))],
-            titles=[f"{k / max(1, len(steps.wavs) - 1):.0%} of the way" for k in range(len(steps.wavs))],
-        )
-        out["interpolation_said"] = steps.accuracy("mel")
-        rows.append((f"from {start} to {end}, saying {interpolated['digit']}", step_heard))
-    return out, rows
+    return rows
+
+
+def interpolation_row(
+    refs: list[dict], interpolated: dict, *, judge: Judge, second: MfccJudge
+) -> tuple[tuple[str, list[Heard]], float | None]:
+    """The page's row from one voice to another (:func:`interpolation`), and the share of its steps the digit
+    judge hears saying the digit."""
+    steps = judged_only(judge, second, interpolated["wavs"], [interpolated["digit"]] * len(interpolated["wavs"]))
+    start, end = (Path(refs[interpolated[k]]["member"]).name for k in ("start", "end"))
+    step_heard = steps.heard(
+        names=[f"between_{k}" for k in range(len(steps.wavs))],
+        titles=[f"{k / max(1, len(steps.wavs) - 1):.0%} of the way" for k in range(len(steps.wavs))],
+    )
+    return (f"from {start} to {end}, saying {interpolated['digit']}", step_heard), steps.accuracy("mel")
 
 
 def latent_space(vae: TrainedVAE, test: dict) -> tuple[dict, tuple | None]:
