@@ -64,6 +64,12 @@ def main(args: argparse.Namespace) -> None:
     )
     write_json(METRICS, metrics)
     write_json(SUMMARY, summary(metrics))
+    print_report(metrics)
+    print(f"evaluate: listening page {(listening.DIR / listening.INDEX_HTML).resolve()}")
+
+
+def print_report(metrics: dict) -> None:
+    """The metrics in a few lines: the judges, the generated clips, the references, how each set sounds, the voices."""
     gen, real, ceiling, judge = metrics["generated"], metrics["real"], metrics["vocoder_ceiling"], metrics["judge"]
     print(
         f"evaluate: the digit judge: accuracy {judge['accuracy']:.3f} on real takes it never heard "
@@ -125,7 +131,6 @@ def main(args: argparse.Namespace) -> None:
                 f"evaluate: voices: {known['speakers']} training speakers' voices saying every digit: heard as it "
                 f"{known['said']:.3f}, as the speaker {known['kept']:.3f}"
             )
-    print(f"evaluate: listening page {(listening.DIR / listening.INDEX_HTML).resolve()}")
 
 
 if __name__ == "__main__":

@@ -74,48 +74,15 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 
 @entry_point(tensorflow=True, arguments=arguments)
 def main(args: argparse.Namespace) -> None:
-    from speakdigits.generation import generate_clips, requested_digits
+    from speakdigits.generation import generate_clips
 
     params = load_params()
     gen = params.generate
     conditional = model.read_model_info(model.DIR)["conditional"]
     geometry = model.read_geometry(model.DIR)
     check_geometry(geometry, params.mel, model.DIR)
-    if args.count is not None and args.count < 1:
-        raise PipelineError(f"--count {args.count}: expected a positive number of clips")
-    if args.seed is not None and not 0 <= args.seed < 2**31:
-        raise PipelineError(f"--seed {args.seed}: expected a whole number from 0 to 2**31 - 1")
+    digits, takes = asked_digits(args, per_digit=gen.per_digit, n_samples=gen.n_samples, conditional=conditional)
     voice_asked = args.like is not None or args.speaker is not None or args.between is not None
-    if args.like_digit is not None and args.like is None and args.between is None:
-        raise PipelineError("--like-digit: says which digit the --like or --between recordings say; give one of those")
-    if voice_asked:
-        if not conditional:
-            raise PipelineError(
-                "--like/--speaker/--between: the trained model is unconditional (vae.conditional: false), so its "
-                "latent vector holds the digit as well as the voice; retrain with vae.conditional=true"
-            )
-        if args.between is not None and args.count is not None:
-            raise PipelineError("--count: with --between, --steps says how many clips go from A to B")
-        if not 1 <= args.steps <= MOST_CLIPS // 10:
-            raise PipelineError(f"--steps {args.steps}: expected 1 to {MOST_CLIPS // 10} clips from A to B")
-        takes = args.steps if args.between is not None else args.count or 1
-        digits = [d for d in ([args.digit] if args.digit is not None else range(10)) for _ in range(takes)]
-    elif args.digit is not None:
-        if not conditional:
-            raise PipelineError(
-                "--digit: the trained model is unconditional (vae.conditional: false); "
-                "it cannot be asked for a digit. Leave out --digit, or retrain with vae.conditional=true"
-            )
-        digits = [args.digit] * (args.count or gen.per_digit)
-    elif args.count is not None:
-        digits = requested_digits(conditional=conditional, per_digit=args.count, n_samples=args.count)
-    else:
-        digits = requested_digits(conditional=conditional, per_digit=gen.per_digit, n_samples=gen.n_samples)
-    if len(digits) > MOST_CLIPS:
-        raise PipelineError(
-            f"--count {args.count}: asks for {len(digits)} clips; at most {MOST_CLIPS} in one call"
-            + ("" if args.digit is not None or not conditional else " (without --digit, --count clips of each digit)")
-        )
     if args.out is not None:
         check_user_folder(args.out, generated.output_names(digits))  # before any work
     out = args.out or generated.DIR
@@ -154,6 +121,52 @@ def main(args: argparse.Namespace) -> None:
         progress=report_progress,
     )
     print(f"generate: {len(records)} clips and a mel grid in {out.resolve()}")
+
+
+def asked_digits(
+    args: argparse.Namespace, *, per_digit: int, n_samples: int, conditional: bool
+) -> tuple[list[int | None], int]:
+    """The digit of every clip the command line asks for, and how many takes of each digit (one voice per
+    take); a wrong combination of options is refused in one line, before any work."""
+    from speakdigits.generation import requested_digits
+
+    takes = 1
+    if args.count is not None and args.count < 1:
+        raise PipelineError(f"--count {args.count}: expected a positive number of clips")
+    if args.seed is not None and not 0 <= args.seed < 2**31:
+        raise PipelineError(f"--seed {args.seed}: expected a whole number from 0 to 2**31 - 1")
+    voice_asked = args.like is not None or args.speaker is not None or args.between is not None
+    if args.like_digit is not None and args.like is None and args.between is None:
+        raise PipelineError("--like-digit: says which digit the --like or --between recordings say; give one of those")
+    if voice_asked:
+        if not conditional:
+            raise PipelineError(
+                "--like/--speaker/--between: the trained model is unconditional (vae.conditional: false), so its "
+                "latent vector holds the digit as well as the voice; retrain with vae.conditional=true"
+            )
+        if args.between is not None and args.count is not None:
+            raise PipelineError("--count: with --between, --steps says how many clips go from A to B")
+        if not 1 <= args.steps <= MOST_CLIPS // 10:
+            raise PipelineError(f"--steps {args.steps}: expected 1 to {MOST_CLIPS // 10} clips from A to B")
+        takes = args.steps if args.between is not None else args.count or 1
+        digits = [d for d in ([args.digit] if args.digit is not None else range(10)) for _ in range(takes)]
+    elif args.digit is not None:
+        if not conditional:
+            raise PipelineError(
+                "--digit: the trained model is unconditional (vae.conditional: false); "
+                "it cannot be asked for a digit. Leave out --digit, or retrain with vae.conditional=true"
+            )
+        digits = [args.digit] * (args.count or per_digit)
+    elif args.count is not None:
+        digits = requested_digits(conditional=conditional, per_digit=args.count, n_samples=args.count)
+    else:
+        digits = requested_digits(conditional=conditional, per_digit=per_digit, n_samples=n_samples)
+    if len(digits) > MOST_CLIPS:
+        raise PipelineError(
+            f"--count {args.count}: asks for {len(digits)} clips; at most {MOST_CLIPS} in one call"
+            + ("" if args.digit is not None or not conditional else " (without --digit, --count clips of each digit)")
+        )
+    return digits, takes
 
 
 def report_progress(done: int, total: int) -> None:
