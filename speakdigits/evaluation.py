@@ -59,7 +59,7 @@ from speakdigits.pitch import F0, VOICING, from_unit
 from speakdigits.quality import summarize
 from speakdigits.streams import Stream, stream
 from speakdigits.vocoder import synthesize_many
-from speakdigits.voice_evaluation import interpolation, judge_voices, known_voices, latent_space
+from speakdigits.voice_evaluation import interpolation, judge_voices, known_voices, latent_space, voiceless
 from speakdigits.voices import features, save_latent_map
 from speakdigits.wav import BadClip, wav_bytes
 
@@ -418,6 +418,7 @@ def evaluate_model(
     sources = refs[: evaluate.voice_clips]
     interpolated = interpolation(vae, latents, sources, seed=seed, **making)
     known = known_voices(vae, latents, read_speakers(model_dir), seed=seed, **making) if sources else None
+    without_voice = voiceless(vae, latents, seed=seed, **making) if sources else None
     ref_digits = [r["digit"] for r in refs]
     sets = judge_sets(
         judge,
@@ -473,6 +474,7 @@ def evaluate_model(
         interpolated,
         known,
         test,
+        without_voice=without_voice,
         judge=judge,
         second=second,
         classifier_dir=classifier_dir,

@@ -373,6 +373,17 @@ def write_page(out_dir: Path, **content) -> Path:
     return path
 
 
+def warnings(metrics: dict) -> list[str]:
+    """The evaluate stage's plain warnings: an unreliable digit judge, a judge that flatters the generator, a
+    speaker judge that names the source speaker without hearing a voice."""
+    found = (
+        metrics["judge"].get("warning"),
+        *(j.get("warning") for j in metrics["judges"].values()),
+        metrics.get("voices", {}).get("speaker_bias", {}).get("warning"),
+    )
+    return [w for w in found if w]
+
+
 def percent(value: float | None) -> str:
     """``'97.5 %'``, or ``'–'`` for a missing or NaN value."""
     return "–" if value is None or value != value else f"{100 * value:.1f} %"
@@ -488,6 +499,9 @@ def voice_headline(voices: dict) -> list[tuple[str, str]]:
                 f"{percent(voices['voice_kept_reconstructed'])})",
             ),
         ]
+    bias = voices.get("speaker_bias", {}).get("voice_kept_without_voice")
+    if bias is not None:
+        rows.append(("Voices: the same digits said with no voice at all, heard as the source speaker", percent(bias)))
     known = voices.get("known_voices")
     if known:
         rows.append(
@@ -664,9 +678,7 @@ def write_listening_page(
         title=PAGE_TITLE,
         headline=headline(metrics),
         intro=PAGE_INTRO,
-        warnings=[
-            w for w in (metrics["judge"].get("warning"), *(j.get("warning") for j in metrics["judges"].values())) if w
-        ],
+        warnings=warnings(metrics),
         sound=(SOUND_HEADER, sound_rows(metrics)),
         generated=rows,
         references=reference_rows,

@@ -17,7 +17,7 @@ from speakdigits.formats.mfcc_judge import SPEAKER, has_judge, read_judge_info
 from speakdigits.generation import vocode_decoded
 from speakdigits.judge import Judge
 from speakdigits.judged import JudgedSet, judged_only
-from speakdigits.listening import Heard
+from speakdigits.listening import Heard, percent
 from speakdigits.mfcc_judge import MfccJudge
 from speakdigits.model import N_DIGITS, TrainedVAE, saying
 from speakdigits.params import GenerateParams, MelParams
@@ -71,6 +71,36 @@ def interpolation(vae: TrainedVAE, latents: dict, refs: list[dict], *, seed: int
     return {"start": 0, "end": end, "digit": digit, "wavs": wavs}
 
 
+def voiceless(vae: TrainedVAE, latents: dict, *, seed: int, **making) -> list[bytes] | None:
+    """Every digit said from its centre alone, with no voice (a zero offset): what the decoder says for
+    anyone. The speaker judge's verdicts on these are its bias, the share of conversions it would name the
+    source speaker in without hearing any voice. None for an unconditional model. ``making``:
+    :func:`spoken`'s settings."""
+    if not vae.conditional:
+        return None
+    said = np.arange(N_DIGITS)
+    return spoken(vae, np.zeros((N_DIGITS, vae.latent_dim)), said, latents, seeds=[seed] * N_DIGITS, **making)
+
+
+def speaker_bias(kept: float | None, without_voice: float | None) -> dict:
+    """The sanity rule for ``voice_kept``: a speaker judge that names the source speaker as often in clips
+    with no voice at all (:func:`voiceless`) does not show that a voice was kept.
+
+    Returns
+    -------
+    dict
+        ``voice_kept_without_voice`` and, when ``kept`` is not above it, ``warning``: one plain sentence.
+    """
+    out = {"voice_kept_without_voice": without_voice}
+    if kept is not None and without_voice is not None and kept <= without_voice:
+        out["warning"] = (
+            f"NO VOICE NEEDED: the speaker judge names the source speaker in {percent(kept)} of the converted "
+            f"clips, but also in {percent(without_voice)} of the same digits said with no voice at all, so "
+            "voice_kept does not show that the voice was kept"
+        )
+    return out
+
+
 #: Most training speakers whose voices (``speakers.json``) say every digit for the known-voice measure.
 KNOWN_SPEAKERS = 12
 
@@ -121,6 +151,7 @@ def judge_voices(
     known: dict | None,
     test: dict,
     *,
+    without_voice: list[bytes] | None,
     judge: Judge,
     second: MfccJudge,
     classifier_dir: Path,
@@ -166,6 +197,11 @@ def judge_voices(
             "chance": 1 / len(speaker_judge.classes),
         }
         out |= kept
+        if without_voice is not None:
+            bias, _ = heard_by(
+                speaker_judge, [without_voice[d] for _, d in pairs], [refs[i]["speaker"] for i, _ in pairs]
+            )
+            out["speaker_bias"] = speaker_bias(out["voice_kept"], bias)
     else:
         out["speaker_judge"] = {"available": False, "reason": "one speaker only: no speaker judge (mfcc_judge)"}
     genders = dict(zip(test["speaker"].tolist(), test["gender"].tolist()))

@@ -76,9 +76,8 @@ def print_report(metrics: dict) -> None:
         f"({'trusted' if judge['reliable'] else 'below ' + format(judge['trusted_accuracy'], '.3f')}); "
         f"the MFCC judge: {metrics['judges']['mfcc']['accuracy']:.3f}"
     )
-    for warning in (judge.get("warning"), *(j.get("warning") for j in metrics["judges"].values())):
-        if warning:
-            print(f"evaluate: warning: {warning}")
+    for warning in listening.warnings(metrics):
+        print(f"evaluate: warning: {warning}")
     parts = (
         [
             f"accuracy {gen['accuracy']:.3f} (digit judge {gen['accuracy_mel']:.3f}, "

@@ -161,3 +161,17 @@ def test_nearest_mean_accuracy_tells_separated_labels_from_mixed_ones():
     assert nearest_mean_accuracy(apart, labels) == 1.0
     assert nearest_mean_accuracy(mixed, labels) < 0.45
     assert nearest_mean_accuracy(mixed, np.zeros(200)) != nearest_mean_accuracy(mixed, np.zeros(200))  # one label: NaN
+
+
+def test_a_speaker_judge_that_names_the_source_without_a_voice_is_called_out():
+    from speakdigits.listening import warnings
+    from speakdigits.voice_evaluation import speaker_bias
+
+    # FSDD's case: the one test speaker named in 57 % of conversions, and in 78 % of clips with no voice at all.
+    biased = speaker_bias(0.57, 0.78)
+    assert biased["voice_kept_without_voice"] == 0.78
+    assert "57.0 %" in biased["warning"] and "78.0 %" in biased["warning"] and "no voice" in biased["warning"]
+    assert "warning" not in speaker_bias(0.9, 0.2)  # a voice the judge hears only when it is there
+    assert "warning" not in speaker_bias(None, 0.5)
+    metrics = {"judge": {}, "judges": {"mel": {}}, "voices": {"speaker_bias": biased}}
+    assert warnings(metrics) == [biased["warning"]]  # on the page and in the stage's output
