@@ -244,7 +244,18 @@ def test_queued_experiments_download_a_source_once_and_a_seed_change_remakes_no_
             ],
             repo_copy,
         )
-    run(DVC + ["queue", "start", "--jobs", "2"], repo_copy)
+    # `queue start` leaves a daemon behind that inherits the command's stdout and stderr, and once kept them open
+    # for as long as a celery worker hung in its shutdown: its output goes to a file, not to a pipe run() waits on.
+    with open(repo_copy.parent / "queue-start.log", "w") as log:
+        started = subprocess.run(
+            DVC + ["queue", "start", "--jobs", "2"],
+            cwd=repo_copy,
+            env=tool_env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            timeout=120,
+        )
+    assert started.returncode == 0, (repo_copy.parent / "queue-start.log").read_text()
     try:
         deadline = time.monotonic() + 300
         while (status := run(DVC + ["queue", "status"], repo_copy).stdout).count("Success") < 2:
