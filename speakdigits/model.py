@@ -210,6 +210,18 @@ def build_encoder_decoder(
     return encoder, decoder
 
 
+def build_adversary(latent_dim: int) -> keras.Model:
+    """A small network that tries to tell the digit from a clip's posterior mean (training only)."""
+    mu = keras.Input((latent_dim,), name="mu")
+    h = layers.Dense(64, activation="relu", name="adversary_hidden")(mu)
+    return keras.Model(mu, layers.Dense(N_DIGITS, name="adversary_logits")(h), name="digit_adversary")
+
+
+def reversed_gradient(x, weight: float):
+    """``x`` going forward; ``-weight`` x the gradient going back (a gradient reversal layer)."""
+    return (1.0 + weight) * keras.ops.stop_gradient(x) - weight * x
+
+
 class VAE(keras.Model):
     """Training wrapper: samples z, computes the loss, tracks its parts.
 
@@ -217,6 +229,13 @@ class VAE(keras.Model):
     MSE of the pitch channels) + KL, averaged over the batch. Batches are
     ``(images, one_hot_digits)`` with :func:`to_channels` images; unconditional
     models ignore the digits.
+
+    With ``adversary_weight`` > 0 (conditional models), a :func:`build_adversary`
+    learns to read the digit from μ, and the encoder learns to hide it: the
+    adversary's cross-entropy is added to the loss through a gradient reversal
+    of that weight, so the encoder climbs what the adversary descends. A
+    conditional decoder is told the digit anyway; what z keeps of it only gets
+    in the way of saying a voice as another digit (:func:`saying`).
     """
 
     def __init__(
@@ -227,6 +246,7 @@ class VAE(keras.Model):
         conditional: bool,
         reconstruction_weight: float,
         pitch_weight: float,
+        adversary_weight: float = 0.0,
         seed: int,
         **kwargs,
     ):
@@ -236,10 +256,14 @@ class VAE(keras.Model):
         self.conditional = conditional
         self.reconstruction_weight = reconstruction_weight
         self.pitch_weight = pitch_weight
+        self.adversary_weight = adversary_weight
+        # Built only when asked for, after both halves: a model without one draws the same initial weights as before.
+        self.adversary = build_adversary(int(encoder.outputs[0].shape[-1])) if adversary_weight > 0 else None
         self.noise = keras.random.SeedGenerator(seed)
         self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction")
         self.pitch_tracker = keras.metrics.Mean(name="pitch")
         self.kl_tracker = keras.metrics.Mean(name="kl")
+        self.adversary_tracker = keras.metrics.Mean(name="digit_adversary")
         # Both halves are built functional models, so the wrapper has all its weights.
         self.built = True
 
@@ -249,7 +273,8 @@ class VAE(keras.Model):
 
     @property
     def metrics(self):
-        return [self.reconstruction_tracker, self.pitch_tracker, self.kl_tracker]
+        trackers = [self.reconstruction_tracker, self.pitch_tracker, self.kl_tracker]
+        return trackers + ([self.adversary_tracker] if self.adversary is not None else [])
 
     def _inputs(self, x, y):
         return [x, y] if self.conditional else x
@@ -260,6 +285,7 @@ class VAE(keras.Model):
         return self.decoder(self._inputs(mu, y), training=training)
 
     def _loss_parts(self, x, y, training: bool):
+        """The loss to descend, then its parts: MSE, pitch MSE, KL and the adversary's cross-entropy (0 without one)."""
         mu, log_var = self.encoder(self._inputs(x, y), training=training)
         eps = keras.random.normal(keras.ops.shape(mu), seed=self.noise)
         z = mu + eps * keras.ops.exp(0.5 * log_var)
@@ -267,16 +293,24 @@ class VAE(keras.Model):
         mse = keras.ops.mean(reconstruction_mse(x, x_hat))
         pitch = keras.ops.mean(pitch_mse(x, x_hat))
         kl = keras.ops.mean(kl_divergence(mu, log_var))
-        return self.reconstruction_weight * (mse + self.pitch_weight * pitch) + kl, mse, pitch, kl
+        loss = self.reconstruction_weight * (mse + self.pitch_weight * pitch) + kl
+        adversary = keras.ops.zeros(())
+        if self.adversary is not None:
+            logits = self.adversary(reversed_gradient(mu, self.adversary_weight), training=training)
+            adversary = keras.ops.mean(keras.losses.categorical_crossentropy(y, logits, from_logits=True))
+            loss = loss + adversary
+        return loss, mse, pitch, kl, adversary
 
-    def _track(self, mse, pitch, kl):
+    def _track(self, mse, pitch, kl, adversary):
         # The reported loss is made from its parts' running means, not tracked as a mean of its own: tracked,
         # the first epoch's loss came out one float32 step apart in about one training in five on a busy
         # machine (the weights and every part the same), and DVC saw another metrics/train. By linearity,
-        # it is the same mean.
+        # it is the same mean. It is the VAE's objective: the adversary's cross-entropy is reported apart.
         self.reconstruction_tracker.update_state(mse)
         self.pitch_tracker.update_state(pitch)
         self.kl_tracker.update_state(kl)
+        if self.adversary is not None:
+            self.adversary_tracker.update_state(adversary)
         parts = {m.name: m.result() for m in self.metrics}
         total = (
             self.reconstruction_weight * (parts["reconstruction"] + self.pitch_weight * parts["pitch"]) + parts["kl"]

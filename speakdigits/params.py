@@ -210,6 +210,7 @@ class TrainParams:
     warmup_epochs: float = key("float", 0, 10000)
     reconstruction_weight: float = key("float", 0.001, 1e7)
     pitch_weight: float = key("float", 0, 100)
+    digit_adversary: float = key("float", 0, 1000)
     patience: int = key("int", 1, 10000)
 
 
@@ -386,6 +387,11 @@ def check_consistency(params: dict[str, Any]) -> None:
         raise PipelineError(
             f"params.yaml: vae.arch = 'seed' is the original 50 x 50 network, but mel.n_mels x mel.frames is "
             f"{mel['n_mels']} x {mel['frames']}; set mel.n_mels=50 and mel.frames=50, or vae.arch=conv"
+        )
+    if params["train"]["digit_adversary"] > 0 and not vae["conditional"]:
+        raise PipelineError(
+            f"params.yaml: train.digit_adversary = {params['train']['digit_adversary']!r} hides the digit from z, "
+            "which only a conditional model can do without (vae.conditional = false); expected 0"
         )
     split = params["split"]
     if split["test_fraction"] == 0:

@@ -106,6 +106,7 @@ def compiled_vae(
         conditional=vae.conditional,
         reconstruction_weight=train.reconstruction_weight,
         pitch_weight=train.pitch_weight,
+        adversary_weight=train.digit_adversary,
         seed=seed,
     )
     # Not compiled by XLA: Keras turns XLA off whenever TensorFlow's op determinism is on, which

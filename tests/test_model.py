@@ -53,6 +53,7 @@ TRAIN_PARAMS = TrainParams(
     warmup_epochs=0.0,
     reconstruction_weight=2000.0,
     pitch_weight=1.0,
+    digit_adversary=0.0,
     patience=8,
 )
 # Small, fast inversion settings matching SHAPE: 2000 samples, hop 133, n_fft 256.
