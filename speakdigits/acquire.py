@@ -13,7 +13,6 @@ import contextlib
 import fcntl
 import hashlib
 import json
-import multiprocessing
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from speakdigits import espeak, synthetic, wav
-from speakdigits.cores import available_cores, init_worker
+from speakdigits.cores import available_cores, spawned_pool
 from speakdigits.errors import PipelineError
 from speakdigits.formats.raw import write_raw
 from speakdigits.params import DataParams
@@ -88,7 +87,7 @@ def synthesize(out_dir: Path, *, speakers: int, takes: int, noise_db: float, see
     jobs = jobs or available_cores()
     # Spawned workers, as extraction's (speakdigits.extraction): each loads eSpeak NG once and forks a fresh
     # child per speaker from that single-threaded state (speakdigits.espeak).
-    with multiprocessing.get_context("spawn").Pool(jobs, initializer=init_worker) as pool:
+    with spawned_pool(jobs) as pool:
         # One task per speaker: all its takes are spoken as one eSpeak sequence, always the same one.
         spoken = pool.imap(_speak_speaker, [(spk, takes, seed, noise_db) for spk in voices])
         clips = (

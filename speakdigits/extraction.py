@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import multiprocessing
 import os
 import re
 import zipfile
@@ -24,7 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from speakdigits import audio, pitch, wav
-from speakdigits.cores import available_cores, init_worker
+from speakdigits.cores import available_cores, init_worker, spawned_pool
 from speakdigits.errors import PipelineError
 from speakdigits.files import atomic_dir
 from speakdigits.formats import raw, rerun
@@ -300,11 +299,8 @@ def _extract_rows(
     shapes = _row_shapes(mel)
     for name, shape in shapes.items():
         start_rows(folder / name, row_shape=shape, most_clips=len(order))
-    # Spawned, not forked: a fork copies one thread of a process that may run several (a test runner's,
-    # TensorFlow's), and a lock another thread held stays locked in the child (a forked extraction
-    # worker aborted under pytest-xdist). Each worker imports what it needs once; the same output.
-    ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(jobs, initializer=_init_worker, initargs=(zip_path, mel, str(folder))) as pool:
+    # Spawned (a forked extraction worker aborted under pytest-xdist): each imports what it needs once.
+    with spawned_pool(jobs, initializer=_init_worker, initargs=(zip_path, mel, str(folder))) as pool:
         with tqdm(total=len(order), desc="extracting", unit="clip") as progress:
             for (first, _), (made, reasons) in zip(tasks, pool.imap(_extract_batch, tasks)):
                 skipped.extend({"file": name, "reason": reason} for name, reason in reasons.items())

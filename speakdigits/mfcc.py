@@ -13,11 +13,9 @@ nothing here loads TensorFlow: worker processes import this module alone.
 
 from __future__ import annotations
 
-import multiprocessing
-
 import numpy as np
 
-from speakdigits.cores import available_cores, init_worker
+from speakdigits.cores import available_cores, spawned_pool
 from speakdigits.wav import BadClip, decode_wav, resample
 
 SAMPLE_RATE = 16_000
@@ -74,5 +72,5 @@ def hear(wavs: list[bytes], *, jobs: int | None = None) -> list[np.ndarray | str
     jobs = min(jobs or available_cores(), max(1, len(wavs) // CLIPS_PER_PROCESS))
     if jobs <= 1:
         return [_front_end(wav) for wav in wavs]
-    with multiprocessing.get_context("spawn").Pool(jobs, initializer=init_worker) as pool:
+    with spawned_pool(jobs) as pool:
         return pool.map(_front_end, wavs, chunksize=max(1, len(wavs) // (4 * jobs)))

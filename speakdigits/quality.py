@@ -24,12 +24,11 @@ resamples. :func:`measure` does all of a clip's in one call, and
 
 from __future__ import annotations
 
-import multiprocessing
 from pathlib import Path
 
 import numpy as np
 
-from speakdigits.cores import available_cores, init_worker
+from speakdigits.cores import available_cores, spawned_pool
 from speakdigits.wav import BadClip, decode_wav, resample
 
 #: The rate every measure here works at (DNSMOS and PESQ-WB are defined at 16 kHz).
@@ -165,7 +164,7 @@ def measure_many(
     jobs = min(jobs or available_cores(), max(1, len(tasks) // CLIPS_PER_PROCESS))
     if jobs <= 1:
         return [_measure(task) for task in tasks]
-    with multiprocessing.get_context("spawn").Pool(jobs, initializer=init_worker) as pool:
+    with spawned_pool(jobs) as pool:
         return pool.map(_measure, tasks, chunksize=max(1, len(tasks) // (4 * jobs)))
 
 

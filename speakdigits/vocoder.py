@@ -32,14 +32,13 @@ with its ``hop`` and ``n_samples``), so what was analysed is what is inverted.
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
 from collections.abc import Callable
 
 import librosa
 import numpy as np
 
 from speakdigits.audio import mel_filters
-from speakdigits.cores import available_cores, init_worker
+from speakdigits.cores import available_cores, spawned_pool
 from speakdigits.params import MelParams
 from speakdigits.pitch import F0, VOICING
 from speakdigits.streams import clip_rng
@@ -300,7 +299,7 @@ def synthesize_many(
         if jobs <= 1:
             done = map(_synthesize, tasks)
         else:
-            pool = stack.enter_context(multiprocessing.get_context("spawn").Pool(jobs, initializer=init_worker))
+            pool = stack.enter_context(spawned_pool(jobs))
             # imap keeps the order; chunks of at most 25 clips let progress be told as they come.
             done = pool.imap(_synthesize, tasks, chunksize=max(1, min(25, len(tasks) // (4 * jobs))))
         for clip in done:

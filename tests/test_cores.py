@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import subprocess
 import sys
 
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 
 from speakdigits import TENSORFLOW_KERNELS
-from speakdigits.cores import CORES_ENV, available_cores, init_worker
+from speakdigits.cores import CORES_ENV, available_cores, init_worker, spawned_pool
 from speakdigits.errors import PipelineError
 from speakdigits.params import MelParams
 from speakdigits.vocoder import CLIPS_PER_PROCESS, synthesize_many
@@ -57,6 +58,26 @@ def test_worker_processes_use_one_thread_per_library(method):
     with multiprocessing.get_context(method).Pool(2, initializer=init_worker) as pool:
         for threads in pool.map(_blas_threads, range(2)):
             assert threads and set(threads) == {1}, threads
+
+
+_SIGINT_AT_START = []
+
+
+def _note_sigint() -> None:
+    """An initializer that records how the worker was started to treat Ctrl-C, before anything changes it."""
+    _SIGINT_AT_START.append(signal.getsignal(signal.SIGINT))
+
+
+def _sigint_at_start(_: int) -> bool:
+    return _SIGINT_AT_START == [signal.SIG_IGN]
+
+
+def test_spawned_workers_ignore_ctrl_c_from_their_start_and_the_parent_keeps_its_handler():
+    before = signal.getsignal(signal.SIGINT)
+    with spawned_pool(2, initializer=_note_sigint) as pool:
+        # A worker that began by raising KeyboardInterrupt would print a traceback if Ctrl-C came while it imports.
+        assert pool.map(_sigint_at_start, range(2)) == [True, True]
+    assert signal.getsignal(signal.SIGINT) is before
 
 
 @pytest.mark.parametrize("vocoder", ["harmonic", "griffin_lim"])
