@@ -380,6 +380,7 @@ def warnings(metrics: dict) -> list[str]:
         metrics["judge"].get("warning"),
         *(j.get("warning") for j in metrics["judges"].values()),
         metrics.get("voices", {}).get("speaker_bias", {}).get("warning"),
+        (metrics.get("voices", {}).get("known_voices") or {}).get("warning"),
     )
     return [w for w in found if w]
 
@@ -507,8 +508,8 @@ def voice_headline(voices: dict) -> list[tuple[str, str]]:
         rows.append(
             (
                 f"Voices: {known['speakers']} training speakers' voices (generate --speaker) saying every digit: "
-                "heard as the digit (the lower of the two judges) / as the speaker",
-                f"{percent(known['said'])} / {percent(known['kept'])}",
+                "heard as the digit (the lower of the two judges) / as the speaker (with no voice at all)",
+                f"{percent(known['said'])} / {percent(known['kept'])} ({percent(known.get('kept_without_voice'))})",
             )
         )
     if "gender_kept" in voices:

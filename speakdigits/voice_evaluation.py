@@ -82,21 +82,30 @@ def voiceless(vae: TrainedVAE, latents: dict, *, seed: int, **making) -> list[by
     return spoken(vae, np.zeros((N_DIGITS, vae.latent_dim)), said, latents, seeds=[seed] * N_DIGITS, **making)
 
 
-def speaker_bias(kept: float | None, without_voice: float | None) -> dict:
-    """The sanity rule for ``voice_kept``: a speaker judge that names the source speaker as often in clips
-    with no voice at all (:func:`voiceless`) does not show that a voice was kept.
+def speaker_bias(
+    kept: float | None,
+    without_voice: float | None,
+    *,
+    measure: str = "voice_kept",
+    clips: str = "converted clips",
+    name: str | None = None,
+) -> dict:
+    """The sanity rule for a voice measure (``measure``, the speaker judge naming the speaker whose voice
+    ``clips`` were said in): a speaker judge that names that speaker as often in clips with no voice at all
+    (:func:`voiceless`) does not show that a voice was kept.
 
     Returns
     -------
     dict
-        ``voice_kept_without_voice`` and, when ``kept`` is not above it, ``warning``: one plain sentence.
+        ``{measure}_without_voice`` and, when ``kept`` is not above it, ``warning``: one plain sentence
+        naming the measure (``name``, by default ``measure``).
     """
-    out = {"voice_kept_without_voice": without_voice}
+    out = {f"{measure}_without_voice": without_voice}
     if kept is not None and without_voice is not None and kept <= without_voice:
         out["warning"] = (
-            f"NO VOICE NEEDED: the speaker judge names the source speaker in {percent(kept)} of the converted "
-            f"clips, but also in {percent(without_voice)} of the same digits said with no voice at all, so "
-            "voice_kept does not show that the voice was kept"
+            f"NO VOICE NEEDED: the speaker judge names the speaker in {percent(kept)} of the {clips}, but also "
+            f"in {percent(without_voice)} of the same digits said with no voice at all, so {name or measure} "
+            "does not show that the voice was kept"
         )
     return out
 
@@ -190,18 +199,15 @@ def judge_voices(
     out["converted"] = min(out["converted_mel"], out["converted_mfcc"])
     captions = {}
     if speaker_judge is not None:
-        kept, captions = speaker_measures(speaker_judge, refs, converted, pairs, known, judge=judge, second=second)
+        kept, captions = speaker_measures(
+            speaker_judge, refs, converted, pairs, known, without_voice, judge=judge, second=second
+        )
         out["speaker_judge"] = {
             "accuracy": read_judge_info(mfcc_judge_dir, SPEAKER)["test_accuracy"],
             "speakers": len(speaker_judge.classes),
             "chance": 1 / len(speaker_judge.classes),
         }
         out |= kept
-        if without_voice is not None:
-            bias, _ = heard_by(
-                speaker_judge, [without_voice[d] for _, d in pairs], [refs[i]["speaker"] for i, _ in pairs]
-            )
-            out["speaker_bias"] = speaker_bias(out["voice_kept"], bias)
     else:
         out["speaker_judge"] = {"available": False, "reason": "one speaker only: no speaker judge (mfcc_judge)"}
     genders = dict(zip(test["speaker"].tolist(), test["gender"].tolist()))
@@ -224,12 +230,14 @@ def speaker_measures(
     converted: JudgedSet,
     pairs: list[tuple[int, int]],
     known: dict | None,
+    without_voice: list[bytes] | None,
     *,
     judge: Judge,
     second: MfccJudge,
 ) -> tuple[dict, dict[str, list[str | None]]]:
     """The speaker judge on the references (as recorded, vocoded, reconstructed), on their conversions
-    (``voice_kept``) and on the training speakers' voices (``known_voices``), and its captions per clip."""
+    (``voice_kept``) and on the training speakers' voices (``known_voices``), each beside the same judge on
+    the same digits said with no voice (:func:`speaker_bias`), and its captions per clip."""
     out, captions = {}, {}
     sources = [ref["speaker"] for ref in refs]
     for kind, key in (
@@ -241,13 +249,30 @@ def speaker_measures(
     out["voice_kept"], captions["converted"] = heard_by(
         speaker_judge, converted.wavs, [refs[i]["speaker"] for i, _ in pairs]
     )
+
+    def bias(digits: list[int], speakers: list[str]) -> float | None:
+        """The judge naming ``speakers`` in the same ``digits`` said with no voice."""
+        if without_voice is None:
+            return None
+        return heard_by(speaker_judge, [without_voice[d] for d in digits], speakers)[0]
+
+    out["speaker_bias"] = speaker_bias(
+        out["voice_kept"], bias([d for _, d in pairs], [refs[i]["speaker"] for i, _ in pairs])
+    )
     if known is not None:
         voices = judged_only(judge, second, known["wavs"], known["digits"])
+        kept = heard_by(speaker_judge, known["wavs"], known["speakers"])[0]
         out["known_voices"] = {
             "speakers": len(set(known["speakers"])),
             "said": min(voices.accuracy("mel"), voices.accuracy("mfcc")),
-            "kept": heard_by(speaker_judge, known["wavs"], known["speakers"])[0],
-        }
+            "kept": kept,
+        } | speaker_bias(
+            kept,
+            bias(known["digits"], known["speakers"]),
+            measure="kept",
+            clips="training speakers' voices",
+            name="known_voices.kept",
+        )
     return out, captions
 
 

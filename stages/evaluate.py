@@ -129,6 +129,11 @@ def print_report(metrics: dict) -> None:
             print(
                 f"evaluate: voices: {known['speakers']} training speakers' voices saying every digit: heard as it "
                 f"{known['said']:.3f}, as the speaker {known['kept']:.3f}"
+                + (
+                    f" (the same digits with no voice: {known['kept_without_voice']:.3f})"
+                    if known.get("kept_without_voice") is not None
+                    else ""
+                )
             )
 
 

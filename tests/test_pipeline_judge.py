@@ -127,6 +127,9 @@ def test_repro_trains_the_classifiers_and_judges_the_generated_clips(pipeline):
     assert "gender_kept" not in voices  # tiny data: no gender classifier to ask
     # The two training speakers' voices (as generate --speaker says them), each saying every digit.
     assert voices["known_voices"]["speakers"] == 2 and 0 <= voices["known_voices"]["kept"] <= 1
+    # ... beside the speaker judge on the same digits said with no voice at all: its bias towards them.
+    assert 0 <= voices["known_voices"]["kept_without_voice"] <= 1
+    assert 0 <= voices["speaker_bias"]["voice_kept_without_voice"] <= 1
     # The map holds the test speakers' clips only (one speaker here: 10 digits x 2 takes).
     test_clips = len(load_split(repo / "data" / "normalized", "test")["digit"])
     assert voices["latent_map"]["clips"] == test_clips == 20 and voices["latent_map"]["speakers"] == 1

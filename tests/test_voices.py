@@ -173,5 +173,15 @@ def test_a_speaker_judge_that_names_the_source_without_a_voice_is_called_out():
     assert "57.0 %" in biased["warning"] and "78.0 %" in biased["warning"] and "no voice" in biased["warning"]
     assert "warning" not in speaker_bias(0.9, 0.2)  # a voice the judge hears only when it is there
     assert "warning" not in speaker_bias(None, 0.5)
-    metrics = {"judge": {}, "judges": {"mel": {}}, "voices": {"speaker_bias": biased}}
-    assert warnings(metrics) == [biased["warning"]]  # on the page and in the stage's output
+    assert biased["warning"].endswith("so voice_kept does not show that the voice was kept")
+    # The training speakers' voices (generate --speaker) get the same rule, under their own name.
+    known = speaker_bias(0.05, 0.1, measure="kept", clips="training speakers' voices", name="known_voices.kept")
+    assert known["kept_without_voice"] == 0.1
+    assert "5.0 % of the training speakers' voices" in known["warning"]
+    assert "so known_voices.kept does not show" in known["warning"]
+    metrics = {
+        "judge": {},
+        "judges": {"mel": {}},
+        "voices": {"speaker_bias": biased, "known_voices": {"kept": 0.05} | known},
+    }
+    assert warnings(metrics) == [biased["warning"], known["warning"]]  # on the page and in the stage's output
