@@ -217,11 +217,6 @@ def build_adversary(latent_dim: int) -> keras.Model:
     return keras.Model(mu, layers.Dense(N_DIGITS, name="adversary_logits")(h), name="digit_adversary")
 
 
-def reversed_gradient(x, weight: float):
-    """``x`` going forward; ``-weight`` x the gradient going back (a gradient reversal layer)."""
-    return (1.0 + weight) * keras.ops.stop_gradient(x) - weight * x
-
-
 class VAE(keras.Model):
     """Training wrapper: samples z, computes the loss, tracks its parts.
 
@@ -231,11 +226,15 @@ class VAE(keras.Model):
     models ignore the digits.
 
     With ``adversary_weight`` > 0 (conditional models), a :func:`build_adversary`
-    learns to read the digit from μ, and the encoder learns to hide it: the
-    adversary's cross-entropy is added to the loss through a gradient reversal
-    of that weight, so the encoder climbs what the adversary descends. A
-    conditional decoder is told the digit anyway; what z keeps of it only gets
-    in the way of saying a voice as another digit (:func:`saying`).
+    learns to read the digit from μ (its cross-entropy, moving only its own
+    weights), and the encoder learns to leave it guessing: ``adversary_weight``
+    x the cross-entropy of the adversary's guess against every digit alike is
+    added to the encoder's loss. Pushed to make the adversary *wrong* instead
+    (a gradient reversal), the encoder kept the digit in μ and moved it about:
+    the adversary, chasing, was confidently wrong (cross-entropy 6 against
+    chance's ln 10 = 2.3). A conditional decoder is told the digit anyway;
+    what z keeps of it only gets in the way of saying a voice as another digit
+    (:func:`saying`).
     """
 
     def __init__(
@@ -285,7 +284,8 @@ class VAE(keras.Model):
         return self.decoder(self._inputs(mu, y), training=training)
 
     def _loss_parts(self, x, y, training: bool):
-        """The loss to descend, then its parts: MSE, pitch MSE, KL and the adversary's cross-entropy (0 without one)."""
+        """The VAE's loss to descend, the adversary's, and the parts: MSE, pitch MSE, KL and the adversary's
+        cross-entropy (0 without one)."""
         mu, log_var = self.encoder(self._inputs(x, y), training=training)
         eps = keras.random.normal(keras.ops.shape(mu), seed=self.noise)
         z = mu + eps * keras.ops.exp(0.5 * log_var)
@@ -296,10 +296,12 @@ class VAE(keras.Model):
         loss = self.reconstruction_weight * (mse + self.pitch_weight * pitch) + kl
         adversary = keras.ops.zeros(())
         if self.adversary is not None:
-            logits = self.adversary(reversed_gradient(mu, self.adversary_weight), training=training)
-            adversary = keras.ops.mean(keras.losses.categorical_crossentropy(y, logits, from_logits=True))
-            loss = loss + adversary
-        return loss, mse, pitch, kl, adversary
+            # The adversary reads a μ it cannot move; the encoder sees its guess, with its weights as they are.
+            read = self.adversary(keras.ops.stop_gradient(mu), training=training)
+            adversary = keras.ops.mean(keras.losses.categorical_crossentropy(y, read, from_logits=True))
+            guess = keras.ops.log_softmax(self.adversary(mu, training=training))
+            loss = loss - self.adversary_weight * keras.ops.mean(guess)  # cross-entropy against 1/10 each
+        return loss, adversary, mse, pitch, kl, adversary
 
     def _track(self, mse, pitch, kl, adversary):
         # The reported loss is made from its parts' running means, not tracked as a mean of its own: tracked,
@@ -319,15 +321,23 @@ class VAE(keras.Model):
 
     def train_step(self, data):
         x, y = data
-        with tf.GradientTape() as tape:
-            loss, *parts = self._loss_parts(x, y, training=True)
-        grads = tape.gradient(loss, self.trainable_weights)
-        self.optimizer.apply_gradients(zip(grads, self.trainable_weights))
+        with tf.GradientTape(persistent=self.adversary is not None) as tape:
+            loss, adversary_loss, *parts = self._loss_parts(x, y, training=True)
+        if self.adversary is None:
+            weights = self.trainable_weights
+            grads = tape.gradient(loss, weights)
+        else:
+            own = {id(w) for w in self.adversary.trainable_weights}
+            vae_weights = [w for w in self.trainable_weights if id(w) not in own]
+            weights = vae_weights + self.adversary.trainable_weights
+            grads = tape.gradient(loss, vae_weights) + tape.gradient(adversary_loss, self.adversary.trainable_weights)
+            del tape
+        self.optimizer.apply_gradients(zip(grads, weights))
         return self._track(*parts)
 
     def test_step(self, data):
         x, y = data
-        _, *parts = self._loss_parts(x, y, training=False)
+        _, _, *parts = self._loss_parts(x, y, training=False)
         return self._track(*parts)
 
 
