@@ -388,11 +388,6 @@ def check_consistency(params: dict[str, Any]) -> None:
             f"params.yaml: vae.arch = 'seed' is the original 50 x 50 network, but mel.n_mels x mel.frames is "
             f"{mel['n_mels']} x {mel['frames']}; set mel.n_mels=50 and mel.frames=50, or vae.arch=conv"
         )
-    if params["train"]["digit_adversary"] > 0 and not vae["conditional"]:
-        raise PipelineError(
-            f"params.yaml: train.digit_adversary = {params['train']['digit_adversary']!r} hides the digit from z, "
-            "which only a conditional model can do without (vae.conditional = false); expected 0"
-        )
     split = params["split"]
     if split["test_fraction"] == 0:
         raise PipelineError(

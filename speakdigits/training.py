@@ -106,7 +106,8 @@ def compiled_vae(
         conditional=vae.conditional,
         reconstruction_weight=train.reconstruction_weight,
         pitch_weight=train.pitch_weight,
-        adversary_weight=train.digit_adversary,
+        # An unconditional model needs the digit in z: its decoder is told nothing else.
+        adversary_weight=train.digit_adversary if vae.conditional else 0.0,
         seed=seed,
     )
     # Not compiled by XLA: Keras turns XLA off whenever TensorFlow's op determinism is on, which

@@ -341,6 +341,15 @@ def test_a_digit_adversary_is_left_guessing_by_the_encoder_and_is_not_saved(tmp_
     ]
 
 
+def test_an_unconditional_model_trains_without_the_digit_adversary():
+    # Its decoder is told nothing but z, so z must keep the digit: the default adversary weight leaves it alone.
+    train = dataclasses.replace(TRAIN_PARAMS, digit_adversary=10.0)
+    plain = dataclasses.replace(VAE_PARAMS, conditional=False)
+    kwargs = dict(latent_dim=LATENT, train=train, seed=1, steps_per_epoch=1)
+    assert compiled_vae(SHAPE, vae=plain, **kwargs).adversary is None
+    assert compiled_vae(SHAPE, vae=VAE_PARAMS, **kwargs).adversary is not None
+
+
 def decoder_weights(model_dir: Path) -> list[np.ndarray]:
     return load_vae(model_dir).decoder.get_weights()
 

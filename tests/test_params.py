@@ -191,16 +191,6 @@ def test_values_a_stage_would_refuse_are_refused_with_the_params(tmp_path, chang
     assert message.startswith(f"params.yaml: {expected}"), message
 
 
-def test_a_digit_adversary_needs_a_conditional_model(tmp_path):
-    params = with_value("train.digit_adversary", 10.0)
-    params["vae"]["conditional"] = False
-    message = rejection(tmp_path, params)
-    assert message.startswith("params.yaml: train.digit_adversary = 10.0 hides the digit from z"), message
-    assert "\n" not in message
-    params["vae"]["conditional"] = True
-    assert load_params(write_params(tmp_path, params)).train.digit_adversary == 10.0
-
-
 def test_the_seed_network_at_its_own_shape_is_accepted(tmp_path):
     params = with_value("vae.arch", "seed")
     params["mel"].update(n_mels=50, frames=50)
