@@ -254,15 +254,13 @@ def read_tsv(path: Path) -> list[list[str]]:
     return [line.split("\t") for line in path.read_text().splitlines()]
 
 
+#: What the train stage saves: the two halves, where the clips lie in latent space, and what the model is.
+MODEL_FILES = ["decoder.keras", "encoder.keras", "latents.json", "model.json", "speakers.json"]
+
+
 def test_train_writes_model_and_dvclive_metrics(trained):
     model_dir, live_dir = trained["model"], trained["live"]
-    assert sorted(p.name for p in model_dir.iterdir()) == [
-        "decoder.keras",
-        "encoder.keras",
-        "latents.json",
-        "model.json",
-        "speakers.json",
-    ]
+    assert sorted(p.name for p in model_dir.iterdir()) == MODEL_FILES
     # Where the training clips of each digit lie in latent space, for generation to draw from.
     latents = read_latents(model_dir)
     assert sorted(latents) == [str(d) for d in range(10)]
@@ -332,13 +330,7 @@ def test_a_digit_adversary_is_left_guessing_by_the_encoder_and_is_not_saved(tmp_
     rows = read_tsv(live_dir / "plots" / "metrics" / "eval" / "digit_adversary.tsv")
     assert rows[0] == ["step", "digit_adversary"] and len(rows) == 9
     # The adversary only trains: the model is the same two halves.
-    assert sorted(p.name for p in model_dir.iterdir()) == [
-        "decoder.keras",
-        "encoder.keras",
-        "latents.json",
-        "model.json",
-        "speakers.json",
-    ]
+    assert sorted(p.name for p in model_dir.iterdir()) == MODEL_FILES
 
 
 def test_an_unconditional_model_trains_without_the_digit_adversary():
@@ -707,15 +699,9 @@ def test_saved_model_files_are_byte_identical_for_identical_models(tmp_path):
         (tmp_path / name).mkdir()
         save_vae(tmp_path / name, TrainedVAE(encoder, decoder, True), {}, {}, {"conditional": True, "latent_dim": 2})
         time.sleep(1.1)  # the second save happens at a later second on the clock
-    for name in ("encoder.keras", "decoder.keras", "latents.json", "model.json", "speakers.json"):
+    for name in MODEL_FILES:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
-    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [
-        "decoder.keras",
-        "encoder.keras",
-        "latents.json",
-        "model.json",
-        "speakers.json",
-    ]
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == MODEL_FILES
     reloaded = load_vae(tmp_path / "a").encoder
     assert len(reloaded.get_weights()) == len(encoder.get_weights())
 
