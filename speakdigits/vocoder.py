@@ -4,8 +4,9 @@ Two vocoders, chosen by ``generate.vocoder``:
 
 ``harmonic`` (the default)
     A source-filter synthesis. The source is the voice's own excitation,
-    made from its pitch track: a sum of harmonics of f0 (a pulse train whose
-    pitch follows the track) in voiced frames, white noise in unvoiced ones.
+    made from its pitch track: a sum of harmonics of f0 whose pitch follows the
+    track, in Schroeder's phases (:func:`excitation`), in voiced frames, white
+    noise in unvoiced ones.
     The filter is the mel image: the excitation's short-time spectrum is
     rescaled towards the mel spectrogram asked for, and the consistent signal
     nearest to that is taken (an inverse STFT), a few dozen times. It is
@@ -136,7 +137,15 @@ def excitation(pitch: np.ndarray, *, mel: MelParams, rng: np.random.Generator) -
 
     Both parts have the same power per hertz, so that the filter alone sets
     the spectrum. The harmonics stop at ``mel.fmax``, above which the image
-    holds nothing to shape them with.
+    holds nothing to shape them with. Harmonic k of K starts at Schroeder's
+    phase, pi k² / K, which spreads each period's energy over the period. In
+    one phase, as cosines, they add up to a click every period: a buzz whose
+    peak stands 23 dB above its RMS, where a recording's stands 19 dB above
+    (FSDD). Every clip is peak-normalised (here, and again by the extract
+    stage's preparation), so each click made the voice 4 dB quieter than a
+    recording; and the digit judge, which hears level, heard six of ten
+    generated sevens as nines (92 % of all generated clips right, 100 % in
+    Schroeder's phases, whose peak stands 18.7 dB above the RMS).
 
     Parameters
     ----------
@@ -154,9 +163,10 @@ def excitation(pitch: np.ndarray, *, mel: MelParams, rng: np.random.Generator) -
     voiced = np.interp(at, frames, voicing_weight(pitch[VOICING]))
     top = min(float(mel.fmax or rate / 2), 0.95 * rate / 2)
     phase = 2 * np.pi * np.cumsum(f0) / rate
+    count = int(top / max(f0.min(), 1.0))
     harmonics = np.zeros(n)
-    for k in range(1, int(top / max(f0.min(), 1.0)) + 1):
-        harmonics += np.where(k * f0 < top, np.cos(k * phase), 0.0)
+    for k in range(1, count + 1):
+        harmonics += np.where(k * f0 < top, np.cos(k * phase + np.pi * k**2 / count), 0.0)
     # k harmonics of amplitude a carry k a²/2 over k f0 Hz; white noise of variance σ², σ² over rate/2 Hz.
     harmonics *= np.sqrt(2 * f0 / rate)
     noise = rng.standard_normal(n) * np.sqrt(0.5)

@@ -13,7 +13,7 @@ import scipy.signal
 from speakdigits import audio, pitch
 from speakdigits.params import MelParams
 from speakdigits.quality import voicing
-from speakdigits.vocoder import pitch_to_audio, stretch_contrast, synthesize, voicing_weight
+from speakdigits.vocoder import excitation, pitch_to_audio, stretch_contrast, synthesize, voicing_weight
 
 MEL = MelParams(
     sample_rate=16000, duration=1.0, n_mels=64, frames=64, n_fft=1024, fmin=0.0, fmax=4000.0, trim_db=None, top_db=80
@@ -87,6 +87,21 @@ def test_the_harmonic_vocoder_voices_a_smooth_mel_at_the_pitch_of_its_track():
     # The same image and track, told no frame is voiced: noise shaped like the envelope.
     whisper = pitch_to_audio(smooth_image(), track * np.array([[1.0], [0.0]], np.float32), mel=MEL, n_iter=16, seed=0)
     assert voicing(whisper)[0] < 0.2
+
+
+def test_the_voice_spreads_each_period_rather_than_clicking():
+    # A steady 140 Hz voice, 28 harmonics up to 4 kHz. Added up in one phase, they make a click every period,
+    # a peak sqrt(2 x 28), 17.5 dB, above its RMS; peak-normalised, such a voice is that much quieter than
+    # one whose energy is spread over the period, as a recording's is.
+    track = np.stack([np.full(MEL.frames, 140.0), np.ones(MEL.frames)]).astype(np.float32)
+    source = excitation(track, mel=MEL, rng=np.random.default_rng(0))
+    assert 20 * np.log10(np.abs(source).max() / np.sqrt(np.mean(source**2))) < 8.0
+    # Still harmonics of 140 Hz, each as strong as the others.
+    spectrum = np.abs(np.fft.rfft(source)) ** 2
+    freqs = np.fft.rfftfreq(len(source), 1 / MEL.sample_rate)
+    harmonics = [spectrum[np.abs(freqs - k * 140.0) < 2].sum() for k in range(1, 29)]
+    assert sum(harmonics) > 0.99 * spectrum.sum()
+    assert max(harmonics) < 1.05 * min(harmonics)
 
 
 def test_the_harmonic_vocoder_follows_the_mel_image():
