@@ -10,7 +10,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from speakdigits.cores import available_cores
 from speakdigits.errors import PipelineError
 
 #: ``Stage.params`` of a stage that tracks every key of params.yaml, an unknown one included.
@@ -82,9 +81,11 @@ def import_tensorflow_quietly() -> None:
 
         # One thread inside each op, whatever the cores: how an op splits its sums over threads changes
         # their rounding, so the model's bytes followed the core count (SPEAKDIGITS_CORES=1 trained
-        # another model). Independent ops still run side by side, on the cores this process is given.
+        # another model). And one op at a time: with independent ops side by side on two threads, a busy
+        # machine now and then trained other bytes (the tests' tiny model, 1 run in 7 beside another
+        # training; 0 in 16 one op at a time).
         tf.config.threading.set_intra_op_parallelism_threads(TF_OP_THREADS)
-        tf.config.threading.set_inter_op_parallelism_threads(available_cores())
+        tf.config.threading.set_inter_op_parallelism_threads(TF_OP_THREADS)
         tf.config.list_physical_devices()
     finally:
         os.dup2(saved, 2)
