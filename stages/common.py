@@ -50,9 +50,9 @@ class Stage:
     note: str = ""
 
 
-#: Threads inside one TensorFlow op (a matmul, a convolution): fixed, so that results do not
-#: depend on the number of cores (measured on the default run: training takes about 30 % longer
-#: than with two).
+#: TensorFlow's threads, inside one op (a matmul, a convolution) and across ops: fixed at one, so
+#: that results do not depend on the number of cores or on how busy they are (measured on the default
+#: run: training takes about 30 % longer than with two threads inside each op).
 TF_OP_THREADS = 1
 
 
