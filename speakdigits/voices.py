@@ -106,7 +106,7 @@ def chosen_voice(
     normalized_dir: Path,
     takes: int,
     *,
-    like: Path | None = None,
+    like: list[Path] | None = None,
     speaker: str | None = None,
     between: tuple[Path, Path] | None = None,
     like_digit: int | None = None,
@@ -124,9 +124,11 @@ def chosen_voice(
     takes : int
         How many latent vectors: takes of the voice (:func:`draw`), or steps from one voice to the other.
     like, speaker, between : optional
-        One of: a recording, whose posterior mean (encoded with its own digit) gives the voice; a
-        training speaker's name, whose clips' voices' Gaussian is the voice (``speakers.json``); two
-        recordings, the line between whose voices the voices follow (:func:`interpolate`).
+        One of: recordings of one speaker, whose posterior means (each encoded with its own digit) give
+        the voice, their mean when there are several (a take's voice is mostly that take, its pace and
+        level: several takes say more of the speaker); a training speaker's name, whose clips' voices'
+        Gaussian is the voice (``speakers.json``); two recordings, the line between whose voices the
+        voices follow (:func:`interpolate`).
     like_digit : int, optional
         The digit the recordings say (default: from their names, :func:`clip_digit`).
     mel : MelParams
@@ -149,7 +151,7 @@ def chosen_voice(
             listed = ", ".join(names[:12]) + (f" and {len(names) - 12} more" if len(names) > 12 else "")
             raise PipelineError(f"--speaker {speaker!r}: not a training speaker; expected one of {listed}")
         return draw(speakers[speaker], takes, temperature=temperature, rng=rng), [{"speaker": speaker}] * takes
-    paths = [Path(like)] if like is not None else [Path(p) for p in between]
+    paths = [Path(p) for p in (like if like is not None else between)]
     digits = [clip_digit(path, like_digit) for path in paths]
     samples = [read_clip(path, mel) for path in paths]
     vae = load_vae(model_dir)
@@ -159,8 +161,10 @@ def chosen_voice(
     voices = voice_of(mu, digits, read_latents(model_dir))
     ends = [str(path) for path in paths]
     if like is not None:
-        chosen = draw(posterior(voices[0], log_var[0]), takes, temperature=temperature, rng=rng)
-        return chosen, [{"like": ends[0]}] * takes
+        # The mean of n independent posteriors N(μᵢ, σᵢ²) has the variance Σ σᵢ² / n².
+        spread = np.log(np.exp(np.asarray(log_var, dtype=np.float64)).sum(axis=0) / len(paths) ** 2)
+        chosen = draw(posterior(voices.mean(axis=0), spread), takes, temperature=temperature, rng=rng)
+        return chosen, [{"like": ends[0] if len(ends) == 1 else ends}] * takes
     return interpolate(voices[0], voices[1], takes), [{"between": ends, "step": step} for step in range(takes)]
 
 

@@ -7,6 +7,7 @@ Also usable on its own, after training, to ask the model for clips:
 or for a voice of your choice (a conditional model; without --digit, every digit):
 
     python -m stages.generate --digit 7 --like path/to/3_george_5.wav --out samples/
+    python -m stages.generate --digit 7 --like 3_ann_0.wav 5_ann_2.wav 8_ann_1.wav --out samples/
     python -m stages.generate --speaker george --out samples/
     python -m stages.generate --digit 7 --between a.wav b.wav --steps 5 --out samples/
 
@@ -53,8 +54,10 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     chosen.add_argument(
         "--like",
         type=Path,
+        nargs="+",
         metavar="WAV",
-        help="in the voice of this recording (--count N > 1: N takes around it, with generate.temperature)",
+        help="in the voice of this recording, or of these recordings of one speaker, their voices averaged "
+        "(--count N > 1: N takes around it, with generate.temperature)",
     )
     chosen.add_argument(
         "--speaker", metavar="NAME", help="in the voice of a training speaker (data/model/speakers.json lists them)"

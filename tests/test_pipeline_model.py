@@ -158,6 +158,11 @@ def test_generate_cli_speaks_in_a_chosen_voice(pipeline, tmp_path):
     ]
     assert records[0]["voice"]["between"] == [str(a), str(b)]
     assert all(sf.info(out / r["file"]).samplerate == params_of(repo)["mel"]["sample_rate"] for r in records)
+    # Several recordings of one voice.
+    out = tmp_path / "like"
+    run([sys.executable, "-m", "stages.generate", "--digit", "4", "--like", str(a), str(b), "--out", str(out)], repo)
+    records = json.loads((out / "samples.json").read_text())
+    assert [(r["file"], r["digit"], r["voice"]) for r in records] == [("4_00.wav", 4, {"like": [str(a), str(b)]})]
 
     # An unknown speaker, a file that is not a wav: one line each, and nothing written.
     (tmp_path / "3_x_0.wav").write_text("hello")

@@ -58,7 +58,7 @@ def centre(tiny, digit: int) -> np.ndarray:
 
 def test_a_clip_converted_to_another_digit_has_that_digits_condition_and_the_clips_voice(tiny, tmp_path):
     source = tone(tmp_path / "3_ann_0.wav")
-    voice, voices = choose(tiny, like=source)
+    voice, voices = choose(tiny, like=[source])
     mu = posterior_mean(tiny, source, 3)  # its own digit, read from its name
     assert not np.allclose(mu, posterior_mean(tiny, source, 7), atol=1e-6)  # the digit it says matters
     # Its voice is its latent vector less its digit's centre; said as its own digit, it is the clip's own z.
@@ -83,12 +83,29 @@ def test_a_clip_converted_to_another_digit_has_that_digits_condition_and_the_cli
 
 def test_several_takes_of_a_voice_vary_around_it(tiny, tmp_path):
     source = tone(tmp_path / "clip.wav")
-    voice, _ = choose(tiny, 200, like=source, like_digit=5)
+    voice, _ = choose(tiny, 200, like=[source], like_digit=5)
     expected = posterior_mean(tiny, source, 5) - centre(tiny, 5)
     assert voice.shape == (200, LATENT) and len({row.tobytes() for row in voice}) == 200
     assert np.allclose(voice.mean(axis=0), expected, atol=0.25 * voice.std(axis=0).max() + 1e-3)
-    again, _ = choose(tiny, 200, like=source, like_digit=5)
+    again, _ = choose(tiny, 200, like=[source], like_digit=5)
     assert np.array_equal(voice, again)  # the seed decides
+
+
+def test_several_recordings_of_a_voice_give_the_mean_of_their_voices(tiny, tmp_path):
+    clips = [tone(tmp_path / f"{d}_ann_{d}.wav", f0=f0) for d, f0 in ((3, 120), (5, 150), (8, 180))]
+    voice, voices = choose(tiny, like=clips)
+    alone = np.concatenate([choose(tiny, like=[clip])[0] for clip in clips])
+    assert not np.allclose(alone[0], alone[1], atol=1e-3)  # three voices, not one
+    # Each clip encoded with its own digit (from its name); the voice their mean.
+    np.testing.assert_allclose(voice[0], alone.mean(axis=0), rtol=1e-5, atol=1e-6)
+    assert voices == [{"like": [str(clip) for clip in clips]}]
+    takes, _ = choose(tiny, 200, like=clips)
+    assert np.allclose(takes.mean(axis=0), voice[0], atol=0.25 * takes.std(axis=0).max() + 1e-3)
+    # One bad recording among them is refused, by its name.
+    bad = tmp_path / "2_ann_9.wav"
+    bad.write_text("not a wav")
+    with pytest.raises(PipelineError, match=f"^{bad}: .*expected a wav file of one spoken digit"):
+        choose(tiny, like=[clips[0], bad])
 
 
 def test_interpolation_starts_and_ends_at_the_two_sources(tiny, tmp_path):
@@ -139,7 +156,7 @@ def test_bad_voices_are_refused_in_one_line(tiny, tmp_path):
         (unnamed, "cannot tell from its name which digit it says"),
     ):
         with pytest.raises(PipelineError) as caught:
-            choose(tiny, like=path)
+            choose(tiny, like=[path])
         message = str(caught.value)
         assert message.startswith(str(path)) and why in message and "\n" not in message
 
