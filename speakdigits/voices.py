@@ -153,10 +153,13 @@ def chosen_voice(
         return draw(speakers[speaker], takes, temperature=temperature, rng=rng), [{"speaker": speaker}] * takes
     paths = [Path(p) for p in (like if like is not None else between)]
     digits = [clip_digit(path, like_digit) for path in paths]
-    samples = [read_clip(path, mel) for path in paths]
-    vae = load_vae(model_dir)
     mel_min, mel_max = load_stats(normalized_dir)
-    images, pitches = zip(*(features(clip, mel=mel, mel_min=mel_min, mel_max=mel_max) for clip in samples))
+    # Each recording read and turned into features in turn, before the model loads: a bad one is refused
+    # at once, and only the small images stay in memory, however many recordings --like is given.
+    images, pitches = zip(
+        *(features(read_clip(path, mel), mel=mel, mel_min=mel_min, mel_max=mel_max) for path in paths)
+    )
+    vae = load_vae(model_dir)
     mu, log_var = vae.encode(np.stack(images), np.stack(pitches), np.array(digits))
     voices = voice_of(mu, digits, read_latents(model_dir))
     ends = [str(path) for path in paths]
