@@ -165,7 +165,7 @@ def chosen_voice(
     ends = [str(path) for path in paths]
     if like is not None:
         # The mean of n independent posteriors N(μᵢ, σᵢ²) has the variance Σ σᵢ² / n².
-        spread = np.log(np.exp(np.asarray(log_var, dtype=np.float64)).sum(axis=0) / len(paths) ** 2)
+        spread = np.logaddexp.reduce(np.asarray(log_var, dtype=np.float64), axis=0) - 2 * np.log(len(paths))
         chosen = draw(posterior(voices.mean(axis=0), spread), takes, temperature=temperature, rng=rng)
         return chosen, [{"like": ends[0] if len(ends) == 1 else ends}] * takes
     return interpolate(voices[0], voices[1], takes), [{"between": ends, "step": step} for step in range(takes)]
