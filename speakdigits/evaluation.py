@@ -59,7 +59,14 @@ from speakdigits.pitch import F0, VOICING, from_unit
 from speakdigits.quality import summarize
 from speakdigits.streams import Stream, stream
 from speakdigits.vocoder import synthesize_many
-from speakdigits.voice_evaluation import interpolation, judge_voices, known_voices, latent_space, voiceless
+from speakdigits.voice_evaluation import (
+    interpolation,
+    judge_voices,
+    known_voices,
+    latent_space,
+    take_voices,
+    voiceless,
+)
 from speakdigits.voices import features, save_latent_map
 from speakdigits.wav import BadClip, wav_bytes
 
@@ -86,6 +93,30 @@ def digits_in_turn(digits: np.ndarray, *, rng: np.random.Generator) -> np.ndarra
 def digits_evenly(digits: np.ndarray, count: int, *, rng: np.random.Generator) -> np.ndarray:
     """Indices of up to ``count`` of ``digits``, the digits in turn (:func:`digits_in_turn`), in ascending order."""
     return np.sort(digits_in_turn(digits, rng=rng)[:count])
+
+
+#: Most voices of unheard speakers, each the mean of ``evaluate.voice_takes`` of their takes, that say every
+#: digit (:func:`take_groups`): 160 clips at most, whatever the data.
+TAKE_VOICES = 16
+
+
+def take_groups(clips: dict, takes: int, *, rng: np.random.Generator) -> list[np.ndarray]:
+    """Up to :data:`TAKE_VOICES` groups of ``takes`` clips of one speaker (indices into ``clips``, a split's
+    arrays), for :func:`speakdigits.voice_evaluation.take_voices`.
+
+    Within a speaker the digits take turns (:func:`digits_in_turn`), so a group's takes say different
+    digits; the speakers take turns too, so that the cap leaves none of them out. A speaker with fewer than
+    ``takes`` clips gives no group; ``takes`` 0 gives none at all.
+    """
+    if takes < 1:
+        return []
+    groups = []
+    for name in sorted(set(clips["speaker"].tolist())):
+        rows = np.flatnonzero(clips["speaker"] == name)
+        order = rows[digits_in_turn(clips["digit"][rows], rng=rng)]
+        groups.append([order[start : start + takes] for start in range(0, len(order) - takes + 1, takes)])
+    turns = max((len(g) for g in groups), default=0)
+    return [g[turn] for turn in range(turns) for g in groups if turn < len(g)][:TAKE_VOICES]
 
 
 def unheard(split: dict, *, holdout_takes: float) -> dict:
@@ -361,8 +392,9 @@ def evaluate_model(
         The vocoder's settings (for the references).
     evaluate : EvaluateParams
         ``reference_clips``, how many real test clips to resynthesise,
-        ``voice_clips``, how many of them to say as every digit, and
-        ``trusted_judge_accuracy``, the judge's accuracy on held-out takes
+        ``voice_clips``, how many of them to say as every digit,
+        ``voice_takes``, how many takes of a test speaker make one voice that
+        says every digit (:func:`take_groups`), and ``trusted_judge_accuracy``, the judge's accuracy on held-out takes
         below which its figures are flagged unreliable.
     seed : int
         The pipeline's seed.
@@ -412,12 +444,14 @@ def evaluate_model(
         generate=generate,
         seed=seed,
     )
-    making = dict(judge=judge, mel=mel, generate=generate)
+    making = dict(mel=mel, mel_min=mel_min, mel_max=mel_max, generate=generate)
     # The voices: the first voice_clips references, said as every digit (references), a walk between two of
     # them, and the training speakers' voices saying every digit.
     sources = refs[: evaluate.voice_clips]
     interpolated = interpolation(vae, latents, sources, seed=seed, **making)
     known = known_voices(vae, latents, read_speakers(model_dir), seed=seed, **making) if sources else None
+    groups = take_groups(test_unheard, evaluate.voice_takes, rng=stream(seed, Stream.TAKE_VOICES))
+    from_takes = take_voices(vae, latents, test_unheard, groups, seed=seed, **making) if sources else None
     without_voice = voiceless(vae, latents, seed=seed, **making) if sources else None
     ref_digits = [r["digit"] for r in refs]
     sets = judge_sets(
@@ -473,6 +507,7 @@ def evaluate_model(
         sources,
         interpolated,
         known,
+        from_takes,
         test,
         without_voice=without_voice,
         judge=judge,

@@ -54,7 +54,8 @@ REFERENCE_HEADER = [
 VOICES_INTRO = (
     "Each row starts with a real test clip the VAE never heard, followed by its latent vector (the encoder's "
     "mean) decoded with every digit: the same voice, if the latent vector holds it, saying 0 to 9. The third "
-    "caption is the speaker judge's verdict (✓ when it hears the source speaker). The last row walks in a "
+    "caption is the speaker judge's verdict (✓ when it hears the source speaker). Then one voice made from "
+    "several takes of a test speaker (the mean of their voices) says every digit, and the last row walks in a "
     "straight line from one clip's latent vector to another's."
 )
 LATENT_MAP_CAPTION = (
@@ -381,6 +382,7 @@ def warnings(metrics: dict) -> list[str]:
         *(j.get("warning") for j in metrics["judges"].values()),
         metrics.get("voices", {}).get("speaker_bias", {}).get("warning"),
         (metrics.get("voices", {}).get("known_voices") or {}).get("warning"),
+        (metrics.get("voices", {}).get("take_voices") or {}).get("warning"),
     )
     return [w for w in found if w]
 
@@ -510,6 +512,18 @@ def voice_headline(voices: dict) -> list[tuple[str, str]]:
                 f"Voices: {known['speakers']} training speakers' voices (generate --speaker) saying every digit: "
                 "heard as the digit (the lower of the two judges) / as the speaker (with no voice at all)",
                 f"{percent(known['said'])} / {percent(known['kept'])} ({percent(known.get('kept_without_voice'))})",
+            )
+        )
+    takes = voices.get("take_voices")
+    if takes:
+        gender = f"; as their gender {percent(takes['gender_kept'])}" if "gender_kept" in takes else ""
+        rows.append(
+            (
+                f"Voices: {takes['voices']} voices of the test speakers, each from {takes['takes']} takes they said "
+                "(generate --like with several recordings), saying every digit: heard as the digit (the lower of "
+                "the two judges) / as the speaker (with no voice at all)",
+                f"{percent(takes['said'])} / {percent(takes['kept'])} ({percent(takes.get('kept_without_voice'))})"
+                + gender,
             )
         )
     if "gender_kept" in voices:

@@ -251,6 +251,7 @@ class EvaluateParams:
 
     reference_clips: int = key("int", 1, 10000)
     voice_clips: int = key("int", 0, 10000)
+    voice_takes: int = key("int", 0, 100)
     trusted_judge_accuracy: float = key("float", 0, 1)
 
 

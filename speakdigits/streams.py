@@ -48,6 +48,8 @@ class Stream(enum.IntEnum):
     NOVELTY_YARDSTICK = 7
     #: generate --like, --speaker, --between: draws around a chosen voice
     CHOSEN_VOICE = 8
+    #: evaluate: which unheard takes of a test speaker make each of their voices (several takes each)
+    TAKE_VOICES = 9
 
 
 def stream(seed: int, name: Stream, *keys: int) -> np.random.Generator:

@@ -19,7 +19,7 @@ from speakdigits.judge import Judge
 from speakdigits.judged import JudgedSet, judged_only
 from speakdigits.listening import Heard, percent
 from speakdigits.mfcc_judge import MfccJudge
-from speakdigits.model import N_DIGITS, TrainedVAE, saying
+from speakdigits.model import N_DIGITS, TrainedVAE, saying, voice_of
 from speakdigits.params import GenerateParams, MelParams
 from speakdigits.voices import interpolate, latent_map, nearest_mean_accuracy
 from speakdigits.wav import wav_bytes
@@ -43,17 +43,17 @@ def spoken(
     said: np.ndarray,
     latents: dict,
     *,
-    judge: Judge,
     mel: MelParams,
+    mel_min: np.ndarray,
+    mel_max: np.ndarray,
     generate: GenerateParams,
     seeds: list[int],
 ) -> list[bytes]:
     """Wav files of ``voices`` (:mod:`speakdigits.voices`) saying the digits ``said``, made as generated
-    clips are: the decoder's image, its contrast stretched, then the vocoder."""
+    clips are: the decoder's image, its contrast stretched, then the vocoder (``mel_min``, ``mel_max``: the
+    normalize stage's scaling, :func:`speakdigits.formats.normalized.load_stats`)."""
     images, pitch = vae.decode(saying(voices, said, latents), said)
-    _, clips = vocode_decoded(
-        images, pitch, mel=mel, mel_min=judge.mel_min, mel_max=judge.mel_max, generate=generate, seeds=seeds
-    )
+    _, clips = vocode_decoded(images, pitch, mel=mel, mel_min=mel_min, mel_max=mel_max, generate=generate, seeds=seeds)
     return [wav_bytes(clip, mel.sample_rate) for clip in clips]
 
 
@@ -128,6 +128,45 @@ def known_voices(vae: TrainedVAE, latents: dict, speakers: dict, *, seed: int, *
     return {"speakers": who, "digits": said.tolist(), "wavs": wavs}
 
 
+def take_voices(
+    vae: TrainedVAE, latents: dict, clips: dict, groups: list[np.ndarray], *, seed: int, **making
+) -> dict | None:
+    """Voices of speakers the VAE never heard, each the mean of a few of their takes' voices (as ``generate
+    --like`` makes one from several recordings), saying every digit: ``speakers`` (one name per clip),
+    ``digits``, ``wavs``, ``voices`` (one offset per voice, :func:`speakdigits.model.voice_of`) and ``takes``
+    (per voice, its clips' names, ``digit_speaker_take``); None for an unconditional model or no groups.
+
+    One take's voice is mostly that take, its pace and level (the voice offsets vary 3 to 5 times as much
+    within a speaker as between speakers), so a speaker's voice is measured from several.
+
+    Parameters
+    ----------
+    clips : dict
+        A split's arrays (the test speakers' takes the judges never heard).
+    groups : list of numpy.ndarray
+        Indices into ``clips``, one group of takes of one speaker per voice
+        (:func:`speakdigits.evaluation.take_groups`).
+    making
+        :func:`spoken`'s settings.
+    """
+    if not vae.conditional or not groups:
+        return None
+    mu, _ = vae.encode(clips["x"], clips["pitch"], clips["digit"])
+    offsets = voice_of(mu, clips["digit"], latents)
+    voices = np.array([offsets[group].mean(axis=0) for group in groups])
+    owner = np.repeat(np.arange(len(groups)), N_DIGITS)
+    said = np.tile(np.arange(N_DIGITS), len(groups))
+    wavs = spoken(vae, voices[owner], said, latents, seeds=[seed + i for i in range(len(said))], **making)
+    names = [[f"{clips['digit'][i]}_{clips['speaker'][i]}_{clips['take'][i]}" for i in group] for group in groups]
+    return {
+        "voices": voices,
+        "speakers": [str(clips["speaker"][groups[k][0]]) for k in owner],
+        "digits": said.tolist(),
+        "wavs": wavs,
+        "takes": names,
+    }
+
+
 def heard_by(
     judge: Judge | MfccJudge | None, wavs: list[bytes], expected: list[str]
 ) -> tuple[float | None, list[str | None]]:
@@ -158,6 +197,7 @@ def judge_voices(
     refs: list[dict],
     interpolated: dict | None,
     known: dict | None,
+    from_takes: dict | None,
     test: dict,
     *,
     without_voice: list[bytes] | None,
@@ -174,13 +214,15 @@ def judge_voices(
     beside the same judge on the real clips, their vocoder versions and their reconstructions, and its
     own accuracy on unheard takes); where the data tell the speakers' genders, the gender classifier
     should hear the source's (``gender_kept``). The training speakers' voices (``known``, as
-    ``generate --speaker`` says them) are heard the same way (``known_voices``).
+    ``generate --speaker`` says them) and the test speakers' voices from several takes (``from_takes``,
+    :func:`take_voices`) are heard the same way (``known_voices``, ``take_voices``).
 
     Returns
     -------
     (dict, list)
         The metrics, and the listening page's rows: a few sources, each followed by its voice saying
-        every digit, then the row from one voice to another.
+        every digit, the first voice from several takes saying every digit, then the row from one voice
+        to another.
     """
     if not refs or not refs[0]["converted"]:
         reason = "evaluate.voice_clips is 0" if not refs else "an unconditional model cannot be asked for another digit"
@@ -200,7 +242,7 @@ def judge_voices(
     captions = {}
     if speaker_judge is not None:
         kept, captions = speaker_measures(
-            speaker_judge, refs, converted, pairs, known, without_voice, judge=judge, second=second
+            speaker_judge, refs, converted, pairs, known, from_takes, without_voice, judge=judge, second=second
         )
         out["speaker_judge"] = {
             "accuracy": read_judge_info(mfcc_judge_dir, SPEAKER)["test_accuracy"],
@@ -216,8 +258,14 @@ def judge_voices(
             gender_judge, [ref["real"] for ref in refs], [genders[r["speaker"]] for r in refs]
         )
         out["gender_kept"], _ = heard_by(gender_judge, converted.wavs, [genders[refs[i]["speaker"]] for i, _ in pairs])
+        if "take_voices" in out:
+            out["take_voices"]["gender_kept"], _ = heard_by(
+                gender_judge, from_takes["wavs"], [genders[name] for name in from_takes["speakers"]]
+            )
 
     rows = voice_rows(refs, converted, pairs, captions, reference_heard)
+    if from_takes is not None:
+        rows.append(take_voice_row(from_takes, captions.get("take_voices"), judge=judge, second=second))
     if interpolated is not None:
         row, out["interpolation_said"] = interpolation_row(refs, interpolated, judge=judge, second=second)
         rows.append(row)
@@ -230,14 +278,16 @@ def speaker_measures(
     converted: JudgedSet,
     pairs: list[tuple[int, int]],
     known: dict | None,
+    from_takes: dict | None,
     without_voice: list[bytes] | None,
     *,
     judge: Judge,
     second: MfccJudge,
 ) -> tuple[dict, dict[str, list[str | None]]]:
     """The speaker judge on the references (as recorded, vocoded, reconstructed), on their conversions
-    (``voice_kept``) and on the training speakers' voices (``known_voices``), each beside the same judge on
-    the same digits said with no voice (:func:`speaker_bias`), and its captions per clip."""
+    (``voice_kept``), on the training speakers' voices (``known_voices``) and on the unheard speakers' voices
+    from several takes (``take_voices``, :func:`take_voices`), each beside the same judge on the same digits
+    said with no voice (:func:`speaker_bias`), and its captions per clip."""
     out, captions = {}, {}
     sources = [ref["speaker"] for ref in refs]
     for kind, key in (
@@ -259,20 +309,25 @@ def speaker_measures(
     out["speaker_bias"] = speaker_bias(
         out["voice_kept"], bias([d for _, d in pairs], [refs[i]["speaker"] for i, _ in pairs])
     )
-    if known is not None:
-        voices = judged_only(judge, second, known["wavs"], known["digits"])
-        kept = heard_by(speaker_judge, known["wavs"], known["speakers"])[0]
-        out["known_voices"] = {
-            "speakers": len(set(known["speakers"])),
-            "said": min(voices.accuracy("mel"), voices.accuracy("mfcc")),
-            "kept": kept,
-        } | speaker_bias(
-            kept,
-            bias(known["digits"], known["speakers"]),
-            measure="kept",
-            clips="training speakers' voices",
-            name="known_voices.kept",
+
+    def every_digit(voices: dict, clips: str, name: str) -> dict:
+        """Voices saying every digit, heard as the digits (``said``, the lower judge) and as their speakers."""
+        heard = judged_only(judge, second, voices["wavs"], voices["digits"])
+        kept, captions[name] = heard_by(speaker_judge, voices["wavs"], voices["speakers"])
+        return {"said": min(heard.accuracy("mel"), heard.accuracy("mfcc")), "kept": kept} | speaker_bias(
+            kept, bias(voices["digits"], voices["speakers"]), measure="kept", clips=clips, name=f"{name}.kept"
         )
+
+    if known is not None:
+        out["known_voices"] = {"speakers": len(set(known["speakers"]))} | every_digit(
+            known, "training speakers' voices", "known_voices"
+        )
+    if from_takes is not None:
+        out["take_voices"] = {
+            "voices": len(from_takes["takes"]),
+            "takes": len(from_takes["takes"][0]),
+            "speakers": len(set(from_takes["speakers"])),
+        } | every_digit(from_takes, "unheard speakers' voices from several takes", "take_voices")
     return out, captions
 
 
@@ -303,6 +358,21 @@ def voice_rows(
         spoken = [by_pair.get((i, d), own) for d in range(N_DIGITS)]
         rows.append((f"the voice of {Path(refs[i]['member']).name}", [source, *spoken]))
     return rows
+
+
+def take_voice_row(
+    from_takes: dict, captions: list[str | None] | None, *, judge: Judge, second: MfccJudge
+) -> tuple[str, list[Heard]]:
+    """The page's row of the first voice from several takes (:func:`take_voices`) saying every digit, with the
+    speaker judge's captions."""
+    said = from_takes["digits"][:N_DIGITS]
+    heard = judged_only(judge, second, from_takes["wavs"][:N_DIGITS], said).heard(
+        names=[f"takes_0_says_{d}" for d in said], titles=[f"says {d}" for d in said]
+    )
+    if captions is not None:
+        heard = [replace(h, voice=c) for h, c in zip(heard, captions)]
+    takes = from_takes["takes"][0]
+    return f"the voice of {len(takes)} takes of {from_takes['speakers'][0]} ({', '.join(takes)})", heard
 
 
 def interpolation_row(

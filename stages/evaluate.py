@@ -40,6 +40,7 @@ def summary(metrics: dict) -> dict[str, float]:
         "novelty": metrics["novelty"].get("ratio"),
         "converted": metrics["voices"].get("converted"),
         "voice_kept": metrics["voices"].get("voice_kept"),
+        "voice_kept_takes": (metrics["voices"].get("take_voices") or {}).get("kept"),
     }
     return {key: float(f"{value:.4g}") for key, value in values.items() if value is not None and math.isfinite(value)}
 
@@ -124,17 +125,22 @@ def print_report(metrics: dict) -> None:
             f"evaluate: voices: {voices['converted_clips']} clips converted to another digit, heard as it "
             f"{voices['converted']:.3f}{kept}"
         )
-        known = voices.get("known_voices")
-        if known:
-            print(
-                f"evaluate: voices: {known['speakers']} training speakers' voices saying every digit: heard as it "
-                f"{known['said']:.3f}, as the speaker {known['kept']:.3f}"
-                + (
-                    f" (the same digits with no voice: {known['kept_without_voice']:.3f})"
-                    if known.get("kept_without_voice") is not None
-                    else ""
+        for key, whose in (
+            ("known_voices", "training speakers' voices"),
+            ("take_voices", "voices of test speakers, each from several takes,"),
+        ):
+            heard = voices.get(key)
+            if heard:
+                count = heard["speakers"] if key == "known_voices" else heard["voices"]
+                print(
+                    f"evaluate: voices: {count} {whose} saying every digit: heard as it "
+                    f"{heard['said']:.3f}, as the speaker {heard['kept']:.3f}"
+                    + (
+                        f" (the same digits with no voice: {heard['kept_without_voice']:.3f})"
+                        if heard.get("kept_without_voice") is not None
+                        else ""
+                    )
                 )
-            )
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from speakdigits.evaluation import (
     flattery,
     judge_reliability,
     reference_candidates,
+    take_groups,
     unheard,
 )
 from speakdigits.judge import accuracy, class_histogram, frechet_distance, inception_score, mean_confidence, summary
@@ -325,6 +326,26 @@ def test_an_even_subset_covers_every_digit_in_ascending_order():
     assert pick.tolist() == sorted(pick.tolist())
     assert sorted(digits[pick].tolist()) == [1, 2, 5]
     assert len(digits_evenly(digits, 100, rng=np.random.default_rng(3))) == len(digits)
+
+
+def test_voices_from_several_takes_group_one_speakers_takes_of_different_digits():
+    from speakdigits.evaluation import TAKE_VOICES
+
+    # Speaker "a": 5 takes of each digit; "b": one take of each digit; "c": two clips only.
+    speaker = np.array(["a"] * 50 + ["b"] * 10 + ["c"] * 2)
+    digit = np.concatenate([np.repeat(np.arange(10), 5), np.arange(10), [3, 4]])
+    clips = {"speaker": speaker, "digit": digit}
+    groups = take_groups(clips, 3, rng=np.random.default_rng(0))
+    assert len(groups) == TAKE_VOICES == 16  # capped: a's 16 and b's 3 would be 19
+    assert all(len(group) == 3 and len(set(speaker[group])) == 1 for group in groups)
+    assert all(len(set(digit[group])) == 3 for group in groups)  # the digits in turn within a speaker
+    assert [speaker[g[0]] for g in groups[:6]] == ["a", "b"] * 3  # speakers take turns: the cap leaves none out
+    used = np.concatenate(groups)
+    assert len(set(used.tolist())) == len(used)  # no take in two voices
+    assert "c" not in speaker[used]  # fewer takes than a voice needs
+    assert groups[0].tolist() == take_groups(clips, 3, rng=np.random.default_rng(0))[0].tolist()
+    assert take_groups(clips, 0, rng=np.random.default_rng(0)) == []
+    assert len(take_groups(clips, 1, rng=np.random.default_rng(0))) == TAKE_VOICES
 
 
 def test_summary_of_no_clips_is_just_the_count():

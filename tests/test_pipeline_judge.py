@@ -130,22 +130,30 @@ def test_repro_trains_the_classifiers_and_judges_the_generated_clips(pipeline):
     # ... beside the speaker judge on the same digits said with no voice at all: its bias towards them.
     assert 0 <= voices["known_voices"]["kept_without_voice"] <= 1
     assert 0 <= voices["speaker_bias"]["voice_kept_without_voice"] <= 1
+    # The test speaker's voice from 3 of their unheard takes at a time (10 takes: 3 voices), saying every digit.
+    takes = voices["take_voices"]
+    assert (takes["voices"], takes["takes"], takes["speakers"]) == (3, 3, 1)
+    assert all(0 <= takes[k] <= 1 for k in ("said", "kept", "kept_without_voice"))
     # The map holds the test speakers' clips only (one speaker here: 10 digits x 2 takes).
     test_clips = len(load_split(repo / "data" / "normalized", "test")["digit"])
     assert voices["latent_map"]["clips"] == test_clips == 20 and voices["latent_map"]["speakers"] == 1
     assert "speaker_separation" not in voices["latent_map"] and 0 <= voices["latent_map"]["digit_separation"] <= 1
     assert Image.open(repo / "data" / "listen" / "latent_map.png").size[0] > 500
     assert "<h2>Voices: one voice saying every digit" in page and 'src="latent_map.png"' in page
-    # Three voices saying every digit (the source, then 0-9), then six steps from one voice to another.
-    assert page.count('class="label wide"') == 4
+    # Three voices saying every digit (the source, then 0-9), a voice from 3 takes saying every digit, then six
+    # steps from one voice to another.
+    assert page.count('class="label wide"') == 5 and "the voice of 3 takes of " in page
+    assert len(list((repo / "data" / "listen" / "voices").glob("takes_0_says_*.wav"))) == 10
     assert len(list((repo / "data" / "listen" / "voices").glob("*_as_*.wav"))) == 3 * 9
 
     summary = json.loads((repo / "metrics" / "summary.json").read_text())
     assert summary["converted"] == pytest.approx(voices["converted"], rel=1e-3)
     assert summary["voice_kept"] == pytest.approx(voices["voice_kept"], rel=1e-3)
+    assert summary["voice_kept_takes"] == pytest.approx(takes["kept"], rel=1e-3)
     table = run(DVC + readme_comparison(1) + ["--no-pager"], repo, env={"COLUMNS": "120"}).stdout
     header = next(line for line in table.splitlines() if "Experiment" in line)
-    assert header.split() == ["Experiment", "converted", "voice_kept"], table  # the README's voices table
+    # The README's voices table.
+    assert header.split() == ["Experiment", "converted", "voice_kept", "voice_kept_takes"], table
     assert summary["accuracy"] == pytest.approx(generated["accuracy"], rel=1e-3)
     assert summary["voiced"] == pytest.approx(metrics["generated"]["sound"]["voiced"], rel=1e-3)
     assert summary["naturalness"] == pytest.approx(metrics["generated"]["sound"]["ovrl"], rel=1e-3)

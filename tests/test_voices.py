@@ -139,6 +139,45 @@ def test_a_training_speakers_voice_is_the_mean_of_their_clips_voices(tiny):
     assert voices == [{"speaker": name}]
 
 
+def test_a_voice_from_several_takes_is_the_mean_of_their_voices_saying_every_digit(tiny):
+    """The evaluate stage's voices of unheard speakers (take_voices), as generate --like with several takes."""
+    from speakdigits.evaluation import take_groups
+    from speakdigits.params import GenerateParams
+    from speakdigits.voice_evaluation import take_voices
+    from speakdigits.wav import decode_wav
+
+    test = load_split(tiny["normalized"], "test")  # speakers test0 (digits 0, 2, ... 8) and test1 (1, 3, ... 9)
+    groups = take_groups(test, 2, rng=np.random.default_rng(0))
+    assert len(groups) == 4  # two voices of two takes each, from each speaker's five
+    low, high = load_stats(tiny["normalized"])
+    settings = GenerateParams(
+        per_digit=1,
+        n_samples=1,
+        sampling="fitted",
+        temperature=1.0,
+        contrast=1.2,
+        vocoder="harmonic",
+        harmonic_iters=2,
+        griffin_lim_iters=2,
+        griffin_lim_momentum=0.99,
+    )
+    vae = load_vae(tiny["model"])
+    made = take_voices(
+        vae, read_latents(tiny["model"]), test, groups, seed=0, mel=MEL, mel_min=low, mel_max=high, generate=settings
+    )
+    mu, _ = vae.encode(test["x"], test["pitch"], test["digit"])
+    offsets = mu - np.array([centre(tiny, d) for d in test["digit"]])
+    for voice, group in zip(made["voices"], groups, strict=True):
+        np.testing.assert_allclose(voice, offsets[group].mean(axis=0), rtol=1e-5, atol=1e-6)
+    assert made["digits"] == list(range(10)) * 4
+    assert made["speakers"] == [str(test["speaker"][group[0]]) for group in groups for _ in range(10)]
+    first = groups[0]
+    assert made["takes"][0] == [f"{test['digit'][i]}_{test['speaker'][i]}_{test['take'][i]}" for i in first]
+    assert len(made["wavs"]) == 40
+    samples, rate = decode_wav(made["wavs"][0])
+    assert rate == MEL.sample_rate and len(samples) == MEL.n_samples and np.abs(samples).max() > 0
+
+
 def test_bad_voices_are_refused_in_one_line(tiny, tmp_path):
     with pytest.raises(PipelineError, match=r"^--speaker 'nobody': not a training speaker; expected one of train0, "):
         choose(tiny, speaker="nobody")
@@ -196,9 +235,19 @@ def test_a_speaker_judge_that_names_the_source_without_a_voice_is_called_out():
     assert known["kept_without_voice"] == 0.1
     assert "5.0 % of the training speakers' voices" in known["warning"]
     assert "so known_voices.kept does not show" in known["warning"]
+    # So do the test speakers' voices from several takes.
+    takes = speaker_bias(
+        0.1, 0.3, measure="kept", clips="unheard speakers' voices from several takes", name="take_voices.kept"
+    )
+    assert "so take_voices.kept does not show" in takes["warning"]
     metrics = {
         "judge": {},
         "judges": {"mel": {}},
-        "voices": {"speaker_bias": biased, "known_voices": {"kept": 0.05} | known},
+        "voices": {
+            "speaker_bias": biased,
+            "known_voices": {"kept": 0.05} | known,
+            "take_voices": {"kept": 0.1} | takes,
+        },
     }
-    assert warnings(metrics) == [biased["warning"], known["warning"]]  # on the page and in the stage's output
+    # On the page and in the stage's output.
+    assert warnings(metrics) == [biased["warning"], known["warning"], takes["warning"]]
