@@ -181,8 +181,8 @@ def test_the_listening_page_plays_every_clip_offline(pipeline, tmp_path):
     images = [attrs["src"] for tag, attrs in found if tag == "img"]
     references = params_of(repo)["evaluate"]["reference_clips"]
     # Every generated clip; real, vocoder ceiling and VAE per reference; three voices, each a source clip and
-    # its voice saying every digit; six steps from one voice to another.
-    assert len(audio) == 10 + 3 * references + 3 * (1 + 10) + 6
+    # its voice saying every digit; a voice from three takes saying every digit; six steps from one voice to another.
+    assert len(audio) == 10 + 3 * references + 3 * (1 + 10) + 10 + 6
     for src in audio + images:
         assert not src.startswith(("/", "http:", "https:", "file:")) and (listen / src).is_file(), src
     # The generated clips are on the page as they were generated.
