@@ -67,7 +67,7 @@ from speakdigits.voice_evaluation import (
     take_voices,
     voiceless,
 )
-from speakdigits.voices import features, save_latent_map
+from speakdigits.voices import VoiceDetail, features, recording_details, save_latent_map
 from speakdigits.wav import BadClip, wav_bytes
 
 # Reconstructed clips of unheard speakers, the novelty yardstick: enough for a stable median and a
@@ -207,6 +207,11 @@ def references(
     # reconstruction), the others convert it (speakdigits.voices). The other clips, and every clip of an
     # unconditional model (which is not told a digit), are reconstructed only.
     voices = voice_of(mu, own, latents) if vae.conditional else None
+    details = (
+        recording_details(vae, images, pitches, own, mel_min=judge.mel_min, mel_max=judge.mel_max)
+        if vae.conditional
+        else None
+    )
     said_by = [list(range(N_DIGITS)) if vae.conditional and i < voice_clips else [d] for i, d in enumerate(own)]
     owner = np.array([i for i, digits in enumerate(said_by) for _ in digits])
     said = np.array([d for digits in said_by for d in digits])
@@ -220,7 +225,15 @@ def references(
         momentum=generate.griffin_lim_momentum,
         seeds=[seed + index for index in range(len(chosen))],
     )
-    # Each source clip's versions share its seed: a clip's conversions differ only in what is said.
+    # Each source clip's versions share its seed: a clip's conversions differ only in what is said. Its
+    # conversions get back what its voice's latent vector misses, as generate --like does; its own digit is
+    # the VAE's reconstruction, as it is.
+    converted = details.rows(owner) if details is not None else None
+    if converted is not None:
+        own_digit = said == own[owner]
+        converted = VoiceDetail(
+            np.where(own_digit[:, None], 0.0, converted.levels_db), np.where(own_digit, 0.0, converted.log_f0)
+        )
     _, spoken = vocode_decoded(
         *vae.decode(z, said),
         mel=mel,
@@ -228,6 +241,7 @@ def references(
         mel_max=judge.mel_max,
         generate=generate,
         seeds=[seed + index for index in owner],
+        detail=converted,
     )
     for index, clip in enumerate(chosen):
         clip["vocoder"] = wav_bytes(vocoded[index], mel.sample_rate)
@@ -235,6 +249,7 @@ def references(
         clip["vae"] = spoken_wavs[said_by[index].index(clip["digit"])]
         clip["converted"] = spoken_wavs if len(spoken_wavs) == N_DIGITS else []
         clip["voice"] = voices[index] if voices is not None else None
+        clip["detail"] = details.rows(slice(index, index + 1)) if details is not None else None
         del clip["image"], clip["pitch"]
     return chosen
 

@@ -24,9 +24,10 @@ from speakdigits.formats.model import load_vae, read_latents
 from speakdigits.formats.normalized import denormalize, load_stats
 from speakdigits.model import sample_latents
 from speakdigits.params import GenerateParams, MelParams
-from speakdigits.pitch import from_unit
+from speakdigits.pitch import F0, from_unit
 from speakdigits.streams import Stream, stream
-from speakdigits.vocoder import stretch_contrast, synthesize_many
+from speakdigits.vocoder import stretch_contrast, synthesize_many, with_levels
+from speakdigits.voices import VoiceDetail
 from speakdigits.wav import wav_bytes
 
 #: The mel grid shows at most this many clips of each digit (rows of up to 10 for an unconditional model),
@@ -84,15 +85,22 @@ def vocode_decoded(
     mel_max: np.ndarray,
     generate: GenerateParams,
     seeds: list[int],
+    detail: VoiceDetail | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """The decoder's images and pitch tracks as sound, as every generated clip is made: each image clipped
     to [0, 1] and back to dB, its contrast stretched (:func:`stretch_contrast`), then vocoded with its
-    pitch track and its own seed. Returns the dB images and the clips' samples."""
+    pitch track and its own seed. ``detail``, per clip, what its voice's latent vector misses
+    (:class:`speakdigits.voices.VoiceDetail`), is added back times ``generate.voice_detail``. Returns the dB
+    images and the clips' samples."""
     images_db = stretch_contrast(denormalize(np.clip(images, 0.0, 1.0), mel_min, mel_max), generate.contrast)
+    tracks = from_unit(pitch)
+    if detail is not None and generate.voice_detail:
+        images_db = with_levels(images_db, generate.voice_detail * detail.levels_db, top_db=mel.top_db)
+        tracks[:, F0] *= np.exp(generate.voice_detail * np.nan_to_num(detail.log_f0))[:, None]
     clips = synthesize_many(
         images_db,
-        from_unit(pitch),
+        tracks,
         mel=mel,
         vocoder=generate.vocoder,
         n_iter=generate.vocoder_iters,
@@ -114,6 +122,7 @@ def generate_clips(
     seed: int,
     z: np.ndarray | None = None,
     voices: list[dict] | None = None,
+    detail: VoiceDetail | None = None,
     replace: bool = True,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[dict]:
@@ -146,6 +155,9 @@ def generate_clips(
         by default drawn as ``generate.sampling`` says.
     voices : list of dict, optional
         Per clip, where its voice came from, recorded in ``samples.json`` as ``voice``.
+    detail : VoiceDetail, optional
+        Per clip, what its voice's latent vector misses (:func:`speakdigits.voices.recording_details`),
+        added back as :func:`vocode_decoded` says.
     replace : bool
         Whether ``out_dir`` is the stage's own output, replaced (or a user's folder, added to).
     progress : callable, optional
@@ -180,6 +192,7 @@ def generate_clips(
             mel_max=mel_max,
             generate=generate,
             seeds=[seed + index for index in range(len(digits))],
+            detail=detail,
             progress=progress,
         )
         for index, (name, digit, samples) in enumerate(zip(wav_names(digits), digits, clips)):

@@ -223,6 +223,7 @@ class GenerateParams:
     sampling: str = key("str", choices=("fitted", "prior"))
     temperature: float = key("float", 0, 10)
     contrast: float = key("float", 0, 3)
+    voice_detail: float = key("float", 0, 2)
     vocoder: str = key("str", choices=("harmonic", "griffin_lim"))
     harmonic_iters: int = key("int", 1, 1000)
     griffin_lim_iters: int = key("int", 1, 1000)

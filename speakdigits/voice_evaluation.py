@@ -21,7 +21,7 @@ from speakdigits.listening import Heard, percent
 from speakdigits.mfcc_judge import MfccJudge
 from speakdigits.model import N_DIGITS, TrainedVAE, saying, voice_of
 from speakdigits.params import GenerateParams, MelParams
-from speakdigits.voices import interpolate, latent_map, nearest_mean_accuracy
+from speakdigits.voices import VoiceDetail, interpolate, latent_map, nearest_mean_accuracy, recording_details
 from speakdigits.wav import wav_bytes
 
 #: Source clips whose voice the listening page plays saying every digit, and the clips of its row
@@ -48,12 +48,16 @@ def spoken(
     mel_max: np.ndarray,
     generate: GenerateParams,
     seeds: list[int],
+    detail: VoiceDetail | None = None,
 ) -> list[bytes]:
     """Wav files of ``voices`` (:mod:`speakdigits.voices`) saying the digits ``said``, made as generated
-    clips are: the decoder's image, its contrast stretched, then the vocoder (``mel_min``, ``mel_max``: the
-    normalize stage's scaling, :func:`speakdigits.formats.normalized.load_stats`)."""
+    clips are: the decoder's image, its contrast stretched, what the voice's latent vector misses added back
+    (``detail``, per clip), then the vocoder (``mel_min``, ``mel_max``: the normalize stage's scaling,
+    :func:`speakdigits.formats.normalized.load_stats`)."""
     images, pitch = vae.decode(saying(voices, said, latents), said)
-    _, clips = vocode_decoded(images, pitch, mel=mel, mel_min=mel_min, mel_max=mel_max, generate=generate, seeds=seeds)
+    _, clips = vocode_decoded(
+        images, pitch, mel=mel, mel_min=mel_min, mel_max=mel_max, generate=generate, seeds=seeds, detail=detail
+    )
     return [wav_bytes(clip, mel.sample_rate) for clip in clips]
 
 
@@ -66,8 +70,17 @@ def interpolation(vae: TrainedVAE, latents: dict, refs: list[dict], *, seed: int
     end = next((i for i, ref in enumerate(refs) if ref["speaker"] != refs[0]["speaker"]), 1)
     digit = refs[0]["digit"]
     voices = interpolate(refs[0]["voice"], refs[end]["voice"], INTERPOLATION_STEPS)
+    detail = VoiceDetail.joined([refs[0]["detail"], refs[end]["detail"]])
     said = np.full(INTERPOLATION_STEPS, digit)
-    wavs = spoken(vae, voices, said, latents, seeds=[seed] * INTERPOLATION_STEPS, **making)
+    wavs = spoken(
+        vae,
+        voices,
+        said,
+        latents,
+        seeds=[seed] * INTERPOLATION_STEPS,
+        detail=detail.between(INTERPOLATION_STEPS),
+        **making,
+    )
     return {"start": 0, "end": end, "digit": digit, "wavs": wavs}
 
 
@@ -154,9 +167,23 @@ def take_voices(
     mu, _ = vae.encode(clips["x"], clips["pitch"], clips["digit"])
     offsets = voice_of(mu, clips["digit"], latents)
     voices = np.array([offsets[group].mean(axis=0) for group in groups])
+    used = np.concatenate(groups)
+    details = recording_details(
+        vae,
+        clips["x"][used],
+        clips["pitch"][used],
+        clips["digit"][used],
+        mel_min=making["mel_min"],
+        mel_max=making["mel_max"],
+    )
+    at = np.cumsum([0, *(len(group) for group in groups)])
+    means = [details.rows(slice(at[k], at[k + 1])).mean() for k in range(len(groups))]
     owner = np.repeat(np.arange(len(groups)), N_DIGITS)
+    detail = VoiceDetail.joined(means).rows(owner)
     said = np.tile(np.arange(N_DIGITS), len(groups))
-    wavs = spoken(vae, voices[owner], said, latents, seeds=[seed + i for i in range(len(said))], **making)
+    wavs = spoken(
+        vae, voices[owner], said, latents, seeds=[seed + i for i in range(len(said))], detail=detail, **making
+    )
     names = [[f"{clips['digit'][i]}_{clips['speaker'][i]}_{clips['take'][i]}" for i in group] for group in groups]
     return {
         "voices": voices,

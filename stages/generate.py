@@ -90,13 +90,13 @@ def main(args: argparse.Namespace) -> None:
         check_user_folder(args.out, generated.output_names(digits))  # before any work
     out = args.out or generated.DIR
     seed = params.seed if args.seed is None else args.seed
-    z, voices = None, None
+    z, voices, detail = None, None, None
     if voice_asked:
         from speakdigits.model import saying
         from speakdigits.voices import chosen_voice
 
         # The same voices (one per take) say each digit asked for.
-        voice, voices = chosen_voice(
+        voice, voices, detail = chosen_voice(
             model.DIR,
             normalized.DIR,
             takes,
@@ -108,7 +108,9 @@ def main(args: argparse.Namespace) -> None:
             temperature=gen.temperature,
             seed=seed,
         )
-        voice, voices = np.tile(voice, (len(digits) // takes, 1)), voices * (len(digits) // takes)
+        repeats = len(digits) // takes
+        voice, voices = np.tile(voice, (repeats, 1)), voices * repeats
+        detail = detail.rows(np.tile(np.arange(takes), repeats)) if detail is not None else None
         z = saying(voice, digits, model.read_latents(model.DIR))
     records = generate_clips(
         model.DIR,
@@ -120,6 +122,7 @@ def main(args: argparse.Namespace) -> None:
         seed=seed,
         z=z,
         voices=voices,
+        detail=detail,
         replace=args.out is None,
         progress=report_progress,
     )

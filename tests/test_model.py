@@ -495,6 +495,7 @@ def gen(trained, out: Path, digits, *, seed=3, model=None, sampling="fitted", **
         sampling=sampling,
         temperature=1.0,
         contrast=1.2,
+        voice_detail=1.0,
         vocoder="harmonic",
         harmonic_iters=4,
         griffin_lim_iters=4,

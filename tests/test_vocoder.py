@@ -13,7 +13,7 @@ import scipy.signal
 from speakdigits import audio, pitch
 from speakdigits.params import MelParams
 from speakdigits.quality import voicing
-from speakdigits.vocoder import excitation, pitch_to_audio, stretch_contrast, synthesize, voicing_weight
+from speakdigits.vocoder import excitation, pitch_to_audio, stretch_contrast, synthesize, voicing_weight, with_levels
 
 MEL = MelParams(
     sample_rate=16000, duration=1.0, n_mels=64, frames=64, n_fft=1024, fmin=0.0, fmax=4000.0, trim_db=None, top_db=80
@@ -159,6 +159,18 @@ def test_mel_fmax_bounds_the_harmonics():
     spectrum = np.abs(np.fft.rfft(clip)) ** 2
     freqs = np.fft.rfftfreq(len(clip), 1 / MEL.sample_rate)
     assert spectrum[freqs > 1500].sum() < 1e-3 * spectrum.sum()
+
+
+def test_levels_raise_each_band_and_the_floor_stays_silence():
+    # Two bands, four frames; the floor (80 dB below the loudest bin) in the last two frames.
+    image = np.array([[[-10.0, -20.0, -80.0, -80.0], [0.0, -30.0, -80.0, -80.0]]])
+    raised = with_levels(image, np.array([[6.0, -3.0]]), top_db=80.0)
+    np.testing.assert_allclose(raised[0, :, :2], [[-4.0, -14.0], [-3.0, -33.0]])
+    # The loudest bin is now -3 dB, so the floor is -83 dB: the silent frames stay at it, not raised to noise.
+    np.testing.assert_allclose(raised[0, :, 2:], -83.0)
+    # Nothing is lifted off the floor or pushed below it.
+    assert raised.min() >= raised.max() - 80.0
+    np.testing.assert_allclose(with_levels(image, np.zeros((1, 2)), top_db=80.0), image)
 
 
 def test_contrast_stretches_each_band_about_its_level_in_speech_and_leaves_1_alone():

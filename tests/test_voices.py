@@ -13,6 +13,7 @@ from speakdigits.errors import PipelineError
 from speakdigits.formats.model import load_vae, read_latents, read_speakers
 from speakdigits.formats.normalized import load_split, load_stats
 from speakdigits.model import saying
+from speakdigits.params import GenerateParams
 from speakdigits.voices import (
     chosen_voice,
     features,
@@ -22,6 +23,20 @@ from speakdigits.voices import (
     read_clip,
 )
 from speakdigits.wav import wav_bytes
+
+# How the evaluate stage's voices are made here: as generated clips, with few vocoder rounds.
+GEN_SETTINGS = GenerateParams(
+    per_digit=1,
+    n_samples=1,
+    sampling="fitted",
+    temperature=1.0,
+    contrast=1.2,
+    voice_detail=1.0,
+    vocoder="harmonic",
+    harmonic_iters=2,
+    griffin_lim_iters=2,
+    griffin_lim_momentum=0.99,
+)
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +64,7 @@ def posterior_mean(tiny, path, digit: int) -> np.ndarray:
 
 
 def choose(tiny, takes: int = 1, **voice):
-    return chosen_voice(tiny["model"], tiny["normalized"], takes, mel=MEL, temperature=0.5, seed=1, **voice)
+    return chosen_voice(tiny["model"], tiny["normalized"], takes, mel=MEL, temperature=0.5, seed=1, **voice)[:2]
 
 
 def centre(tiny, digit: int) -> np.ndarray:
@@ -142,7 +157,6 @@ def test_a_training_speakers_voice_is_the_mean_of_their_clips_voices(tiny):
 def test_a_voice_from_several_takes_is_the_mean_of_their_voices_saying_every_digit(tiny):
     """The evaluate stage's voices of unheard speakers (take_voices), as generate --like with several takes."""
     from speakdigits.evaluation import take_groups
-    from speakdigits.params import GenerateParams
     from speakdigits.voice_evaluation import take_voices
     from speakdigits.wav import decode_wav
 
@@ -150,20 +164,18 @@ def test_a_voice_from_several_takes_is_the_mean_of_their_voices_saying_every_dig
     groups = take_groups(test, 2, rng=np.random.default_rng(0))
     assert len(groups) == 4  # two voices of two takes each, from each speaker's five
     low, high = load_stats(tiny["normalized"])
-    settings = GenerateParams(
-        per_digit=1,
-        n_samples=1,
-        sampling="fitted",
-        temperature=1.0,
-        contrast=1.2,
-        vocoder="harmonic",
-        harmonic_iters=2,
-        griffin_lim_iters=2,
-        griffin_lim_momentum=0.99,
-    )
+
     vae = load_vae(tiny["model"])
     made = take_voices(
-        vae, read_latents(tiny["model"]), test, groups, seed=0, mel=MEL, mel_min=low, mel_max=high, generate=settings
+        vae,
+        read_latents(tiny["model"]),
+        test,
+        groups,
+        seed=0,
+        mel=MEL,
+        mel_min=low,
+        mel_max=high,
+        generate=GEN_SETTINGS,
     )
     mu, _ = vae.encode(test["x"], test["pitch"], test["digit"])
     offsets = mu - np.array([centre(tiny, d) for d in test["digit"]])
@@ -176,6 +188,46 @@ def test_a_voice_from_several_takes_is_the_mean_of_their_voices_saying_every_dig
     assert len(made["wavs"]) == 40
     samples, rate = decode_wav(made["wavs"][0])
     assert rate == MEL.sample_rate and len(samples) == MEL.n_samples and np.abs(samples).max() > 0
+
+
+def test_what_a_voices_latent_vector_misses_is_added_back_to_its_clips(tiny, tmp_path):
+    """generate.voice_detail: the recordings' band levels over speech less their reconstructions', added back."""
+    import dataclasses
+
+    from speakdigits.formats.normalized import denormalize
+    from speakdigits.generation import vocode_decoded
+    from speakdigits.voices import speech_levels
+
+    sources = [tone(tmp_path / "3_ann_0.wav"), tone(tmp_path / "5_ann_1.wav", f0=180.0)]
+    voice, _, detail = chosen_voice(
+        tiny["model"], tiny["normalized"], 2, like=sources, mel=MEL, temperature=0.5, seed=1
+    )
+    vae, low, high = load_vae(tiny["model"]), *load_stats(tiny["normalized"])
+    images, pitches = zip(*(features(read_clip(s, MEL), mel=MEL, mel_min=low, mel_max=high) for s in sources))
+    digits = np.array([3, 5])
+    mu, _ = vae.encode(np.stack(images), np.stack(pitches), digits)
+    rebuilt, _ = vae.decode(mu, digits)
+    missed = [
+        speech_levels(denormalize(image[None], low, high)[0])
+        - speech_levels(denormalize(np.clip(again, 0, 1)[None], low, high)[0])
+        for image, again in zip(images, rebuilt)
+    ]
+    # Both takes get the mean of the two recordings' details.
+    assert detail.levels_db.shape == (2, MEL.n_mels)
+    np.testing.assert_allclose(detail.levels_db, np.tile(np.mean(missed, axis=0), (2, 1)), rtol=1e-5, atol=1e-4)
+    # Said as 7: the decoded image raised by those levels, band by band (the floor kept silence).
+    decoded = vae.decode(saying(voice, [7, 7], read_latents(tiny["model"])), np.array([7, 7]))
+
+    making = dict(mel=MEL, mel_min=low, mel_max=high, seeds=[0, 1])
+    plain, _ = vocode_decoded(*decoded, generate=GEN_SETTINGS, **making)
+    raised, _ = vocode_decoded(*decoded, generate=GEN_SETTINGS, detail=detail, **making)
+    loud = (plain > plain.max(axis=(1, 2), keepdims=True) - 60) & (raised > raised.max(axis=(1, 2), keepdims=True) - 60)
+    np.testing.assert_allclose((raised - plain)[loud], np.broadcast_to(detail.levels_db[:, :, None], plain.shape)[loud])
+    # generate.voice_detail 0: the latent vector alone.
+    none, _ = vocode_decoded(
+        *decoded, generate=dataclasses.replace(GEN_SETTINGS, voice_detail=0.0), detail=detail, **making
+    )
+    np.testing.assert_array_equal(none, plain)
 
 
 def test_bad_voices_are_refused_in_one_line(tiny, tmp_path):
