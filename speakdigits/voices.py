@@ -40,6 +40,7 @@ from speakdigits.model import TrainedVAE, around, voice_of
 from speakdigits.params import MelParams
 from speakdigits.pitch import F0, VOICING, from_unit, to_unit, track
 from speakdigits.streams import Stream, stream
+from speakdigits.vocoder import SPEECH_DB
 from speakdigits.wav import BadClip
 
 
@@ -80,8 +81,6 @@ class VoiceDetail:
 def speech_levels(image_db: np.ndarray) -> np.ndarray:
     """Each band's mean level (dB) over an image's speech: the frames whose loudest band is within
     :data:`speakdigits.vocoder.SPEECH_DB` of the image's loudest bin."""
-    from speakdigits.vocoder import SPEECH_DB
-
     loudest = image_db.max(axis=0)
     return image_db[:, loudest >= loudest.max() - SPEECH_DB].mean(axis=1)
 

@@ -161,13 +161,14 @@ def test_mel_fmax_bounds_the_harmonics():
     assert spectrum[freqs > 1500].sum() < 1e-3 * spectrum.sum()
 
 
-def test_levels_raise_each_band_and_the_floor_stays_silence():
-    # Two bands, four frames; the floor (80 dB below the loudest bin) in the last two frames.
-    image = np.array([[[-10.0, -20.0, -80.0, -80.0], [0.0, -30.0, -80.0, -80.0]]])
+def test_levels_raise_each_band_of_the_speech_and_the_floor_stays_silence():
+    # Two bands, four frames: speech, speech, a faint hiss after it (60 dB down), the floor (80 dB down).
+    image = np.array([[[-10.0, -20.0, -60.0, -80.0], [0.0, -30.0, -70.0, -80.0]]])
     raised = with_levels(image, np.array([[6.0, -3.0]]), top_db=80.0)
     np.testing.assert_allclose(raised[0, :, :2], [[-4.0, -14.0], [-3.0, -33.0]])
-    # The loudest bin is now -3 dB, so the floor is -83 dB: the silent frames stay at it, not raised to noise.
-    np.testing.assert_allclose(raised[0, :, 2:], -83.0)
+    np.testing.assert_allclose(raised[0, :, 2], [-60.0, -70.0])  # not speech: as it was
+    # The loudest bin is now -3 dB, so the floor is -83 dB: the silent frame stays at it, not raised to noise.
+    np.testing.assert_allclose(raised[0, :, 3], -83.0)
     # Nothing is lifted off the floor or pushed below it.
     assert raised.min() >= raised.max() - 80.0
     np.testing.assert_allclose(with_levels(image, np.zeros((1, 2)), top_db=80.0), image)

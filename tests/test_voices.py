@@ -221,7 +221,15 @@ def test_what_a_voices_latent_vector_misses_is_added_back_to_its_clips(tiny, tmp
     making = dict(mel=MEL, mel_min=low, mel_max=high, seeds=[0, 1])
     plain, _ = vocode_decoded(*decoded, generate=GEN_SETTINGS, **making)
     raised, _ = vocode_decoded(*decoded, generate=GEN_SETTINGS, detail=detail, **making)
-    loud = (plain > plain.max(axis=(1, 2), keepdims=True) - 60) & (raised > raised.max(axis=(1, 2), keepdims=True) - 60)
+    # Compared where the frame is speech (its loudest band within 40 dB of the clip's loudest bin) and the bin
+    # well above the floor, before and after.
+    speech = plain.max(axis=1, keepdims=True) >= plain.max(axis=(1, 2), keepdims=True) - 40
+    loud = (
+        speech
+        & (plain > plain.max(axis=(1, 2), keepdims=True) - 60)
+        & (raised > raised.max(axis=(1, 2), keepdims=True) - 60)
+    )
+    assert loud.sum() > 100
     np.testing.assert_allclose((raised - plain)[loud], np.broadcast_to(detail.levels_db[:, :, None], plain.shape)[loud])
     # generate.voice_detail 0: the latent vector alone.
     none, _ = vocode_decoded(
