@@ -488,19 +488,23 @@ def test_empty_training_split_is_a_pipeline_error(tmp_path):
 # --------------------------------------------------------------------------- generation
 
 
+# The generate stage's settings in the tests that make clips: few vocoder rounds.
+GEN_SETTINGS = GenerateParams(
+    per_digit=1,
+    n_samples=1,
+    sampling="fitted",
+    temperature=1.0,
+    contrast=1.2,
+    voice_detail=1.0,
+    vocoder="harmonic",
+    harmonic_iters=4,
+    griffin_lim_iters=4,
+    griffin_lim_momentum=0.99,
+)
+
+
 def gen(trained, out: Path, digits, *, seed=3, model=None, sampling="fitted", **chosen):
-    settings = GenerateParams(
-        per_digit=1,
-        n_samples=1,
-        sampling=sampling,
-        temperature=1.0,
-        contrast=1.2,
-        voice_detail=1.0,
-        vocoder="harmonic",
-        harmonic_iters=4,
-        griffin_lim_iters=4,
-        griffin_lim_momentum=0.99,
-    )
+    settings = dataclasses.replace(GEN_SETTINGS, sampling=sampling)
     return generate_clips(
         model or trained["model"],
         trained["normalized"],

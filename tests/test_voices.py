@@ -7,13 +7,12 @@ import json
 
 import numpy as np
 import pytest
-from test_model import LATENT, MEL, gen, run_train, write_normalized
+from test_model import GEN_SETTINGS, LATENT, MEL, gen, run_train, write_normalized
 
 from speakdigits.errors import PipelineError
 from speakdigits.formats.model import load_vae, read_latents, read_speakers
 from speakdigits.formats.normalized import load_split, load_stats
 from speakdigits.model import saying
-from speakdigits.params import GenerateParams
 from speakdigits.voices import (
     chosen_voice,
     features,
@@ -23,20 +22,6 @@ from speakdigits.voices import (
     read_clip,
 )
 from speakdigits.wav import wav_bytes
-
-# How the evaluate stage's voices are made here: as generated clips, with few vocoder rounds.
-GEN_SETTINGS = GenerateParams(
-    per_digit=1,
-    n_samples=1,
-    sampling="fitted",
-    temperature=1.0,
-    contrast=1.2,
-    voice_detail=1.0,
-    vocoder="harmonic",
-    harmonic_iters=2,
-    griffin_lim_iters=2,
-    griffin_lim_momentum=0.99,
-)
 
 
 @pytest.fixture(scope="module")
