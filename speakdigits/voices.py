@@ -106,8 +106,8 @@ def recording_details(
     The decoder makes the training voices' average near z, so a voice it never heard comes back with another
     timbre and pitch: on the synthetic default, each band's level over speech is 6.4 dB (RMS) from the
     recording's and the median f0 1.4 semitones. Added back to every clip said in the voice
-    (``generate.voice_detail``), the speaker judge heard the source speaker in 66 % of conversions rather
-    than 17 % (docs/results.md).
+    (``generate.voice_detail``), the speaker judge heard the source speaker in 59 % of conversions rather
+    than 16 % (FSDD: 84 % rather than 14 %; docs/results.md).
     """
     mu, _ = vae.encode(images, pitches, digits)
     rebuilt, rebuilt_pitch = vae.decode(mu, digits)
