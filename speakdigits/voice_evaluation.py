@@ -164,19 +164,13 @@ def take_voices(
     """
     if not vae.conditional or not groups:
         return None
-    mu, _ = vae.encode(clips["x"], clips["pitch"], clips["digit"])
-    offsets = voice_of(mu, clips["digit"], latents)
-    voices = np.array([offsets[group].mean(axis=0) for group in groups])
     used = np.concatenate(groups)
-    details = recording_details(
-        vae,
-        clips["x"][used],
-        clips["pitch"][used],
-        clips["digit"][used],
-        mel_min=making["mel_min"],
-        mel_max=making["mel_max"],
-    )
+    images, pitches, digits = clips["x"][used], clips["pitch"][used], clips["digit"][used]
+    mu, _ = vae.encode(images, pitches, digits)
+    offsets = voice_of(mu, digits, latents)
+    details = recording_details(vae, images, pitches, digits, mu, mel_min=making["mel_min"], mel_max=making["mel_max"])
     at = np.cumsum([0, *(len(group) for group in groups)])
+    voices = np.array([offsets[at[k] : at[k + 1]].mean(axis=0) for k in range(len(groups))])
     means = [details.rows(slice(at[k], at[k + 1])).mean() for k in range(len(groups))]
     owner = np.repeat(np.arange(len(groups)), N_DIGITS)
     detail = VoiceDetail.joined(means).rows(owner)

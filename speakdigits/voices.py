@@ -96,12 +96,14 @@ def recording_details(
     images: np.ndarray,
     pitches: np.ndarray,
     digits: np.ndarray,
+    mu: np.ndarray,
     *,
     mel_min: np.ndarray,
     mel_max: np.ndarray,
 ) -> VoiceDetail:
     """What the VAE's reconstruction of each recording (its image and pitch track as the encoder takes them,
-    saying ``digits``) misses of its voice: :class:`VoiceDetail`, one row per recording.
+    saying ``digits``; ``mu``, the encoder's means for them) misses of its voice: :class:`VoiceDetail`, one
+    row per recording.
 
     The decoder makes the training voices' average near z, so a voice it never heard comes back with another
     timbre and pitch: on the synthetic default, each band's level over speech is 6.4 dB (RMS) from the
@@ -109,7 +111,6 @@ def recording_details(
     (``generate.voice_detail``), the speaker judge heard the source speaker in 59 % of conversions rather
     than 16 % (FSDD: 84 % rather than 14 %; docs/results.md).
     """
-    mu, _ = vae.encode(images, pitches, digits)
     rebuilt, rebuilt_pitch = vae.decode(mu, digits)
     real_db = denormalize(images, mel_min, mel_max)
     rebuilt_db = denormalize(np.clip(rebuilt, 0.0, 1.0), mel_min, mel_max)
@@ -243,7 +244,7 @@ def chosen_voice(
     images, pitches, digits = np.stack(images), np.stack(pitches), np.array(digits)
     mu, log_var = vae.encode(images, pitches, digits)
     voices = voice_of(mu, digits, read_latents(model_dir))
-    details = recording_details(vae, images, pitches, digits, mel_min=mel_min, mel_max=mel_max)
+    details = recording_details(vae, images, pitches, digits, mu, mel_min=mel_min, mel_max=mel_max)
     ends = [str(path) for path in paths]
     if like is not None:
         # The mean of n independent posteriors N(μᵢ, σᵢ²) has the variance Σ σᵢ² / n².
