@@ -15,7 +15,7 @@ from dvclive.keras import DVCLiveCallback
 from speakdigits.errors import PipelineError
 from speakdigits.files import atomic_dir
 from speakdigits.formats.model import save_vae
-from speakdigits.formats.normalized import load_geometry, load_split
+from speakdigits.formats.normalized import load_geometry, load_split, load_stats
 from speakdigits.model import (
     VAE,
     build_encoder_decoder,
@@ -28,6 +28,7 @@ from speakdigits.model import (
 )
 from speakdigits.params import TrainParams, VaeParams
 from speakdigits.runtime import make_deterministic
+from speakdigits.voices import speaker_details
 
 
 def first_non_finite(history: keras.callbacks.History) -> str | None:
@@ -156,7 +157,9 @@ def train_vae(
         ``latents.json`` (where the training clips lie in latent space, per
         digit: see :func:`speakdigits.model.fit_latent_gaussians`) and
         ``speakers.json`` (per training speaker, their voice: the Gaussian of
-        their clips' offsets from their digits' centres, :mod:`speakdigits.voices`).
+        their clips' offsets from their digits' centres, :mod:`speakdigits.voices`, and
+        for a conditional model what it misses of their recordings,
+        :func:`speakdigits.voices.speaker_details`).
     live_dir : Path
         DVCLive's folder (per-epoch losses, final and test metrics), written
         as training goes, so that ``dvc plots show`` and the DVC tools for VS
@@ -266,16 +269,21 @@ def _save_model(
     trained = model.trained()
     mu, log_var = trained.encode(train_split["x"], train_split["pitch"], train_split["digit"], batch_size=batch_size)
     latents = fit_latent_gaussians(mu, log_var, train_split["digit"] if vae.conditional else None)
+    # Each speaker's voice: their clips' offsets from their digits' centres (speakdigits.voices), and what
+    # that voice misses of their recordings, to add back when it speaks.
+    speakers = fit_latent_gaussians(
+        voice_of(mu, train_split["digit"], latents) if vae.conditional else mu, log_var, train_split["speaker"]
+    )
+    if vae.conditional:
+        mel_min, mel_max = load_stats(normalized_dir)
+        details = speaker_details(trained, train_split, speakers, latents, mel_min=mel_min, mel_max=mel_max)
+        for name, detail in details.items():
+            speakers[name]["detail"] = detail.to_json()
     save_vae(
         folder,
         trained,
         latents,
-        # Each speaker's voice: their clips' offsets from their digits' centres (speakdigits.voices).
-        fit_latent_gaussians(
-            voice_of(mu, train_split["digit"], latents) if vae.conditional else mu,
-            log_var,
-            train_split["speaker"],
-        ),
+        speakers,
         {
             "arch": vae.arch,
             "conditional": vae.conditional,

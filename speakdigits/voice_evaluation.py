@@ -128,16 +128,18 @@ KNOWN_SPEAKERS = 12
 
 
 def known_voices(vae: TrainedVAE, latents: dict, speakers: dict, *, seed: int, **making) -> dict | None:
-    """Up to :data:`KNOWN_SPEAKERS` training speakers' voices (their mean, as ``generate --speaker`` says
-    it) saying every digit: ``speakers`` (one name per clip), ``digits`` and ``wavs``; None for an
-    unconditional model. ``making``: :func:`spoken`'s settings."""
+    """Up to :data:`KNOWN_SPEAKERS` training speakers' voices (their mean and what it misses of them, as
+    ``generate --speaker`` says it) saying every digit: ``speakers`` (one name per clip), ``digits`` and
+    ``wavs``; None for an unconditional model. ``making``: :func:`spoken`'s settings."""
     if not vae.conditional or not speakers:
         return None
     names = sorted(speakers)[:KNOWN_SPEAKERS]
     who = [name for name in names for _ in range(N_DIGITS)]
     said = np.tile(np.arange(N_DIGITS), len(names))
     voices = np.array([speakers[name]["mean"] for name in who], dtype=np.float64)
-    wavs = spoken(vae, voices, said, latents, seeds=[seed + i for i in range(len(who))], **making)
+    details = [VoiceDetail.of_speaker(speakers[name], N_DIGITS) for name in names]
+    detail = VoiceDetail.joined(details) if all(d is not None for d in details) else None
+    wavs = spoken(vae, voices, said, latents, seeds=[seed + i for i in range(len(who))], detail=detail, **making)
     return {"speakers": who, "digits": said.tolist(), "wavs": wavs}
 
 

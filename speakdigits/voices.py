@@ -36,7 +36,7 @@ from speakdigits.errors import PipelineError
 from speakdigits.formats.model import load_vae, read_latents, read_speakers
 from speakdigits.formats.normalized import denormalize, load_stats, scale
 from speakdigits.formats.raw import parse_clip_name
-from speakdigits.model import TrainedVAE, around, voice_of
+from speakdigits.model import TrainedVAE, around, saying, voice_of
 from speakdigits.params import MelParams
 from speakdigits.pitch import F0, VOICING, from_unit, to_unit, track
 from speakdigits.streams import Stream, stream
@@ -70,6 +70,22 @@ class VoiceDetail:
         row = VoiceDetail(self.levels_db.mean(axis=0)[None], np.array([log_f0.mean() if log_f0.size else 0.0]))
         return row.rows(np.zeros(count, dtype=np.int64))
 
+    def to_json(self) -> dict:
+        """The first row as ``speakers.json`` holds a training speaker's (:func:`speaker_details`)."""
+        return {"levels_db": self.levels_db[0].tolist(), "log_f0": float(np.nan_to_num(self.log_f0[0]))}
+
+    @staticmethod
+    def of_speaker(speaker: dict, count: int) -> VoiceDetail | None:
+        """A training speaker's detail (their ``speakers.json`` entry) for ``count`` clips; None for a model
+        saved without one."""
+        if "detail" not in speaker:
+            return None
+        row = VoiceDetail(
+            np.asarray(speaker["detail"]["levels_db"], dtype=np.float64)[None],
+            np.array([speaker["detail"]["log_f0"]], dtype=np.float64),
+        )
+        return row.rows(np.zeros(count, dtype=np.int64))
+
     def between(self, steps: int) -> VoiceDetail:
         """``steps`` details on the line from the first row's to the second's (as :func:`interpolate`)."""
         log_f0 = np.nan_to_num(self.log_f0[:2])
@@ -96,14 +112,14 @@ def recording_details(
     images: np.ndarray,
     pitches: np.ndarray,
     digits: np.ndarray,
-    mu: np.ndarray,
+    z: np.ndarray,
     *,
     mel_min: np.ndarray,
     mel_max: np.ndarray,
 ) -> VoiceDetail:
-    """What the VAE's reconstruction of each recording (its image and pitch track as the encoder takes them,
-    saying ``digits``; ``mu``, the encoder's means for them) misses of its voice: :class:`VoiceDetail`, one
-    row per recording.
+    """What the decoder makes of ``z`` saying ``digits`` misses of the voice of each recording (its image and
+    pitch track as the encoder takes them): :class:`VoiceDetail`, one row per recording. ``z``: the encoder's
+    means for the recordings (their reconstructions), or a voice said as each recording's digit.
 
     The decoder makes the training voices' average near z, so a voice it never heard comes back with another
     timbre and pitch: on the synthetic default, each band's level over speech is 6.4 dB (RMS) from the
@@ -111,13 +127,40 @@ def recording_details(
     (``generate.voice_detail``), the speaker judge heard the source speaker in 59 % of conversions rather
     than 16 % (FSDD: 84 % rather than 14 %; docs/results.md).
     """
-    rebuilt, rebuilt_pitch = vae.decode(mu, digits)
+    rebuilt, rebuilt_pitch = vae.decode(z, digits)
     real_db = denormalize(images, mel_min, mel_max)
     rebuilt_db = denormalize(np.clip(rebuilt, 0.0, 1.0), mel_min, mel_max)
     levels = np.array([speech_levels(a) - speech_levels(b) for a, b in zip(real_db, rebuilt_db, strict=True)])
     tracks, rebuilt_tracks = from_unit(pitches), from_unit(np.clip(rebuilt_pitch, 0.0, 1.0))
     log_f0 = np.array([median_log_f0(a) - median_log_f0(b) for a, b in zip(tracks, rebuilt_tracks, strict=True)])
     return VoiceDetail(levels.reshape(len(images), -1), log_f0)
+
+
+def speaker_details(
+    vae: TrainedVAE, split: dict, speakers: dict, latents: dict, *, mel_min: np.ndarray, mel_max: np.ndarray
+) -> dict[str, VoiceDetail]:
+    """Per training speaker, what their voice (the mean of ``speakers``, as ``generate --speaker`` says it)
+    misses of their recordings (:func:`recording_details`, their mean over the speaker's clips in ``split``).
+
+    The decoder makes an average voice near z, and a speaker's mean offset is nearer the centre than any of
+    their takes, so without it a training speaker's voice comes back with another's timbre and pitch. One
+    speaker's clips are decoded at a time: memory stays bounded by the largest speaker's, not the split's.
+    """
+    details = {}
+    for name in sorted(speakers):
+        rows = np.flatnonzero(split["speaker"] == name)
+        digits = split["digit"][rows]
+        voice = np.repeat(np.asarray(speakers[name]["mean"], dtype=np.float64)[None], len(rows), axis=0)
+        details[name] = recording_details(
+            vae,
+            split["x"][rows],
+            split["pitch"][rows],
+            digits,
+            saying(voice, digits, latents),
+            mel_min=mel_min,
+            mel_max=mel_max,
+        ).mean()
+    return details
 
 
 def features(
@@ -221,7 +264,8 @@ def chosen_voice(
     (numpy.ndarray, list of dict, VoiceDetail or None)
         ``takes x latent_dim`` voices, per take where it came from (for ``samples.json``), and per take what
         the latent vector misses of the recordings' voice (:func:`recording_details`; their mean, or for
-        ``between`` the line from one to the other); None for a training speaker's voice.
+        ``between`` the line from one to the other); for a training speaker, theirs (:func:`speaker_details`),
+        None for a model saved without it.
     """
     rng = stream(seed, Stream.CHOSEN_VOICE)
     if speaker is not None:
@@ -231,7 +275,7 @@ def chosen_voice(
             listed = ", ".join(names[:12]) + (f" and {len(names) - 12} more" if len(names) > 12 else "")
             raise PipelineError(f"--speaker {speaker!r}: not a training speaker; expected one of {listed}")
         voices = draw(speakers[speaker], takes, temperature=temperature, rng=rng)
-        return voices, [{"speaker": speaker}] * takes, None
+        return voices, [{"speaker": speaker}] * takes, VoiceDetail.of_speaker(speakers[speaker], takes)
     paths = [Path(p) for p in (like if like is not None else between)]
     digits = [clip_digit(path, like_digit) for path in paths]
     mel_min, mel_max = load_stats(normalized_dir)

@@ -139,6 +139,39 @@ def test_a_training_speakers_voice_is_the_mean_of_their_clips_voices(tiny):
     assert voices == [{"speaker": name}]
 
 
+def test_a_training_speakers_voice_gets_back_what_its_mean_misses_of_their_recordings(tiny):
+    """speakers.json: per speaker, their recordings' band levels over speech and median f0, less those of the
+    decoder's clips of their mean voice saying the same digits; generate --speaker adds them back."""
+    from speakdigits.formats.normalized import denormalize
+    from speakdigits.pitch import from_unit
+    from speakdigits.voices import median_log_f0, speech_levels
+
+    speakers, latents = read_speakers(tiny["model"]), read_latents(tiny["model"])
+    train = load_split(tiny["normalized"], "train")
+    vae, (low, high) = load_vae(tiny["model"]), load_stats(tiny["normalized"])
+    for name, voice in speakers.items():
+        rows = np.flatnonzero(train["speaker"] == name)
+        digits = train["digit"][rows]
+        rebuilt, rebuilt_pitch = vae.decode(saying(np.tile(voice["mean"], (len(rows), 1)), digits, latents), digits)
+        real_db = denormalize(train["x"][rows], low, high)
+        again_db = denormalize(np.clip(rebuilt, 0, 1), low, high)
+        levels = np.mean([speech_levels(a) - speech_levels(b) for a, b in zip(real_db, again_db)], axis=0)
+        assert len(voice["detail"]["levels_db"]) == MEL.n_mels
+        np.testing.assert_allclose(voice["detail"]["levels_db"], levels, rtol=1e-4, atol=1e-3)
+        f0 = [
+            median_log_f0(a) - median_log_f0(b)
+            for a, b in zip(from_unit(train["pitch"][rows]), from_unit(np.clip(rebuilt_pitch, 0, 1)))
+        ]
+        f0 = [x for x in f0 if np.isfinite(x)]
+        assert voice["detail"]["log_f0"] == pytest.approx(np.mean(f0) if f0 else 0.0, abs=1e-5)
+    # The decoder's average voice misses something of every speaker.
+    assert all(np.abs(voice["detail"]["levels_db"]).max() > 0.1 for voice in speakers.values())
+    name = sorted(speakers)[0]
+    _, _, detail = chosen_voice(tiny["model"], tiny["normalized"], 3, speaker=name, mel=MEL, temperature=0.5, seed=1)
+    np.testing.assert_array_equal(detail.levels_db, np.tile(speakers[name]["detail"]["levels_db"], (3, 1)))
+    np.testing.assert_array_equal(detail.log_f0, [speakers[name]["detail"]["log_f0"]] * 3)
+
+
 def test_a_voice_from_several_takes_is_the_mean_of_their_voices_saying_every_digit(tiny):
     """The evaluate stage's voices of unheard speakers (take_voices), as generate --like with several takes."""
     from speakdigits.evaluation import take_groups
