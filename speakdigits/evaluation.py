@@ -59,6 +59,7 @@ from speakdigits.pitch import F0, VOICING, from_unit
 from speakdigits.quality import summarize
 from speakdigits.streams import Stream, stream
 from speakdigits.vocoder import synthesize_many
+from speakdigits.voice_detail import VoiceDetail, recording_details
 from speakdigits.voice_evaluation import (
     interpolation,
     judge_voices,
@@ -67,7 +68,7 @@ from speakdigits.voice_evaluation import (
     take_voices,
     voiceless,
 )
-from speakdigits.voices import VoiceDetail, features, recording_details, save_latent_map
+from speakdigits.voices import features, save_latent_map
 from speakdigits.wav import BadClip, wav_bytes
 
 # Reconstructed clips of unheard speakers, the novelty yardstick: enough for a stable median and a

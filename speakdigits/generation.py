@@ -27,7 +27,7 @@ from speakdigits.params import GenerateParams, MelParams
 from speakdigits.pitch import F0, from_unit
 from speakdigits.streams import Stream, stream
 from speakdigits.vocoder import stretch_contrast, synthesize_many, with_levels
-from speakdigits.voices import VoiceDetail
+from speakdigits.voice_detail import VoiceDetail
 from speakdigits.wav import wav_bytes
 
 #: The mel grid shows at most this many clips of each digit (rows of up to 10 for an unconditional model),
@@ -91,7 +91,7 @@ def vocode_decoded(
     """The decoder's images and pitch tracks as sound, as every generated clip is made: each image clipped
     to [0, 1] and back to dB, its contrast stretched (:func:`stretch_contrast`), then vocoded with its
     pitch track and its own seed. ``detail``, per clip, what its voice's latent vector misses
-    (:class:`speakdigits.voices.VoiceDetail`), is added back times ``generate.voice_detail``. Returns the dB
+    (:class:`speakdigits.voice_detail.VoiceDetail`), is added back times ``generate.voice_detail``. Returns the dB
     images and the clips' samples."""
     images_db = stretch_contrast(denormalize(np.clip(images, 0.0, 1.0), mel_min, mel_max), generate.contrast)
     tracks = from_unit(pitch)
@@ -156,7 +156,7 @@ def generate_clips(
     voices : list of dict, optional
         Per clip, where its voice came from, recorded in ``samples.json`` as ``voice``.
     detail : VoiceDetail, optional
-        Per clip, what its voice's latent vector misses (:func:`speakdigits.voices.recording_details`),
+        Per clip, what its voice's latent vector misses (:func:`speakdigits.voice_detail.recording_details`),
         added back as :func:`vocode_decoded` says.
     replace : bool
         Whether ``out_dir`` is the stage's own output, replaced (or a user's folder, added to).

@@ -18,17 +18,19 @@ from speakdigits.formats.model import save_vae
 from speakdigits.formats.normalized import load_geometry, load_split, load_stats
 from speakdigits.model import (
     VAE,
+    TrainedVAE,
     build_encoder_decoder,
     fit_latent_gaussians,
     one_hot,
     pitch_mse,
     reconstruction_mse,
+    saying,
     to_channels,
     voice_of,
 )
 from speakdigits.params import TrainParams, VaeParams
 from speakdigits.runtime import make_deterministic
-from speakdigits.voices import speaker_details
+from speakdigits.voice_detail import VoiceDetail, recording_details
 
 
 def first_non_finite(history: keras.callbacks.History) -> str | None:
@@ -159,7 +161,7 @@ def train_vae(
         ``speakers.json`` (per training speaker, their voice: the Gaussian of
         their clips' offsets from their digits' centres, :mod:`speakdigits.voices`, and
         for a conditional model what it misses of their recordings,
-        :func:`speakdigits.voices.speaker_details`).
+        :func:`speaker_details`).
     live_dir : Path
         DVCLive's folder (per-epoch losses, final and test metrics), written
         as training goes, so that ``dvc plots show`` and the DVC tools for VS
@@ -250,6 +252,33 @@ def _fit(model: VAE, splits: dict[str, dict], *, train: TrainParams, seed: int, 
             f"training diverged: {failure}; no model written. Try a lower train.learning_rate "
             f"(now {train.learning_rate}) or train.reconstruction_weight (now {train.reconstruction_weight})"
         )
+
+
+def speaker_details(
+    vae: TrainedVAE, split: dict, speakers: dict, latents: dict, *, mel_min: np.ndarray, mel_max: np.ndarray
+) -> dict[str, VoiceDetail]:
+    """Per training speaker, what their voice (the mean of ``speakers``, as ``generate --speaker`` says it)
+    misses of their recordings (:func:`recording_details`, their mean over the speaker's clips in ``split``).
+
+    The decoder makes an average voice near z, and a speaker's mean offset is nearer the centre than any of
+    their takes, so without it a training speaker's voice comes back with another's timbre and pitch. One
+    speaker's clips are decoded at a time: memory stays bounded by the largest speaker's, not the split's.
+    """
+    details = {}
+    for name in sorted(speakers):
+        rows = np.flatnonzero(split["speaker"] == name)
+        digits = split["digit"][rows]
+        voice = np.repeat(np.asarray(speakers[name]["mean"], dtype=np.float64)[None], len(rows), axis=0)
+        details[name] = recording_details(
+            vae,
+            split["x"][rows],
+            split["pitch"][rows],
+            digits,
+            saying(voice, digits, latents),
+            mel_min=mel_min,
+            mel_max=mel_max,
+        ).mean()
+    return details
 
 
 def _save_model(

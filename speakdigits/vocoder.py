@@ -43,6 +43,7 @@ from speakdigits.cores import available_cores, spawned_pool
 from speakdigits.params import MelParams
 from speakdigits.pitch import F0, VOICING
 from speakdigits.streams import clip_rng
+from speakdigits.voice_detail import SPEECH_DB
 
 #: Fewest clips per worker process before synthesis is spread over processes.
 CLIPS_PER_PROCESS = 8
@@ -230,11 +231,6 @@ def pitch_to_audio(mel_db: np.ndarray, pitch: np.ndarray, *, mel: MelParams, n_i
     return peak_normalize(samples)
 
 
-#: Frames whose loudest band is within this many dB of the clip's loudest bin are speech, for
-#: :func:`stretch_contrast` (extraction trims at 40 dB by default, mel.trim_db).
-SPEECH_DB = 40.0
-
-
 def stretch_contrast(images_db: np.ndarray, contrast: float) -> np.ndarray:
     """Undo some of the decoder's smoothing: each band's deviations from its mean level over the clip's
     speech frames, times ``contrast`` (``generate.contrast``; 1 leaves the images as they are).
@@ -259,7 +255,7 @@ def with_levels(images_db: np.ndarray, levels_db: np.ndarray, *, top_db: float) 
     within :data:`SPEECH_DB` of the clip's loudest bin) raised by ``levels_db`` (``clips x n_mels``), and
     its floor (``top_db`` below its loudest bin, :func:`image_power`'s silence) kept silence.
 
-    Only the speech: the levels are measured there (:func:`speakdigits.voices.speech_levels`), and raised
+    Only the speech: the levels are measured there (:func:`speakdigits.voice_detail.speech_levels`), and raised
     everywhere they lifted the faint hiss after a word by 5 dB (FSDD conversions, the last 0.4 s)."""
     images_db = np.asarray(images_db, dtype=np.float64)
     loudest = images_db.max(axis=(1, 2), keepdims=True)

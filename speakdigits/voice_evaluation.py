@@ -21,7 +21,8 @@ from speakdigits.listening import Heard, percent
 from speakdigits.mfcc_judge import MfccJudge
 from speakdigits.model import N_DIGITS, TrainedVAE, saying, voice_of
 from speakdigits.params import GenerateParams, MelParams
-from speakdigits.voices import VoiceDetail, interpolate, latent_map, nearest_mean_accuracy, recording_details
+from speakdigits.voice_detail import VoiceDetail, interpolate, recording_details
+from speakdigits.voices import latent_map, nearest_mean_accuracy
 from speakdigits.wav import wav_bytes
 
 #: Source clips whose voice the listening page plays saying every digit, and the clips of its row

@@ -26,7 +26,6 @@ measures how much of the voice survives with a speaker judge
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,133 +33,14 @@ import numpy as np
 from speakdigits.audio import log_mel, prepare
 from speakdigits.errors import PipelineError
 from speakdigits.formats.model import load_vae, read_latents, read_speakers
-from speakdigits.formats.normalized import denormalize, load_stats, scale
+from speakdigits.formats.normalized import load_stats, scale
 from speakdigits.formats.raw import parse_clip_name
-from speakdigits.model import TrainedVAE, around, saying, voice_of
+from speakdigits.model import around, voice_of
 from speakdigits.params import MelParams
-from speakdigits.pitch import F0, VOICING, from_unit, to_unit, track
+from speakdigits.pitch import to_unit, track
 from speakdigits.streams import Stream, stream
-from speakdigits.vocoder import SPEECH_DB
+from speakdigits.voice_detail import VoiceDetail, interpolate, recording_details
 from speakdigits.wav import BadClip
-
-
-@dataclass(frozen=True)
-class VoiceDetail:
-    """What a voice's latent vector misses of it, one row per clip said in the voice (:func:`recording_details`):
-    ``levels_db`` (``clips x n_mels``), how much louder each mel band is in the voice's recordings than in the
-    VAE's reconstructions of them, over their speech; ``log_f0`` (``clips``), the log of how much higher their
-    voiced frames' median f0 is (NaN where either has no voiced frame)."""
-
-    levels_db: np.ndarray
-    log_f0: np.ndarray
-
-    @staticmethod
-    def joined(details: list[VoiceDetail]) -> VoiceDetail:
-        """The rows of several details, one after another."""
-        return VoiceDetail(*(np.concatenate([getattr(d, k) for d in details]) for k in ("levels_db", "log_f0")))
-
-    def rows(self, index) -> VoiceDetail:
-        """The detail of the clips ``index`` (an index array or a slice)."""
-        return VoiceDetail(self.levels_db[index], self.log_f0[index])
-
-    def mean(self, count: int = 1) -> VoiceDetail:
-        """One voice from all of these recordings (their mean; the pitch from those that have one), for ``count``
-        clips."""
-        log_f0 = self.log_f0[np.isfinite(self.log_f0)]
-        row = VoiceDetail(self.levels_db.mean(axis=0)[None], np.array([log_f0.mean() if log_f0.size else 0.0]))
-        return row.rows(np.zeros(count, dtype=np.int64))
-
-    def to_json(self) -> dict:
-        """The first row as ``speakers.json`` holds a training speaker's (:func:`speaker_details`)."""
-        return {"levels_db": self.levels_db[0].tolist(), "log_f0": float(np.nan_to_num(self.log_f0[0]))}
-
-    @staticmethod
-    def of_speaker(speaker: dict, count: int) -> VoiceDetail | None:
-        """A training speaker's detail (their ``speakers.json`` entry) for ``count`` clips; None for a model
-        saved without one."""
-        if "detail" not in speaker:
-            return None
-        row = VoiceDetail(
-            np.asarray(speaker["detail"]["levels_db"], dtype=np.float64)[None],
-            np.array([speaker["detail"]["log_f0"]], dtype=np.float64),
-        )
-        return row.rows(np.zeros(count, dtype=np.int64))
-
-    def between(self, steps: int) -> VoiceDetail:
-        """``steps`` details on the line from the first row's to the second's (as :func:`interpolate`)."""
-        log_f0 = np.nan_to_num(self.log_f0[:2])
-        return VoiceDetail(
-            interpolate(self.levels_db[0], self.levels_db[1], steps), interpolate(log_f0[:1], log_f0[1:], steps)[:, 0]
-        )
-
-
-def speech_levels(image_db: np.ndarray) -> np.ndarray:
-    """Each band's mean level (dB) over an image's speech: the frames whose loudest band is within
-    :data:`speakdigits.vocoder.SPEECH_DB` of the image's loudest bin."""
-    loudest = image_db.max(axis=0)
-    return image_db[:, loudest >= loudest.max() - SPEECH_DB].mean(axis=1)
-
-
-def median_log_f0(pitch: np.ndarray) -> float:
-    """The natural log of a pitch track's (Hz, ``2 x frames``) median f0 over its voiced frames; NaN for none."""
-    voiced = pitch[VOICING] > 0.5
-    return float(np.median(np.log(pitch[F0][voiced]))) if voiced.any() else float("nan")
-
-
-def recording_details(
-    vae: TrainedVAE,
-    images: np.ndarray,
-    pitches: np.ndarray,
-    digits: np.ndarray,
-    z: np.ndarray,
-    *,
-    mel_min: np.ndarray,
-    mel_max: np.ndarray,
-) -> VoiceDetail:
-    """What the decoder makes of ``z`` saying ``digits`` misses of the voice of each recording (its image and
-    pitch track as the encoder takes them): :class:`VoiceDetail`, one row per recording. ``z``: the encoder's
-    means for the recordings (their reconstructions), or a voice said as each recording's digit.
-
-    The decoder makes the training voices' average near z, so a voice it never heard comes back with another
-    timbre and pitch: on the synthetic default, each band's level over speech is 6.4 dB (RMS) from the
-    recording's and the median f0 1.4 semitones. Added back to every clip said in the voice
-    (``generate.voice_detail``), the speaker judge heard the source speaker in 59 % of conversions rather
-    than 16 % (FSDD: 84 % rather than 14 %; docs/results.md).
-    """
-    rebuilt, rebuilt_pitch = vae.decode(z, digits)
-    real_db = denormalize(images, mel_min, mel_max)
-    rebuilt_db = denormalize(np.clip(rebuilt, 0.0, 1.0), mel_min, mel_max)
-    levels = np.array([speech_levels(a) - speech_levels(b) for a, b in zip(real_db, rebuilt_db, strict=True)])
-    tracks, rebuilt_tracks = from_unit(pitches), from_unit(np.clip(rebuilt_pitch, 0.0, 1.0))
-    log_f0 = np.array([median_log_f0(a) - median_log_f0(b) for a, b in zip(tracks, rebuilt_tracks, strict=True)])
-    return VoiceDetail(levels.reshape(len(images), -1), log_f0)
-
-
-def speaker_details(
-    vae: TrainedVAE, split: dict, speakers: dict, latents: dict, *, mel_min: np.ndarray, mel_max: np.ndarray
-) -> dict[str, VoiceDetail]:
-    """Per training speaker, what their voice (the mean of ``speakers``, as ``generate --speaker`` says it)
-    misses of their recordings (:func:`recording_details`, their mean over the speaker's clips in ``split``).
-
-    The decoder makes an average voice near z, and a speaker's mean offset is nearer the centre than any of
-    their takes, so without it a training speaker's voice comes back with another's timbre and pitch. One
-    speaker's clips are decoded at a time: memory stays bounded by the largest speaker's, not the split's.
-    """
-    details = {}
-    for name in sorted(speakers):
-        rows = np.flatnonzero(split["speaker"] == name)
-        digits = split["digit"][rows]
-        voice = np.repeat(np.asarray(speakers[name]["mean"], dtype=np.float64)[None], len(rows), axis=0)
-        details[name] = recording_details(
-            vae,
-            split["x"][rows],
-            split["pitch"][rows],
-            digits,
-            saying(voice, digits, latents),
-            mel_min=mel_min,
-            mel_max=mel_max,
-        ).mean()
-    return details
 
 
 def features(
@@ -214,12 +94,6 @@ def draw(gaussian: dict, count: int, *, temperature: float, rng: np.random.Gener
     if count == 1:
         return mean[None]
     return around(gaussian, rng.standard_normal((count, len(mean))), temperature=temperature)
-
-
-def interpolate(start: np.ndarray, end: np.ndarray, steps: int) -> np.ndarray:
-    """``steps`` latent vectors evenly spaced on the line from ``start`` to ``end``, both included."""
-    weights = np.linspace(0.0, 1.0, steps)[:, None] if steps > 1 else np.zeros((1, 1))
-    return (1 - weights) * np.asarray(start, dtype=np.float64) + weights * np.asarray(end, dtype=np.float64)
 
 
 def chosen_voice(

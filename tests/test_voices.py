@@ -13,10 +13,10 @@ from speakdigits.errors import PipelineError
 from speakdigits.formats.model import load_vae, read_latents, read_speakers
 from speakdigits.formats.normalized import load_split, load_stats
 from speakdigits.model import saying
+from speakdigits.voice_detail import interpolate
 from speakdigits.voices import (
     chosen_voice,
     features,
-    interpolate,
     latent_map,
     nearest_mean_accuracy,
     read_clip,
@@ -144,7 +144,7 @@ def test_a_training_speakers_voice_gets_back_what_its_mean_misses_of_their_recor
     decoder's clips of their mean voice saying the same digits; generate --speaker adds them back."""
     from speakdigits.formats.normalized import denormalize
     from speakdigits.pitch import from_unit
-    from speakdigits.voices import median_log_f0, speech_levels
+    from speakdigits.voice_detail import median_log_f0, speech_levels
 
     speakers, latents = read_speakers(tiny["model"]), read_latents(tiny["model"])
     train = load_split(tiny["normalized"], "train")
@@ -214,7 +214,7 @@ def test_what_a_voices_latent_vector_misses_is_added_back_to_its_clips(tiny, tmp
 
     from speakdigits.formats.normalized import denormalize
     from speakdigits.generation import vocode_decoded
-    from speakdigits.voices import speech_levels
+    from speakdigits.voice_detail import speech_levels
 
     sources = [tone(tmp_path / "3_ann_0.wav"), tone(tmp_path / "5_ann_1.wav", f0=180.0)]
     voice, _, detail = chosen_voice(
