@@ -209,7 +209,7 @@ def references(
     # unconditional model (which is not told a digit), are reconstructed only.
     voices = voice_of(mu, own, latents) if vae.conditional else None
     details = (
-        recording_details(vae, images, pitches, own, mu, mel_min=judge.mel_min, mel_max=judge.mel_max)
+        recording_details(vae, images, pitches, own, mu, mel=mel, mel_min=judge.mel_min, mel_max=judge.mel_max)
         if vae.conditional
         else None
     )

@@ -28,7 +28,7 @@ from speakdigits.model import (
     to_channels,
     voice_of,
 )
-from speakdigits.params import TrainParams, VaeParams
+from speakdigits.params import MelParams, TrainParams, VaeParams
 from speakdigits.runtime import make_deterministic
 from speakdigits.voice_detail import VoiceDetail, recording_details
 
@@ -255,7 +255,14 @@ def _fit(model: VAE, splits: dict[str, dict], *, train: TrainParams, seed: int, 
 
 
 def speaker_details(
-    vae: TrainedVAE, split: dict, speakers: dict, latents: dict, *, mel_min: np.ndarray, mel_max: np.ndarray
+    vae: TrainedVAE,
+    split: dict,
+    speakers: dict,
+    latents: dict,
+    *,
+    mel: MelParams,
+    mel_min: np.ndarray,
+    mel_max: np.ndarray,
 ) -> dict[str, VoiceDetail]:
     """Per training speaker, what their voice (the mean of ``speakers``, as ``generate --speaker`` says it)
     misses of their recordings (:func:`recording_details`, their mean over the speaker's clips in ``split``).
@@ -275,6 +282,7 @@ def speaker_details(
             split["pitch"][rows],
             digits,
             saying(voice, digits, latents),
+            mel=mel,
             mel_min=mel_min,
             mel_max=mel_max,
         ).mean()
@@ -305,7 +313,9 @@ def _save_model(
     )
     if vae.conditional:
         mel_min, mel_max = load_stats(normalized_dir)
-        details = speaker_details(trained, train_split, speakers, latents, mel_min=mel_min, mel_max=mel_max)
+        details = speaker_details(
+            trained, train_split, speakers, latents, mel=load_geometry(normalized_dir), mel_min=mel_min, mel_max=mel_max
+        )
         for name, detail in details.items():
             speakers[name]["detail"] = detail.to_json()
     save_vae(

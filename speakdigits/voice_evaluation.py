@@ -171,7 +171,9 @@ def take_voices(
     images, pitches, digits = clips["x"][used], clips["pitch"][used], clips["digit"][used]
     mu, _ = vae.encode(images, pitches, digits)
     offsets = voice_of(mu, digits, latents)
-    details = recording_details(vae, images, pitches, digits, mu, mel_min=making["mel_min"], mel_max=making["mel_max"])
+    details = recording_details(
+        vae, images, pitches, digits, mu, mel=making["mel"], mel_min=making["mel_min"], mel_max=making["mel_max"]
+    )
     at = np.cumsum([0, *(len(group) for group in groups)])
     voices = np.array([offsets[at[k] : at[k + 1]].mean(axis=0) for k in range(len(groups))])
     means = [details.rows(slice(at[k], at[k + 1])).mean() for k in range(len(groups))]

@@ -162,7 +162,7 @@ def chosen_voice(
     images, pitches, digits = np.stack(images), np.stack(pitches), np.array(digits)
     mu, log_var = vae.encode(images, pitches, digits)
     voices = voice_of(mu, digits, read_latents(model_dir))
-    details = recording_details(vae, images, pitches, digits, mu, mel_min=mel_min, mel_max=mel_max)
+    details = recording_details(vae, images, pitches, digits, mu, mel=mel, mel_min=mel_min, mel_max=mel_max)
     ends = [str(path) for path in paths]
     if like is not None:
         # The mean of n independent posteriors N(μᵢ, σᵢ²) has the variance Σ σᵢ² / n².
