@@ -160,12 +160,6 @@ def _mel_to_hz(mels: np.ndarray) -> np.ndarray:
     return freqs
 
 
-def mel_centres(*, sample_rate: int, n_mels: int, fmin: float, fmax: float | None) -> np.ndarray:
-    """The centre frequency (Hz) of each of :func:`mel_filters`' bands; ``fmax`` None is ``sample_rate / 2``."""
-    fmax = float(sample_rate) / 2 if fmax is None else fmax
-    return _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels + 2))[1:-1]
-
-
 @functools.cache
 def mel_filters(*, sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float | None) -> np.ndarray:
     """``librosa.filters.mel`` with its defaults (Slaney's scale and area normalisation), float32,

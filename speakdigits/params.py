@@ -339,20 +339,27 @@ def validate(params: Any, schema: dict[str, Any] = SCHEMA, prefix: str = "") -> 
             params[key] = float(value)
 
 
+def hz_to_mel(hz) -> np.ndarray:
+    """Slaney's mel scale (his Auditory Toolbox's, librosa's default): linear below 1 kHz, logarithmic above."""
+    hz = np.asarray(hz, dtype=np.float64)
+    return np.where(hz < 1000, 3 * hz / 200, 15 + 27 * np.log(np.maximum(hz, 1e-9) / 1000) / np.log(6.4))
+
+
+def mel_band_centres(*, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
+    """Each mel band's centre, in mel (:func:`hz_to_mel`): band ``i`` spans the ``i``-th to the ``i + 2``-th
+    of ``n_mels + 2`` points evenly spaced in mel from ``fmin`` to ``fmax``, as
+    :func:`speakdigits.audio.mel_filters` builds them."""
+    return np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), n_mels + 2)[1:-1]
+
+
 def empty_mel_bands(*, sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> list[int]:
     """The mel bands (0-based) whose triangle holds no FFT bin: an image row that is always silent.
 
     Slaney's mel scale, as :func:`speakdigits.audio.mel_filters` builds it (band ``i`` spans the
     ``i``-th to the ``i + 2``-th of ``n_mels + 2`` points evenly spaced in mel); librosa only warns.
     """
-
-    def to_mel(hz: np.ndarray) -> np.ndarray:
-        # Linear below 1 kHz, logarithmic above (Slaney's Auditory Toolbox).
-        hz = np.asarray(hz, dtype=np.float64)
-        return np.where(hz < 1000, 3 * hz / 200, 15 + 27 * np.log(np.maximum(hz, 1e-9) / 1000) / np.log(6.4))
-
-    points = np.linspace(to_mel(fmin), to_mel(fmax), n_mels + 2)
-    bins = to_mel(np.fft.rfftfreq(n_fft, 1 / sample_rate))
+    points = np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), n_mels + 2)
+    bins = hz_to_mel(np.fft.rfftfreq(n_fft, 1 / sample_rate))
     return [i for i in range(n_mels) if not np.any((bins > points[i]) & (bins < points[i + 2]))]
 
 

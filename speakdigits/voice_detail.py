@@ -15,9 +15,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from speakdigits.audio import mel_centres
 from speakdigits.formats.normalized import denormalize
-from speakdigits.params import MelParams
+from speakdigits.params import MelParams, hz_to_mel, mel_band_centres
 from speakdigits.pitch import F0, F0_MIN, VOICING, from_unit
 
 if TYPE_CHECKING:
@@ -99,6 +98,12 @@ def median_log_f0(pitch: np.ndarray) -> float:
     return float(np.median(np.log(pitch[F0][voiced]))) if voiced.any() else float("nan")
 
 
+def voice_bands(mel: MelParams) -> np.ndarray:
+    """Which of ``mel``'s bands are centred at or above the lowest voice (:data:`speakdigits.pitch.F0_MIN`)."""
+    fmax = mel.fmax if mel.fmax is not None else mel.sample_rate / 2
+    return mel_band_centres(n_mels=mel.n_mels, fmin=mel.fmin, fmax=fmax) >= hz_to_mel(F0_MIN)
+
+
 def recording_details(
     vae: TrainedVAE,
     images: np.ndarray,
@@ -130,8 +135,7 @@ def recording_details(
     real_db = denormalize(images, mel_min, mel_max)
     rebuilt_db = denormalize(np.clip(rebuilt, 0.0, 1.0), mel_min, mel_max)
     levels = np.array([speech_levels(a) - speech_levels(b) for a, b in zip(real_db, rebuilt_db, strict=True)])
-    voice_bands = mel_centres(sample_rate=mel.sample_rate, n_mels=mel.n_mels, fmin=mel.fmin, fmax=mel.fmax) >= F0_MIN
-    levels = np.where(voice_bands, levels.reshape(len(images), -1), 0.0)
+    levels = np.where(voice_bands(mel), levels.reshape(len(images), -1), 0.0)
     tracks, rebuilt_tracks = from_unit(pitches), from_unit(np.clip(rebuilt_pitch, 0.0, 1.0))
     log_f0 = np.array([median_log_f0(a) - median_log_f0(b) for a, b in zip(tracks, rebuilt_tracks, strict=True)])
     return VoiceDetail(levels, log_f0)

@@ -260,9 +260,7 @@ def test_a_recordings_rumble_below_the_lowest_voice_is_not_added_to_its_voice(ti
     """Bands centred below pitch.F0_MIN keep the decoder's level: a recording's hum there is no voice."""
     import dataclasses
 
-    from speakdigits.audio import mel_centres
-    from speakdigits.pitch import F0_MIN
-    from speakdigits.voice_detail import recording_details
+    from speakdigits.voice_detail import recording_details, voice_bands
 
     vae, (low, high) = load_vae(tiny["model"]), load_stats(tiny["normalized"])
     sources = [tone(tmp_path / "3_ann_0.wav"), tone(tmp_path / "5_ann_1.wav", f0=180.0)]
@@ -273,9 +271,9 @@ def test_a_recordings_rumble_below_the_lowest_voice_is_not_added_to_its_voice(ti
     mu, _ = vae.encode(images, pitches, digits)
     # The same images read as 16 bands up to 400 Hz: the two lowest are centred below the lowest voice.
     rumbling = dataclasses.replace(MEL, fmax=400.0)
-    below = mel_centres(sample_rate=8000, n_mels=MEL.n_mels, fmin=0.0, fmax=400.0) < F0_MIN
+    below = ~voice_bands(rumbling)  # centres 23.5 and 47 Hz
     assert below.tolist() == [True, True] + [False] * (MEL.n_mels - 2)
-    assert not (mel_centres(sample_rate=8000, n_mels=MEL.n_mels, fmin=0.0, fmax=None) < F0_MIN).any()
+    assert voice_bands(MEL).all()
     every = recording_details(vae, images, pitches, digits, mu, mel=MEL, mel_min=low, mel_max=high)
     voiced = recording_details(vae, images, pitches, digits, mu, mel=rumbling, mel_min=low, mel_max=high)
     assert np.abs(every.levels_db[:, below]).max() > 0.1
@@ -283,7 +281,8 @@ def test_a_recordings_rumble_below_the_lowest_voice_is_not_added_to_its_voice(ti
     np.testing.assert_array_equal(voiced.levels_db[:, ~below], every.levels_db[:, ~below])
     np.testing.assert_array_equal(voiced.log_f0, every.log_f0)
     # FSDD's geometry (16 kHz, 64 bands up to 4 kHz): one band, centred at 36 Hz.
-    assert (mel_centres(sample_rate=16000, n_mels=64, fmin=0.0, fmax=4000.0) < F0_MIN).sum() == 1
+    fsdd = dataclasses.replace(MEL, sample_rate=16000, n_mels=64, n_fft=1024, fmax=4000.0)
+    assert (~voice_bands(fsdd)).tolist() == [True] + [False] * 63
 
 
 def test_bad_voices_are_refused_in_one_line(tiny, tmp_path):
