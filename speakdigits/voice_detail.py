@@ -39,8 +39,9 @@ def interpolate(start: np.ndarray, end: np.ndarray, steps: int) -> np.ndarray:
 class VoiceDetail:
     """What a voice's latent vector misses of it, one row per clip said in the voice (:func:`recording_details`):
     ``levels_db`` (``clips x n_mels``), how much louder each mel band is in the voice's recordings than in the
-    VAE's reconstructions of them, over their speech; ``log_f0`` (``clips``), the log of how much higher their
-    voiced frames' median f0 is (NaN where either has no voiced frame)."""
+    decoder's clips of them (their reconstructions, or the voice said as their digits), over their speech;
+    ``log_f0`` (``clips``), the log of how much higher their voiced frames' median f0 is (NaN where either has
+    no voiced frame)."""
 
     levels_db: np.ndarray
     log_f0: np.ndarray
@@ -62,7 +63,8 @@ class VoiceDetail:
         return row.rows(np.zeros(count, dtype=np.int64))
 
     def to_json(self) -> dict:
-        """The first row as ``speakers.json`` holds a training speaker's (:func:`speaker_details`)."""
+        """The first row as ``speakers.json`` holds a training speaker's
+        (:func:`speakdigits.training.speaker_details`)."""
         return {"levels_db": self.levels_db[0].tolist(), "log_f0": float(np.nan_to_num(self.log_f0[0]))}
 
     @staticmethod
@@ -128,8 +130,8 @@ def recording_details(
     The decoder makes the training voices' average near z, so a voice it never heard comes back with another
     timbre and pitch: on the synthetic default, each band's level over speech is 6.4 dB (RMS) from the
     recording's and the median f0 1.4 semitones. Added back to every clip said in the voice
-    (``generate.voice_detail``), the speaker judge heard the source speaker in 59 % of conversions rather
-    than 16 % (FSDD: 84 % rather than 14 %; docs/results.md).
+    (``generate.voice_detail``), the speaker judge heard the source speaker in 61 % of conversions rather
+    than 17 % (FSDD: 62 % rather than 38 %; docs/results.md).
     """
     rebuilt, rebuilt_pitch = vae.decode(z, digits)
     real_db = denormalize(images, mel_min, mel_max)
