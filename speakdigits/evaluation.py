@@ -52,14 +52,14 @@ from speakdigits.judge import Judge, accuracy, class_histogram, frechet_distance
 from speakdigits.judged import JudgedSet, judge_sets
 from speakdigits.listening import LATENT_MAP_PNG, percent, write_listening_page
 from speakdigits.mfcc_judge import MfccJudge
-from speakdigits.model import N_DIGITS, TrainedVAE, saying, voice_of
+from speakdigits.model import N_DIGITS, TrainedVAE, saying
 from speakdigits.novelty import novelty
 from speakdigits.params import EvaluateParams, GenerateParams, MelParams
 from speakdigits.pitch import F0, VOICING, from_unit
 from speakdigits.quality import summarize
 from speakdigits.streams import Stream, stream
 from speakdigits.vocoder import synthesize_many
-from speakdigits.voice_detail import VoiceDetail, recording_details
+from speakdigits.voice_detail import VoiceDetail
 from speakdigits.voice_evaluation import (
     interpolation,
     judge_voices,
@@ -68,7 +68,7 @@ from speakdigits.voice_evaluation import (
     take_voices,
     voiceless,
 )
-from speakdigits.voices import features, save_latent_map
+from speakdigits.voices import features, recording_voices, save_latent_map
 from speakdigits.wav import BadClip, wav_bytes
 
 # Reconstructed clips of unheard speakers, the novelty yardstick: enough for a stable median and a
@@ -193,7 +193,8 @@ def references(
     -------
     list of dict
         Per clip: ``member``, ``digit``, ``speaker``, ``voice`` (its
-        posterior mean less its digit's centre, :mod:`speakdigits.voices`), and ``real`` (the prepared clip),
+        posterior mean's offset from its digit's centre times ``generate.latent_voice``,
+        :func:`speakdigits.voices.recording_voices`), and ``real`` (the prepared clip),
         ``vocoder``, ``vae`` wav bytes, and ``converted``: ten wavs, its voice
         said as every digit (the clip's own is its ``vae`` version), for the
         first ``voice_clips`` clips of a conditional model, else none.
@@ -207,16 +208,27 @@ def references(
     # The first voice_clips clips' voices said as every digit: its own digit gives a clip's own z back (its
     # reconstruction), the others convert it (speakdigits.voices). The other clips, and every clip of an
     # unconditional model (which is not told a digit), are reconstructed only.
-    voices = voice_of(mu, own, latents) if vae.conditional else None
-    details = (
-        recording_details(vae, images, pitches, own, mu, mel=mel, mel_min=judge.mel_min, mel_max=judge.mel_max)
+    voices, details = (
+        recording_voices(
+            vae,
+            latents,
+            images,
+            pitches,
+            own,
+            mu,
+            latent_voice=generate.latent_voice,
+            mel=mel,
+            mel_min=judge.mel_min,
+            mel_max=judge.mel_max,
+        )
         if vae.conditional
-        else None
+        else (None, None)
     )
     said_by = [list(range(N_DIGITS)) if vae.conditional and i < voice_clips else [d] for i, d in enumerate(own)]
     owner = np.array([i for i, digits in enumerate(said_by) for _ in digits])
     said = np.array([d for digits in said_by for d in digits])
-    z = saying(voices[owner], said, latents) if vae.conditional else mu
+    own_digit = said == own[owner]
+    z = np.where(own_digit[:, None], mu[owner], saying(voices[owner], said, latents)) if vae.conditional else mu
     vocoded = synthesize_many(
         denormalize(images, judge.mel_min, judge.mel_max),
         from_unit(pitches),
@@ -231,7 +243,6 @@ def references(
     # the VAE's reconstruction, as it is.
     converted = details.rows(owner) if details is not None else None
     if converted is not None:
-        own_digit = said == own[owner]
         converted = VoiceDetail(
             np.where(own_digit[:, None], 0.0, converted.levels_db), np.where(own_digit, 0.0, converted.log_f0)
         )

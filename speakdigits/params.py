@@ -224,6 +224,7 @@ class GenerateParams:
     temperature: float = key("float", 0, 10)
     contrast: float = key("float", 0, 3)
     voice_detail: float = key("float", 0, 2)
+    latent_voice: float = key("float", 0, 1)
     vocoder: str = key("str", choices=("harmonic", "griffin_lim"))
     harmonic_iters: int = key("int", 1, 1000)
     griffin_lim_iters: int = key("int", 1, 1000)

@@ -19,10 +19,10 @@ from speakdigits.judge import Judge
 from speakdigits.judged import JudgedSet, judged_only
 from speakdigits.listening import Heard, percent
 from speakdigits.mfcc_judge import MfccJudge
-from speakdigits.model import N_DIGITS, TrainedVAE, saying, voice_of
+from speakdigits.model import N_DIGITS, TrainedVAE, saying
 from speakdigits.params import GenerateParams, MelParams
-from speakdigits.voice_detail import VoiceDetail, interpolate, recording_details
-from speakdigits.voices import latent_map, nearest_mean_accuracy
+from speakdigits.voice_detail import VoiceDetail, interpolate
+from speakdigits.voices import latent_map, nearest_mean_accuracy, recording_voices
 from speakdigits.wav import wav_bytes
 
 #: Source clips whose voice the listening page plays saying every digit, and the clips of its row
@@ -149,7 +149,7 @@ def take_voices(
 ) -> dict | None:
     """Voices of speakers the VAE never heard, each the mean of a few of their takes' voices (as ``generate
     --like`` makes one from several recordings), saying every digit: ``speakers`` (one name per clip),
-    ``digits``, ``wavs``, ``voices`` (one offset per voice, :func:`speakdigits.model.voice_of`) and ``takes``
+    ``digits``, ``wavs``, ``voices`` (one offset per voice, :func:`speakdigits.voices.recording_voices`) and ``takes``
     (per voice, its clips' names, ``digit_speaker_take``); None for an unconditional model or no groups.
 
     One take's voice is mostly that take, its pace and level (the voice offsets vary 3 to 5 times as much
@@ -170,9 +170,17 @@ def take_voices(
     used = np.concatenate(groups)
     images, pitches, digits = clips["x"][used], clips["pitch"][used], clips["digit"][used]
     mu, _ = vae.encode(images, pitches, digits)
-    offsets = voice_of(mu, digits, latents)
-    details = recording_details(
-        vae, images, pitches, digits, mu, mel=making["mel"], mel_min=making["mel_min"], mel_max=making["mel_max"]
+    offsets, details = recording_voices(
+        vae,
+        latents,
+        images,
+        pitches,
+        digits,
+        mu,
+        latent_voice=making["generate"].latent_voice,
+        mel=making["mel"],
+        mel_min=making["mel_min"],
+        mel_max=making["mel_max"],
     )
     at = np.cumsum([0, *(len(group) for group in groups)])
     voices = np.array([offsets[at[k] : at[k + 1]].mean(axis=0) for k in range(len(groups))])

@@ -106,6 +106,7 @@ def main(args: argparse.Namespace) -> None:
             like_digit=args.like_digit,
             mel=geometry,
             temperature=gen.temperature,
+            latent_voice=gen.latent_voice,
             seed=seed,
         )
         repeats = len(digits) // takes

@@ -496,6 +496,7 @@ GEN_SETTINGS = GenerateParams(
     temperature=1.0,
     contrast=1.2,
     voice_detail=1.0,
+    latent_voice=1.0,
     vocoder="harmonic",
     harmonic_iters=4,
     griffin_lim_iters=4,

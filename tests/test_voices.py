@@ -48,8 +48,10 @@ def posterior_mean(tiny, path, digit: int) -> np.ndarray:
     return vae.encode(image[None], pitch[None], np.array([digit]))[0][0]
 
 
-def choose(tiny, takes: int = 1, **voice):
-    return chosen_voice(tiny["model"], tiny["normalized"], takes, mel=MEL, temperature=0.5, seed=1, **voice)[:2]
+def choose(tiny, takes: int = 1, latent_voice: float = 1.0, **voice):
+    return chosen_voice(
+        tiny["model"], tiny["normalized"], takes, mel=MEL, temperature=0.5, latent_voice=latent_voice, seed=1, **voice
+    )[:2]
 
 
 def centre(tiny, digit: int) -> np.ndarray:
@@ -79,6 +81,31 @@ def test_a_clip_converted_to_another_digit_has_that_digits_condition_and_the_cli
     assert not np.allclose(made, said_2, atol=1e-3)
     assert records[0]["file"] == "7_00.wav" and records[0]["voice"] == {"like": str(source)}
     assert json.loads((out / "samples.json").read_text())[0]["voice"] == {"like": str(source)}
+
+
+def test_a_recordings_voice_is_pulled_toward_its_digits_centre_and_its_detail_measured_there(tiny, tmp_path):
+    """generate.latent_voice: the share of a recording's offset from its digit's centre kept in z; its detail
+    is what the decoder's clip of that nearer voice, saying the recording's digit, misses of it."""
+    from speakdigits.formats.normalized import denormalize
+    from speakdigits.voice_detail import speech_levels
+
+    source = tone(tmp_path / "3_ann_0.wav")
+    offset = posterior_mean(tiny, source, 3) - centre(tiny, 3)
+    latents, vae, (low, high) = read_latents(tiny["model"]), load_vae(tiny["model"]), load_stats(tiny["normalized"])
+    image, pitch = features(read_clip(source, MEL), mel=MEL, mel_min=low, mel_max=high)
+    real = speech_levels(denormalize(image[None], low, high)[0])
+    for share in (0.25, 0.0):
+        voice, _, detail = chosen_voice(
+            tiny["model"], tiny["normalized"], 1, like=[source], mel=MEL, temperature=0.5, latent_voice=share, seed=1
+        )
+        np.testing.assert_allclose(voice[0], share * offset, rtol=1e-5, atol=1e-6)
+        rebuilt, _ = vae.decode(saying(voice, [3], latents), np.array([3]))
+        said = speech_levels(denormalize(np.clip(rebuilt, 0, 1), low, high)[0])
+        np.testing.assert_allclose(detail.levels_db[0], real - said, rtol=1e-5, atol=1e-4)
+    # With none of it, the voice is the digit's centre: said as 7, 7's centre, and all of the voice in its detail.
+    np.testing.assert_allclose(saying(voice, [7], latents)[0], centre(tiny, 7), atol=1e-6)
+    whole = choose(tiny, like=[source])[0]
+    assert not np.allclose(whole, voice, atol=1e-3)
 
 
 def test_several_takes_of_a_voice_vary_around_it(tiny, tmp_path):
@@ -167,7 +194,9 @@ def test_a_training_speakers_voice_gets_back_what_its_mean_misses_of_their_recor
     # The decoder's average voice misses something of every speaker.
     assert all(np.abs(voice["detail"]["levels_db"]).max() > 0.1 for voice in speakers.values())
     name = sorted(speakers)[0]
-    _, _, detail = chosen_voice(tiny["model"], tiny["normalized"], 3, speaker=name, mel=MEL, temperature=0.5, seed=1)
+    _, _, detail = chosen_voice(
+        tiny["model"], tiny["normalized"], 3, speaker=name, mel=MEL, temperature=0.5, latent_voice=1.0, seed=1
+    )
     np.testing.assert_array_equal(detail.levels_db, np.tile(speakers[name]["detail"]["levels_db"], (3, 1)))
     np.testing.assert_array_equal(detail.log_f0, [speakers[name]["detail"]["log_f0"]] * 3)
 
@@ -218,7 +247,7 @@ def test_what_a_voices_latent_vector_misses_is_added_back_to_its_clips(tiny, tmp
 
     sources = [tone(tmp_path / "3_ann_0.wav"), tone(tmp_path / "5_ann_1.wav", f0=180.0)]
     voice, _, detail = chosen_voice(
-        tiny["model"], tiny["normalized"], 2, like=sources, mel=MEL, temperature=0.5, seed=1
+        tiny["model"], tiny["normalized"], 2, like=sources, mel=MEL, temperature=0.5, latent_voice=1.0, seed=1
     )
     vae, low, high = load_vae(tiny["model"]), *load_stats(tiny["normalized"])
     images, pitches = zip(*(features(read_clip(s, MEL), mel=MEL, mel_min=low, mel_max=high) for s in sources))
