@@ -28,6 +28,11 @@ if TYPE_CHECKING:
 #: 40 dB by default, mel.trim_db).
 SPEECH_DB = 40.0
 
+#: A recording's pitch is trusted from at least this much voiced speech (seconds). From less, its median is
+#: mostly the tracker's errors: one FSDD take of nicolas (about 120 Hz) has 7 voiced frames (0.11 s), all at
+#: 460 Hz, and every conversion of it came out two octaves up, heard as the six it was (docs/results.md).
+MIN_VOICED_S = 0.15
+
 
 def interpolate(start: np.ndarray, end: np.ndarray, steps: int) -> np.ndarray:
     """``steps`` vectors evenly spaced on the line from ``start`` to ``end``, both included."""
@@ -41,7 +46,7 @@ class VoiceDetail:
     ``levels_db`` (``clips x n_mels``), how much louder each mel band is in the voice's recordings than in the
     decoder's clips of them (their reconstructions, or the voice said as their digits), over their speech;
     ``log_f0`` (``clips``), the log of how much higher their voiced frames' median f0 is (NaN where either has
-    no voiced frame)."""
+    less than :data:`MIN_VOICED_S` of voiced speech)."""
 
     levels_db: np.ndarray
     log_f0: np.ndarray
@@ -94,10 +99,11 @@ def speech_levels(image_db: np.ndarray) -> np.ndarray:
     return image_db[:, loudest >= loudest.max() - SPEECH_DB].mean(axis=1)
 
 
-def median_log_f0(pitch: np.ndarray) -> float:
-    """The natural log of a pitch track's (Hz, ``2 x frames``) median f0 over its voiced frames; NaN for none."""
+def median_log_f0(pitch: np.ndarray, *, min_frames: int = 1) -> float:
+    """The natural log of a pitch track's (Hz, ``2 x frames``) median f0 over its voiced frames; NaN for fewer
+    than ``min_frames`` of them."""
     voiced = pitch[VOICING] > 0.5
-    return float(np.median(np.log(pitch[F0][voiced]))) if voiced.any() else float("nan")
+    return float(np.median(np.log(pitch[F0][voiced]))) if voiced.sum() >= max(min_frames, 1) else float("nan")
 
 
 def voice_bands(mel: MelParams) -> np.ndarray:
@@ -122,6 +128,9 @@ def recording_details(
     means for the recordings (their reconstructions), or a voice said as each recording's digit; ``mel``, the
     geometry of the images.
 
+    A pitch from less than :data:`MIN_VOICED_S` of voiced speech, the recording's or the decoder's, is none
+    (NaN: the decoder's pitch is kept).
+
     Bands centred below the lowest voice (:data:`speakdigits.pitch.F0_MIN`) are left as the decoder makes
     them: what a recording holds there is its rumble or hum, not its voice. FSDD's test speaker's
     recordings are 20 dB louder there than their reconstructions, and the speaker judge heard that as him:
@@ -139,5 +148,11 @@ def recording_details(
     levels = np.array([speech_levels(a) - speech_levels(b) for a, b in zip(real_db, rebuilt_db, strict=True)])
     levels = np.where(voice_bands(mel), levels.reshape(len(images), -1), 0.0)
     tracks, rebuilt_tracks = from_unit(pitches), from_unit(np.clip(rebuilt_pitch, 0.0, 1.0))
-    log_f0 = np.array([median_log_f0(a) - median_log_f0(b) for a, b in zip(tracks, rebuilt_tracks, strict=True)])
+    least = int(np.ceil(MIN_VOICED_S * mel.frames / mel.duration))
+    log_f0 = np.array(
+        [
+            median_log_f0(a, min_frames=least) - median_log_f0(b, min_frames=least)
+            for a, b in zip(tracks, rebuilt_tracks, strict=True)
+        ]
+    )
     return VoiceDetail(levels, log_f0)

@@ -171,7 +171,7 @@ def test_a_training_speakers_voice_gets_back_what_its_mean_misses_of_their_recor
     decoder's clips of their mean voice saying the same digits; generate --speaker adds them back."""
     from speakdigits.formats.normalized import denormalize
     from speakdigits.pitch import from_unit
-    from speakdigits.voice_detail import median_log_f0, speech_levels
+    from speakdigits.voice_detail import MIN_VOICED_S, median_log_f0, speech_levels
 
     speakers, latents = read_speakers(tiny["model"]), read_latents(tiny["model"])
     train = load_split(tiny["normalized"], "train")
@@ -185,8 +185,9 @@ def test_a_training_speakers_voice_gets_back_what_its_mean_misses_of_their_recor
         levels = np.mean([speech_levels(a) - speech_levels(b) for a, b in zip(real_db, again_db)], axis=0)
         assert len(voice["detail"]["levels_db"]) == MEL.n_mels
         np.testing.assert_allclose(voice["detail"]["levels_db"], levels, rtol=1e-4, atol=1e-3)
+        least = int(np.ceil(MIN_VOICED_S * MEL.frames / MEL.duration))
         f0 = [
-            median_log_f0(a) - median_log_f0(b)
+            median_log_f0(a, min_frames=least) - median_log_f0(b, min_frames=least)
             for a, b in zip(from_unit(train["pitch"][rows]), from_unit(np.clip(rebuilt_pitch, 0, 1)))
         ]
         f0 = [x for x in f0 if np.isfinite(x)]
@@ -312,6 +313,33 @@ def test_a_recordings_rumble_below_the_lowest_voice_is_not_added_to_its_voice(ti
     # FSDD's geometry (16 kHz, 64 bands up to 4 kHz): one band, centred at 36 Hz.
     fsdd = dataclasses.replace(MEL, sample_rate=16000, n_mels=64, n_fft=1024, fmax=4000.0)
     assert (~voice_bands(fsdd)).tolist() == [True] + [False] * 63
+
+
+def test_a_pitch_from_too_little_voiced_speech_is_not_added_to_a_voice(tiny):
+    """A recording's median f0 counts only from voice_detail.MIN_VOICED_S of voiced frames: from fewer, it is
+    mostly the tracker's errors (an FSDD take with 0.11 s voiced, at four times the speaker's pitch)."""
+    from speakdigits.pitch import F0, VOICING, from_unit
+    from speakdigits.voice_detail import MIN_VOICED_S, median_log_f0, recording_details
+
+    vae, (low, high) = load_vae(tiny["model"]), load_stats(tiny["normalized"])
+    test = load_split(tiny["normalized"], "test")
+    images, digits = test["x"][:2], test["digit"][:2]
+    least = int(np.ceil(MIN_VOICED_S * MEL.frames / MEL.duration))
+    assert 1 < least < MEL.frames
+    # The same high pitch in both tracks; the first voiced in one frame fewer than that, the second in exactly that.
+    pitches = np.zeros((2, 2, MEL.frames), dtype=np.float32)
+    pitches[:, F0] = 0.9
+    pitches[0, VOICING, : least - 1] = 1.0
+    pitches[1, VOICING, :least] = 1.0
+    mu, _ = vae.encode(images, pitches, digits)
+    detail = recording_details(vae, images, pitches, digits, mu, mel=MEL, mel_min=low, mel_max=high)
+    _, rebuilt = vae.decode(mu, digits)
+    decoded = median_log_f0(from_unit(np.clip(rebuilt[1], 0, 1)), min_frames=least)
+    assert np.isfinite(decoded)  # the decoder's clip has a pitch of its own
+    assert np.isnan(detail.log_f0[0])
+    assert detail.log_f0[1] == pytest.approx(median_log_f0(from_unit(pitches[1])) - decoded, abs=1e-5)
+    assert np.isnan(median_log_f0(from_unit(pitches[0]), min_frames=least))
+    assert np.isfinite(median_log_f0(from_unit(pitches[0])))  # any voiced frame, without the rule
 
 
 def test_bad_voices_are_refused_in_one_line(tiny, tmp_path):
