@@ -359,7 +359,7 @@ def judge_reliability(test_accuracy: float, *, holdout_takes: float, trusted_acc
     return out
 
 
-def flattery(name: str, *, generated: float | None, real: float | None) -> dict:
+def flattery(name: str, *, generated: float | None, real: float | None, clips: str = "generated clips") -> dict:
     """The sanity rule: a judge that hears generated clips better than real recordings flatters the generator.
 
     Parameters
@@ -367,8 +367,8 @@ def flattery(name: str, *, generated: float | None, real: float | None) -> dict:
     name : str
         The judge, as the warning names it.
     generated, real : float or None
-        Its accuracy on the generated clips and on the test speakers' real
-        recordings that it never heard.
+        Its accuracy on the generated clips (or the VAE's other clips, ``clips``: the test clips converted
+        to other digits) and on the test speakers' real recordings that it never heard.
 
     Returns
     -------
@@ -379,7 +379,7 @@ def flattery(name: str, *, generated: float | None, real: float | None) -> dict:
     out = {"flatters": bool(flatters)}
     if flatters:
         out["warning"] = (
-            f"FLATTERS: the {name} hears the generated clips better ({percent(generated)}) than real recordings "
+            f"FLATTERS: the {name} hears the {clips} better ({percent(generated)}) than real recordings "
             f"of the test speakers ({percent(real)}), so its figures say how typical the clips are in its own "
             "feature space, not how well a listener would hear them"
         )
@@ -543,6 +543,7 @@ def evaluate_model(
         mfcc_judge_dir=mfcc_judge_dir,
         reference_heard=reference_heard,
     )
+    metrics["voices"] |= conversion_judges(metrics["voices"], real)
     metrics["voices"]["latent_map"], drawn = latent_space(vae, test)  # cheap, and a DVC plot: always drawn
     write_page(
         listen_dir,
@@ -657,6 +658,30 @@ def vae_metrics(judge: Judge, test: dict, rebuilt: np.ndarray, sets: dict[str, J
         out["judge_accuracy_resynthesised"] = sets["vae"].accuracy("mel")
         out["mfcc_judge_accuracy_resynthesised"] = sets["vae"].accuracy("mfcc")
     return out
+
+
+def conversion_judges(voices: dict, real: dict) -> dict:
+    """Per digit judge, :func:`flattery` on the test clips converted to other digits: heard better than the
+    test speakers' own recordings, they flatter the conversions as they can the generated clips. Empty where
+    nothing was converted."""
+    if "converted" not in voices:
+        return {}
+    return {
+        "judges": {
+            "mel": flattery(
+                "digit judge (the pipeline's log-mel)",
+                generated=voices["converted_mel"],
+                real=real.get("accuracy"),
+                clips="converted clips",
+            ),
+            "mfcc": flattery(
+                "MFCC judge",
+                generated=voices["converted_mfcc"],
+                real=real.get("accuracy_mfcc"),
+                clips="converted clips",
+            ),
+        }
+    }
 
 
 def judges_table(reliability: dict, real: dict, generated: dict, *, mfcc_accuracy: float) -> dict:

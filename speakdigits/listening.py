@@ -375,11 +375,12 @@ def write_page(out_dir: Path, **content) -> Path:
 
 
 def warnings(metrics: dict) -> list[str]:
-    """The evaluate stage's plain warnings: an unreliable digit judge, a judge that flatters the generator, a
-    speaker judge that names the source speaker without hearing a voice."""
+    """The evaluate stage's plain warnings: an unreliable digit judge, a judge that flatters the generator (its
+    generated clips or its conversions), a speaker judge that names the source speaker without hearing a voice."""
     found = (
         metrics["judge"].get("warning"),
         *(j.get("warning") for j in metrics["judges"].values()),
+        *(j.get("warning") for j in metrics.get("voices", {}).get("judges", {}).values()),
         metrics.get("voices", {}).get("speaker_bias", {}).get("warning"),
         (metrics.get("voices", {}).get("known_voices") or {}).get("warning"),
         (metrics.get("voices", {}).get("take_voices") or {}).get("warning"),
@@ -484,7 +485,12 @@ def voice_headline(voices: dict) -> list[tuple[str, str]]:
                 f"Voices: test clips converted to every other digit ({voices['converted_clips']}), heard as the new "
                 "digit (the lower of the two judges; digit judge / MFCC judge)",
                 f"{percent(voices['converted'])} ({percent(voices['converted_mel'])} / "
-                f"{percent(voices['converted_mfcc'])})",
+                f"{percent(voices['converted_mfcc'])})"
+                + "".join(
+                    f" — the {n} judge flatters"
+                    for n in ("mel", "mfcc")
+                    if voices.get("judges", {}).get(n, {}).get("flatters")
+                ),
             )
         )
     judge = voices.get("speaker_judge", {})

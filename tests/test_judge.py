@@ -14,6 +14,7 @@ import pytest
 
 from speakdigits.classifier import Verdicts
 from speakdigits.evaluation import (
+    conversion_judges,
     digits_evenly,
     digits_in_turn,
     f0_range,
@@ -24,7 +25,7 @@ from speakdigits.evaluation import (
     unheard,
 )
 from speakdigits.judge import accuracy, class_histogram, frechet_distance, inception_score, mean_confidence, summary
-from speakdigits.listening import headline, sound_rows
+from speakdigits.listening import headline, sound_rows, voice_headline, warnings
 from speakdigits.novelty import nearest_distances, novelty
 from speakdigits.pitch import to_unit
 
@@ -204,6 +205,21 @@ def test_a_judge_hearing_generated_clips_better_than_real_speech_is_called_a_fla
 @pytest.mark.parametrize(("generated", "real"), [(0.94, 0.94), (0.9, 0.98), (None, 0.9), (0.9, None)])
 def test_a_judge_hearing_generated_clips_no_better_than_real_speech_is_not(generated, real):
     assert flattery("MFCC judge", generated=generated, real=real) == {"flatters": False}
+
+
+def test_judges_that_hear_conversions_better_than_real_speech_are_called_flatterers_of_them():
+    voices = {"converted": 0.97, "converted_mel": 0.97, "converted_mfcc": 0.99, "converted_clips": 180}
+    judges = conversion_judges(voices, {"accuracy": 0.98, "accuracy_mfcc": 0.96})["judges"]
+    assert judges["mel"] == {"flatters": False}
+    assert judges["mfcc"]["flatters"] is True
+    assert judges["mfcc"]["warning"].startswith(
+        "FLATTERS: the MFCC judge hears the converted clips better (99.0 %) than real recordings of the test speakers"
+    )
+    metrics = {"judge": {}, "judges": {"mel": {}, "mfcc": {}}, "voices": voices | {"judges": judges}}
+    assert warnings(metrics) == [judges["mfcc"]["warning"]]
+    assert voice_headline(metrics["voices"])[0][1] == "97.0 % (97.0 % / 99.0 %) — the mfcc judge flatters"
+    # Nothing converted (voice_clips 0, or an unconditional model): nothing to flatter.
+    assert conversion_judges({"available": False}, {"accuracy": 0.98}) == {}
 
 
 def test_the_training_speakers_f0_range_counts_voiced_frames_only():

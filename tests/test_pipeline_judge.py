@@ -114,6 +114,11 @@ def test_repro_trains_the_classifiers_and_judges_the_generated_clips(pipeline):
     references = params_of(repo)["evaluate"]["voice_clips"]
     assert voices["sources"] == references == 4 and voices["converted_clips"] == 9 * references
     assert voices["converted"] == min(voices["converted_mel"], voices["converted_mfcc"])
+    # The digit judges flatter the conversions when they hear them better than the test speakers' recordings.
+    for name, key in (("mel", "accuracy"), ("mfcc", "accuracy_mfcc")):
+        verdict = voices["judges"][name]
+        assert verdict["flatters"] == (voices[f"converted_{name}"] > metrics["real"][key])
+        assert ("warning" in verdict) == verdict["flatters"]
     speaker = json.loads((repo / "metrics" / "mfcc_judge.json").read_text())["speaker"]
     assert speaker["held_out"].startswith("takes") and speaker["test_clips"] == 40  # 4 speakers x 10 digits x take 0
     assert voices["speaker_judge"] == {"accuracy": speaker["test_accuracy"], "speakers": 4, "chance": 0.25}
