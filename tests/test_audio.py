@@ -10,7 +10,12 @@ with librosa's or libsndfile's result on varied real inputs.
 from __future__ import annotations
 
 import io
+import os
+import platform
 import struct
+import subprocess
+import sys
+from pathlib import Path
 
 import librosa
 import numpy as np
@@ -185,3 +190,38 @@ def test_check_params_finds_exactly_the_empty_rows_of_the_filter_bank(sample_rat
     bank = audio.mel_filters(sample_rate=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=0.0, fmax=4000.0)
     empty = empty_mel_bands(sample_rate=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=0.0, fmax=4000.0)
     assert empty == np.flatnonzero(bank.max(axis=1) == 0).tolist()
+
+
+# OpenBLAS picks its float kernels for the CPU it runs on; these two run on any x86-64 CPU and sum
+# in different orders, as two machines' kernels do.
+_BLAS_KERNELS = ("Prescott", "Nehalem")
+_LOG_MEL_BYTES = """
+import hashlib, sys
+import numpy as np
+from speakdigits import audio
+from speakdigits.params import MelParams
+mel = MelParams(sample_rate=16000, duration=1.0, n_mels=64, frames=64, n_fft=1024, fmin=0.0, fmax=None,
+                trim_db=None, top_db=80.0)
+rng = np.random.default_rng(7)
+images = [audio.log_mel((0.3 * rng.standard_normal(16000)).astype(np.float32), mel=mel) for _ in range(20)]
+sys.stdout.write(hashlib.sha256(np.stack(images).tobytes()).hexdigest())
+"""
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="OpenBLAS's x86 kernels")
+def test_log_mel_is_the_same_bytes_whatever_blas_kernel_the_cpu_gets():
+    # Another machine's CPU gave other feature bytes (the float32 mel projection's sums rounded
+    # differently), so every later stage's output differed; each kernel here is forced, in its own process.
+    digests = set()
+    for kernel in _BLAS_KERNELS:
+        env = {**os.environ, "OPENBLAS_CORETYPE": kernel, "OPENBLAS_NUM_THREADS": "1"}
+        result = subprocess.run(
+            [sys.executable, "-c", _LOG_MEL_BYTES],
+            cwd=Path(__file__).resolve().parents[1],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        digests.add(result.stdout)
+    assert len(digests) == 1
