@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from speakdigits.cores import available_cores, spawned_pool
+from speakdigits.cores import available_cores, one_thread_each, spawned_pool
 from speakdigits.wav import BadClip, decode_wav, resample
 
 #: The rate every measure here works at (DNSMOS and PESQ-WB are defined at 16 kHz).
@@ -163,7 +163,8 @@ def measure_many(
     tasks = list(zip(wavs, references or [None] * len(wavs), strict=True))
     jobs = min(jobs or available_cores(), max(1, len(tasks) // CLIPS_PER_PROCESS))
     if jobs <= 1:
-        return [_measure(task) for task in tasks]
+        with one_thread_each():
+            return [_measure(task) for task in tasks]
     with spawned_pool(jobs) as pool:
         return pool.map(_measure, tasks, chunksize=max(1, len(tasks) // (4 * jobs)))
 

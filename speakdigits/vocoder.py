@@ -39,7 +39,7 @@ import librosa
 import numpy as np
 
 from speakdigits.audio import mel_filters
-from speakdigits.cores import available_cores, spawned_pool
+from speakdigits.cores import available_cores, one_thread_each, spawned_pool
 from speakdigits.params import MelParams
 from speakdigits.pitch import F0, VOICING
 from speakdigits.streams import clip_rng
@@ -319,6 +319,7 @@ def synthesize_many(
     clips: list[np.ndarray] = []
     with contextlib.ExitStack() as stack:
         if jobs <= 1:
+            stack.enter_context(one_thread_each())
             done = map(_synthesize, tasks)
         else:
             pool = stack.enter_context(spawned_pool(jobs))
