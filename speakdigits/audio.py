@@ -83,8 +83,8 @@ def log_mel(samples: np.ndarray, *, mel: MelParams) -> np.ndarray:
     # librosa.feature.melspectrogram(center=True, pad_mode="constant", power=2) computed for the
     # first ``frames`` frames only, with its window and filter bank made once, not per clip (the
     # filter bank alone was a fifth of the extraction time). librosa windows and transforms in
-    # float64 and rounds to complex64; windowing and transforming in float32 is a third faster and moves no value by
-    # more than 0.001 dB (the tests hold it to that).
+    # float64 and rounds to complex64; doing both in float32 is a third faster and moves no value
+    # by more than 0.001 dB (the tests hold it to that).
     padded = _zero_padded(samples.astype(np.float32, copy=False), n_fft // 2)
     # Onset-aligned clips end in zeros (a spoken digit lasts about half of the default second):
     # a frame that sees only zeros has zero power, so only the frames reaching a non-zero sample
@@ -94,17 +94,13 @@ def log_mel(samples: np.ndarray, *, mel: MelParams) -> np.ndarray:
     framed = _frames(padded, frame_length=n_fft, hop_length=hop, count=live)
     spectrum = scipy.fft.rfft(hann_window(n_fft, dtype=np.float32)[:, None] * framed, axis=-2)
     # From the spectrum on in float64, rounded to float32 once, at the end: in float32 the mel
-    # projection's sums (OpenBLAS's kernel, which it picks for the CPU) and NumPy's SIMD |z| and log
-    # round differently from one CPU to another, and another machine's features were other bytes.
-    # float64's differences lie far below float32's rounding.
+    # projection's sums, in the OpenBLAS kernel picked for the CPU, rounded differently on another
+    # machine, and all its features were other bytes (NumPy's SIMD loops for |z| and the log may
+    # too). float64's differences lie far below float32's rounding.
     power = spectrum.real.astype(np.float64) ** 2 + spectrum.imag.astype(np.float64) ** 2
+    bank = mel_filters(sample_rate=mel.sample_rate, n_fft=n_fft, n_mels=mel.n_mels, fmin=mel.fmin, fmax=mel.fmax)
     mel_power = np.zeros((mel.n_mels, frames), dtype=np.float64)
-    mel_power[:, :live] = (
-        mel_filters(sample_rate=mel.sample_rate, n_fft=n_fft, n_mels=mel.n_mels, fmin=mel.fmin, fmax=mel.fmax).astype(
-            np.float64
-        )
-        @ power
-    )
+    mel_power[:, :live] = bank.astype(np.float64) @ power
     return power_to_db(mel_power, amin=1e-10, top_db=mel.top_db).astype(np.float32)
 
 
