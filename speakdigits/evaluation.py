@@ -59,7 +59,6 @@ from speakdigits.pitch import F0, VOICING, from_unit
 from speakdigits.quality import summarize
 from speakdigits.streams import Stream, stream
 from speakdigits.vocoder import synthesize_many
-from speakdigits.voice_detail import VoiceDetail
 from speakdigits.voice_evaluation import (
     interpolation,
     judge_voices,
@@ -241,11 +240,7 @@ def references(
     # Each source clip's versions share its seed: a clip's conversions differ only in what is said. Its
     # conversions get back what its voice's latent vector misses, as generate --like does; its own digit is
     # the VAE's reconstruction, as it is.
-    converted = details.rows(owner) if details is not None else None
-    if converted is not None:
-        converted = VoiceDetail(
-            np.where(own_digit[:, None], 0.0, converted.levels_db), np.where(own_digit, 0.0, converted.log_f0)
-        )
+    converted = details.rows(owner).without(own_digit) if details is not None else None
     _, spoken = vocode_decoded(
         *vae.decode(z, said),
         mel=mel,

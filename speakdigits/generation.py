@@ -24,9 +24,9 @@ from speakdigits.formats.model import load_vae, read_latents
 from speakdigits.formats.normalized import denormalize, load_stats
 from speakdigits.model import sample_latents
 from speakdigits.params import GenerateParams, MelParams
-from speakdigits.pitch import F0, from_unit
+from speakdigits.pitch import F0, VOICING, from_unit
 from speakdigits.streams import Stream, stream
-from speakdigits.vocoder import stretch_contrast, synthesize_many, with_levels
+from speakdigits.vocoder import stretch_contrast, synthesize_many, with_levels, with_pace
 from speakdigits.voice_detail import VoiceDetail
 from speakdigits.wav import wav_bytes
 
@@ -96,7 +96,9 @@ def vocode_decoded(
     images_db = stretch_contrast(denormalize(np.clip(images, 0.0, 1.0), mel_min, mel_max), generate.contrast)
     tracks = from_unit(pitch)
     if detail is not None and generate.voice_detail:
-        images_db = with_levels(images_db, generate.voice_detail * detail.levels_db, top_db=mel.top_db)
+        images_db, tracks = with_pace(images_db, tracks, generate.voice_detail * detail.log_pace)
+        levels = detail.frame_levels(tracks[:, VOICING] > 0.5)
+        images_db = with_levels(images_db, generate.voice_detail * levels, top_db=mel.top_db)
         tracks[:, F0] *= np.exp(generate.voice_detail * np.nan_to_num(detail.log_f0))[:, None]
     clips = synthesize_many(
         images_db,

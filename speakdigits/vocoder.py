@@ -252,8 +252,9 @@ def stretch_contrast(images_db: np.ndarray, contrast: float) -> np.ndarray:
 
 def with_levels(images_db: np.ndarray, levels_db: np.ndarray, *, top_db: float) -> np.ndarray:
     """``images_db`` (``clips x n_mels x frames``) with each band of its speech frames (their loudest band
-    within :data:`SPEECH_DB` of the clip's loudest bin) raised by ``levels_db`` (``clips x n_mels``), and
-    its floor (``top_db`` below its loudest bin, :func:`image_power`'s silence) kept silence.
+    within :data:`SPEECH_DB` of the clip's loudest bin) raised by ``levels_db`` (``clips x n_mels``, or
+    ``clips x n_mels x frames`` for levels that change from frame to frame), and its floor (``top_db``
+    below its loudest bin, :func:`image_power`'s silence) kept silence.
 
     Only the speech: the levels are measured there (:func:`speakdigits.voice_detail.speech_levels`), and raised
     everywhere they lifted the faint hiss after a word by 5 dB (FSDD conversions, the last 0.4 s)."""
@@ -261,9 +262,35 @@ def with_levels(images_db: np.ndarray, levels_db: np.ndarray, *, top_db: float) 
     loudest = images_db.max(axis=(1, 2), keepdims=True)
     silent = images_db <= loudest - top_db + FLOOR_TOLERANCE_DB
     speech = images_db.max(axis=1, keepdims=True) >= loudest - SPEECH_DB
-    raised = images_db + speech * np.asarray(levels_db, dtype=np.float64)[:, :, None]
+    levels_db = np.asarray(levels_db, dtype=np.float64)
+    raised = images_db + speech * (levels_db if levels_db.ndim == 3 else levels_db[:, :, None])
     floor = raised.max(axis=(1, 2), keepdims=True) - top_db
     return np.where(silent, floor, np.maximum(raised, floor))
+
+
+def with_pace(images_db: np.ndarray, tracks: np.ndarray, log_pace: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Images (``clips x n_mels x frames``, dB) and their pitch tracks (``clips x 2 x frames``, Hz) said
+    ``exp(log_pace)`` times as slowly (one per clip) from their first speech frame on (its loudest band
+    within :data:`SPEECH_DB` of the clip's loudest bin): each band and f0 read linearly between frames,
+    voicing from the nearest frame; past the end of what was said, the image's quietest level and no voice.
+    A clip said faster ends sooner; one said slower is cut at the image's last frame."""
+    images_db, tracks = np.array(images_db, dtype=np.float64), np.array(tracks, dtype=np.float64)
+    frames = images_db.shape[-1]
+    for image, track, pace in zip(images_db, tracks, np.asarray(log_pace, dtype=np.float64), strict=True):
+        if pace == 0.0:
+            continue
+        loudest = image.max(axis=0)
+        onset = int(np.argmax(loudest >= loudest.max() - SPEECH_DB))
+        at = onset + np.arange(frames - onset) / np.exp(pace)
+        inside = at <= frames - 1
+        before = np.minimum(np.floor(at).astype(np.int64), frames - 1)
+        after, share = np.minimum(before + 1, frames - 1), at - before
+        nearest = np.minimum(np.rint(at).astype(np.int64), frames - 1)
+        quietest, last_f0 = image.min(), track[F0, -1]
+        image[:, onset:] = np.where(inside, image[:, before] * (1 - share) + image[:, after] * share, quietest)
+        track[VOICING, onset:] = np.where(inside, track[VOICING, nearest], 0.0)
+        track[F0, onset:] = np.where(inside, track[F0, before] * (1 - share) + track[F0, after] * share, last_f0)
+    return images_db, tracks
 
 
 def synthesize(
