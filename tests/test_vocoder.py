@@ -13,7 +13,15 @@ import scipy.signal
 from speakdigits import audio, pitch
 from speakdigits.params import MelParams
 from speakdigits.quality import voicing
-from speakdigits.vocoder import excitation, pitch_to_audio, stretch_contrast, synthesize, voicing_weight, with_levels
+from speakdigits.vocoder import (
+    excitation,
+    pitch_to_audio,
+    stretch_contrast,
+    synthesize,
+    voicing_weight,
+    with_levels,
+    with_pace,
+)
 
 MEL = MelParams(
     sample_rate=16000, duration=1.0, n_mels=64, frames=64, n_fft=1024, fmin=0.0, fmax=4000.0, trim_db=None, top_db=80
@@ -172,6 +180,65 @@ def test_levels_raise_each_band_of_the_speech_and_the_floor_stays_silence():
     # Nothing is lifted off the floor or pushed below it.
     assert raised.min() >= raised.max() - 80.0
     np.testing.assert_allclose(with_levels(image, np.zeros((1, 2)), top_db=80.0), image)
+
+
+def test_levels_may_change_from_frame_to_frame():
+    """Levels per band and frame (a voice's voiced frames get other levels than its unvoiced ones)."""
+    image = np.array([[[-10.0, -20.0, -80.0], [0.0, -30.0, -80.0]]])
+    levels = np.array([[[6.0, 1.0, 9.0], [-3.0, 2.0, 9.0]]])
+    raised = with_levels(image, levels, top_db=80.0)
+    np.testing.assert_allclose(raised[0, :, :2], [[-4.0, -19.0], [-3.0, -28.0]])
+    np.testing.assert_allclose(raised[0, :, 2], -83.0)  # the floor stays the floor, below the new loudest bin
+    # Levels that do not change from frame to frame raise the image as levels per band do.
+    np.testing.assert_allclose(
+        with_levels(image, np.repeat([[[6.0], [-3.0]]], 3, axis=2), top_db=80.0),
+        with_levels(image, np.array([[6.0, -3.0]]), top_db=80.0),
+    )
+
+
+def paced_clip(frames: int = 20, onset: int = 4):
+    """One image of two bands (the floor at -80 dB before ``onset``, then rising by 1 dB a frame) and its pitch
+    track (f0 rising by 10 Hz a frame, voiced in every third frame from the onset)."""
+    ramp = np.where(np.arange(frames) < onset, -80.0, -40.0 + np.arange(frames))
+    image = np.stack([ramp, ramp - 5.0])[None]
+    f0 = 100.0 + 10.0 * np.arange(frames)
+    voicing = ((np.arange(frames) >= onset) & ((np.arange(frames) - onset) % 3 == 0)).astype(float)
+    return image, np.stack([f0, voicing])[None]
+
+
+def test_pace_says_the_speech_slower_from_its_onset_and_cuts_it_at_the_image_end():
+    image, track = paced_clip()
+    slow_image, slow_track = with_pace(image, track, np.array([np.log(2.0)]))
+    # Before the onset (frame 4): as it was.
+    np.testing.assert_array_equal(slow_image[..., :4], image[..., :4])
+    np.testing.assert_array_equal(slow_track[..., :4], track[..., :4])
+    # Twice as slow: frame 4 + 2k is frame 4 + k, and the frames between are halfway, bands and f0 alike.
+    np.testing.assert_allclose(slow_image[0, :, 4::2], image[0, :, 4:12])
+    np.testing.assert_allclose(slow_image[0, :, 5::2], (image[0, :, 4:12] + image[0, :, 5:13]) / 2)
+    np.testing.assert_allclose(slow_track[0, 0, 4::2], track[0, 0, 4:12])
+    np.testing.assert_allclose(slow_track[0, 0, 5::2], track[0, 0, 4:12] + 5.0)
+    # Voicing from the nearest frame (halves round to even): frames 4, 7 and 10 are voiced, so the slower
+    # clip's frames 4 and 5 (read at 4 and 4.5), 10 (at 7), 15, 16 and 17 (at 9.5, 10 and 10.5).
+    np.testing.assert_array_equal(np.flatnonzero(slow_track[0, 1]), [4, 5, 10, 15, 16, 17])
+    # The last frame reads frame 11.5: what was said after it no longer fits in the image.
+    np.testing.assert_allclose(slow_image[0, :, -1], (image[0, :, 11] + image[0, :, 12]) / 2)
+    # The input is left as it was.
+    np.testing.assert_array_equal(image, paced_clip()[0])
+
+
+def test_pace_says_the_speech_faster_and_then_it_is_silence_with_no_voice():
+    image, track = paced_clip()
+    fast_image, fast_track = with_pace(image, track, np.array([np.log(0.5)]))
+    # Twice as fast: frame 4 + k is frame 4 + 2k, up to the image's last frame (19, reached at frame 11.5).
+    np.testing.assert_allclose(fast_image[0, :, 4:12], image[0, :, 4:20:2])
+    np.testing.assert_allclose(fast_track[0, 0, 4:12], track[0, 0, 4:20:2])
+    # After it: the image's quietest level, unvoiced.
+    np.testing.assert_array_equal(fast_image[0, :, 12:], image.min())
+    np.testing.assert_array_equal(fast_track[0, 1, 12:], 0.0)
+    # No change of pace (log 0): the clip as it was.
+    same_image, same_track = with_pace(image, track, np.zeros(1))
+    np.testing.assert_array_equal(same_image, image)
+    np.testing.assert_array_equal(same_track, track)
 
 
 def test_contrast_stretches_each_band_about_its_level_in_speech_and_leaves_1_alone():

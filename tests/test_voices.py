@@ -171,7 +171,7 @@ def test_a_training_speakers_voice_gets_back_what_its_mean_misses_of_their_recor
     decoder's clips of their mean voice saying the same digits; generate --speaker adds them back."""
     from speakdigits.formats.normalized import denormalize
     from speakdigits.pitch import from_unit
-    from speakdigits.voice_detail import MIN_VOICED_S, median_log_f0, speech_levels
+    from speakdigits.voice_detail import MIN_VOICED_S, median_log_f0, speech, speech_levels
 
     speakers, latents = read_speakers(tiny["model"]), read_latents(tiny["model"])
     train = load_split(tiny["normalized"], "train")
@@ -182,8 +182,9 @@ def test_a_training_speakers_voice_gets_back_what_its_mean_misses_of_their_recor
         rebuilt, rebuilt_pitch = vae.decode(saying(np.tile(voice["mean"], (len(rows), 1)), digits, latents), digits)
         real_db = denormalize(train["x"][rows], low, high)
         again_db = denormalize(np.clip(rebuilt, 0, 1), low, high)
-        levels = np.mean([speech_levels(a) - speech_levels(b) for a, b in zip(real_db, again_db)], axis=0)
-        assert len(voice["detail"]["levels_db"]) == MEL.n_mels
+        missed = [speech_levels(a) - speech_levels(b) for a, b in zip(real_db, again_db)]
+        levels = np.mean(missed, axis=0)
+        assert len(voice["detail"]["levels_db"]) == len(voice["detail"]["voiced_db"]) == MEL.n_mels
         np.testing.assert_allclose(voice["detail"]["levels_db"], levels, rtol=1e-4, atol=1e-3)
         least = int(np.ceil(MIN_VOICED_S * MEL.frames / MEL.duration))
         f0 = [
@@ -192,6 +193,17 @@ def test_a_training_speakers_voice_gets_back_what_its_mean_misses_of_their_recor
         ]
         f0 = [x for x in f0 if np.isfinite(x)]
         assert voice["detail"]["log_f0"] == pytest.approx(np.mean(f0) if f0 else 0.0, abs=1e-5)
+        # Over voiced speech alone, where both have enough of it (else over all their speech), and the pace.
+        voiced = []
+        for a, b, ta, tb, whole in zip(
+            real_db, again_db, from_unit(train["pitch"][rows]), from_unit(np.clip(rebuilt_pitch, 0, 1)), missed
+        ):
+            va, vb = ta[1] > 0.5, tb[1] > 0.5
+            enough = min((speech(a) & va).sum(), (speech(b) & vb).sum()) >= least
+            voiced.append(speech_levels(a, va) - speech_levels(b, vb) if enough else whole)
+        np.testing.assert_allclose(voice["detail"]["voiced_db"], np.mean(voiced, axis=0), rtol=1e-4, atol=1e-3)
+        pace = np.mean([np.log(speech(a).sum() / speech(b).sum()) for a, b in zip(real_db, again_db)])
+        assert voice["detail"]["log_pace"] == pytest.approx(pace, abs=1e-6)
     # The decoder's average voice misses something of every speaker.
     assert all(np.abs(voice["detail"]["levels_db"]).max() > 0.1 for voice in speakers.values())
     name = sorted(speakers)[0]
@@ -200,6 +212,8 @@ def test_a_training_speakers_voice_gets_back_what_its_mean_misses_of_their_recor
     )
     np.testing.assert_array_equal(detail.levels_db, np.tile(speakers[name]["detail"]["levels_db"], (3, 1)))
     np.testing.assert_array_equal(detail.log_f0, [speakers[name]["detail"]["log_f0"]] * 3)
+    np.testing.assert_array_equal(detail.voiced_db, np.tile(speakers[name]["detail"]["voiced_db"], (3, 1)))
+    np.testing.assert_array_equal(detail.log_pace, [speakers[name]["detail"]["log_pace"]] * 3)
 
 
 def test_a_voice_from_several_takes_is_the_mean_of_their_voices_saying_every_digit(tiny):
@@ -244,6 +258,8 @@ def test_what_a_voices_latent_vector_misses_is_added_back_to_its_clips(tiny, tmp
 
     from speakdigits.formats.normalized import denormalize
     from speakdigits.generation import vocode_decoded
+    from speakdigits.pitch import VOICING, from_unit
+    from speakdigits.vocoder import with_levels, with_pace
     from speakdigits.voice_detail import speech_levels
 
     sources = [tone(tmp_path / "3_ann_0.wav"), tone(tmp_path / "5_ann_1.wav", f0=180.0)]
@@ -268,7 +284,12 @@ def test_what_a_voices_latent_vector_misses_is_added_back_to_its_clips(tiny, tmp
 
     making = dict(mel=MEL, mel_min=low, mel_max=high, seeds=[0, 1])
     plain, _ = vocode_decoded(*decoded, generate=GEN_SETTINGS, **making)
-    raised, _ = vocode_decoded(*decoded, generate=GEN_SETTINGS, detail=detail, **making)
+    # At the decoder's own pace (log_pace 0), each frame raised by the voiced speech's levels where the
+    # decoder's track is voiced, by the whole speech's elsewhere.
+    unpaced = dataclasses.replace(detail, log_pace=np.zeros(2))
+    raised, _ = vocode_decoded(*decoded, generate=GEN_SETTINGS, detail=unpaced, **making)
+    tracks = from_unit(decoded[1])
+    levels = unpaced.frame_levels(tracks[:, VOICING] > 0.5)
     # Compared where the frame is speech (its loudest band within 40 dB of the clip's loudest bin) and the bin
     # well above the floor, before and after.
     speech = plain.max(axis=1, keepdims=True) >= plain.max(axis=(1, 2), keepdims=True) - 40
@@ -278,7 +299,15 @@ def test_what_a_voices_latent_vector_misses_is_added_back_to_its_clips(tiny, tmp
         & (raised > raised.max(axis=(1, 2), keepdims=True) - 60)
     )
     assert loud.sum() > 100
-    np.testing.assert_allclose((raised - plain)[loud], np.broadcast_to(detail.levels_db[:, :, None], plain.shape)[loud])
+    np.testing.assert_allclose((raised - plain)[loud], levels[loud])
+    # With a pace (one voice slower, one faster), the same image said that much slower or faster first
+    # (vocoder.with_pace).
+    paced_detail = dataclasses.replace(detail, log_pace=np.log([1.5, 0.75]))
+    paced, _ = vocode_decoded(*decoded, generate=GEN_SETTINGS, detail=paced_detail, **making)
+    slower, slower_tracks = with_pace(plain, tracks, paced_detail.log_pace)
+    assert not np.allclose(slower, plain)
+    levels = paced_detail.frame_levels(slower_tracks[:, VOICING] > 0.5)
+    np.testing.assert_allclose(paced, with_levels(slower, levels, top_db=MEL.top_db))
     # generate.voice_detail 0: the latent vector alone.
     none, _ = vocode_decoded(
         *decoded, generate=dataclasses.replace(GEN_SETTINGS, voice_detail=0.0), detail=detail, **making
@@ -309,7 +338,10 @@ def test_a_recordings_rumble_below_the_lowest_voice_is_not_added_to_its_voice(ti
     assert np.abs(every.levels_db[:, below]).max() > 0.1
     np.testing.assert_array_equal(voiced.levels_db[:, below], 0.0)
     np.testing.assert_array_equal(voiced.levels_db[:, ~below], every.levels_db[:, ~below])
+    np.testing.assert_array_equal(voiced.voiced_db[:, below], 0.0)
+    np.testing.assert_array_equal(voiced.voiced_db[:, ~below], every.voiced_db[:, ~below])
     np.testing.assert_array_equal(voiced.log_f0, every.log_f0)
+    np.testing.assert_array_equal(voiced.log_pace, every.log_pace)
     # FSDD's geometry (16 kHz, 64 bands up to 4 kHz): one band, centred at 36 Hz.
     fsdd = dataclasses.replace(MEL, sample_rate=16000, n_mels=64, n_fft=1024, fmax=4000.0)
     assert (~voice_bands(fsdd)).tolist() == [True] + [False] * 63
@@ -338,6 +370,8 @@ def test_a_pitch_from_too_little_voiced_speech_is_not_added_to_a_voice(tiny):
     assert np.isfinite(decoded)  # the decoder's clip has a pitch of its own
     assert np.isnan(detail.log_f0[0])
     assert detail.log_f0[1] == pytest.approx(median_log_f0(from_unit(pitches[1])) - decoded, abs=1e-5)
+    # Nor levels of its voiced speech: the first gets its whole speech's levels for its voiced frames too.
+    np.testing.assert_array_equal(detail.voiced_db[0], detail.levels_db[0])
     assert np.isnan(median_log_f0(from_unit(pitches[0]), min_frames=least))
     assert np.isfinite(median_log_f0(from_unit(pitches[0])))  # any voiced frame, without the rule
 
