@@ -43,7 +43,7 @@ from speakdigits.cores import available_cores, one_thread_each, spawned_pool
 from speakdigits.params import MelParams
 from speakdigits.pitch import F0, VOICING
 from speakdigits.streams import clip_rng
-from speakdigits.voice_detail import SPEECH_DB
+from speakdigits.voice_detail import speech
 
 #: Fewest clips per worker process before synthesis is spread over processes.
 CLIPS_PER_PROCESS = 8
@@ -244,15 +244,14 @@ def stretch_contrast(images_db: np.ndarray, contrast: float) -> np.ndarray:
     images_db = np.asarray(images_db, dtype=np.float64)
     if contrast == 1.0:
         return images_db
-    loudest = images_db.max(axis=1, keepdims=True)  # each frame's loudest band
-    speech = loudest >= loudest.max(axis=2, keepdims=True) - SPEECH_DB
-    level = (images_db * speech).sum(axis=2, keepdims=True) / speech.sum(axis=2, keepdims=True)
+    spoken = speech(images_db)[:, None, :]
+    level = (images_db * spoken).sum(axis=2, keepdims=True) / spoken.sum(axis=2, keepdims=True)
     return level + contrast * (images_db - level)
 
 
 def with_levels(images_db: np.ndarray, levels_db: np.ndarray, *, top_db: float) -> np.ndarray:
-    """``images_db`` (``clips x n_mels x frames``) with each band of its speech frames (their loudest band
-    within :data:`SPEECH_DB` of the clip's loudest bin) raised by ``levels_db`` (``clips x n_mels``, or
+    """``images_db`` (``clips x n_mels x frames``) with each band of its speech frames
+    (:func:`speakdigits.voice_detail.speech`) raised by ``levels_db`` (``clips x n_mels``, or
     ``clips x n_mels x frames`` for levels that change from frame to frame), and its floor (``top_db``
     below its loudest bin, :func:`image_power`'s silence) kept silence.
 
@@ -261,17 +260,17 @@ def with_levels(images_db: np.ndarray, levels_db: np.ndarray, *, top_db: float) 
     images_db = np.asarray(images_db, dtype=np.float64)
     loudest = images_db.max(axis=(1, 2), keepdims=True)
     silent = images_db <= loudest - top_db + FLOOR_TOLERANCE_DB
-    speech = images_db.max(axis=1, keepdims=True) >= loudest - SPEECH_DB
+    spoken = speech(images_db)[:, None, :]
     levels_db = np.asarray(levels_db, dtype=np.float64)
-    raised = images_db + speech * (levels_db if levels_db.ndim == 3 else levels_db[:, :, None])
+    raised = images_db + spoken * (levels_db if levels_db.ndim == 3 else levels_db[:, :, None])
     floor = raised.max(axis=(1, 2), keepdims=True) - top_db
     return np.where(silent, floor, np.maximum(raised, floor))
 
 
 def with_pace(images_db: np.ndarray, tracks: np.ndarray, log_pace: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Images (``clips x n_mels x frames``, dB) and their pitch tracks (``clips x 2 x frames``, Hz) said
-    ``exp(log_pace)`` times as slowly (one per clip) from their first speech frame on (its loudest band
-    within :data:`SPEECH_DB` of the clip's loudest bin): each band and f0 read linearly between frames,
+    ``exp(log_pace)`` times as slowly (one per clip) from their first speech frame on
+    (:func:`speakdigits.voice_detail.speech`): each band and f0 read linearly between frames,
     voicing from the nearest frame; past the end of what was said, the image's quietest level and no voice.
     A clip said faster ends sooner; one said slower is cut at the image's last frame."""
     images_db, tracks = np.array(images_db, dtype=np.float64), np.array(tracks, dtype=np.float64)
@@ -279,8 +278,7 @@ def with_pace(images_db: np.ndarray, tracks: np.ndarray, log_pace: np.ndarray) -
     for image, track, pace in zip(images_db, tracks, np.asarray(log_pace, dtype=np.float64), strict=True):
         if pace == 0.0:
             continue
-        loudest = image.max(axis=0)
-        onset = int(np.argmax(loudest >= loudest.max() - SPEECH_DB))
+        onset = int(np.argmax(speech(image)))
         at = onset + np.arange(frames - onset) / np.exp(pace)
         inside = at <= frames - 1
         before = np.minimum(np.floor(at).astype(np.int64), frames - 1)

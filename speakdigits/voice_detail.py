@@ -106,11 +106,13 @@ class VoiceDetail:
         if "detail" not in speaker:
             return None
         detail = speaker["detail"]
+        # A model trained before the voiced levels and the pace were measured: its speech's levels for every
+        # frame, and the decoder's own pace.
         row = VoiceDetail(
             np.asarray(detail["levels_db"], dtype=np.float64)[None],
-            np.asarray(detail["voiced_db"], dtype=np.float64)[None],
+            np.asarray(detail.get("voiced_db", detail["levels_db"]), dtype=np.float64)[None],
             np.array([detail["log_f0"]], dtype=np.float64),
-            np.array([detail["log_pace"]], dtype=np.float64),
+            np.array([detail.get("log_pace", 0.0)], dtype=np.float64),
         )
         return row.rows(np.zeros(count, dtype=np.int64))
 
@@ -126,10 +128,10 @@ class VoiceDetail:
 
 
 def speech(image_db: np.ndarray) -> np.ndarray:
-    """Which frames of an image (``n_mels x frames``, dB) are speech: their loudest band within
-    :data:`SPEECH_DB` of the image's loudest bin."""
-    loudest = image_db.max(axis=0)
-    return loudest >= loudest.max() - SPEECH_DB
+    """Which frames of an image (``n_mels x frames``, dB; or of each of several, ``... x n_mels x frames``)
+    are speech: their loudest band within :data:`SPEECH_DB` of the image's loudest bin."""
+    loudest = np.asarray(image_db).max(axis=-2)
+    return loudest >= loudest.max(axis=-1, keepdims=True) - SPEECH_DB
 
 
 def speech_levels(image_db: np.ndarray, frames: np.ndarray | None = None) -> np.ndarray:

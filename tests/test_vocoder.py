@@ -196,6 +196,17 @@ def test_levels_may_change_from_frame_to_frame():
     )
 
 
+def test_speech_is_told_frame_by_frame_in_one_image_or_many_alike():
+    """voice_detail.speech: frames whose loudest band is within 40 dB of the image's loudest bin."""
+    from speakdigits.voice_detail import speech
+
+    image = np.array([[-10.0, -45.0, -80.0, -20.0], [0.0, -39.0, -80.0, -41.0]])
+    assert speech(image).tolist() == [True, True, False, True]
+    images = np.stack([image, image - 30.0, np.where(image > -15.0, image, -90.0)])
+    np.testing.assert_array_equal(speech(images), [speech(one) for one in images])
+    assert speech(images)[2].tolist() == [True, False, False, False]
+
+
 def paced_clip(frames: int = 20, onset: int = 4):
     """One image of two bands (the floor at -80 dB before ``onset``, then rising by 1 dB a frame) and its pitch
     track (f0 rising by 10 Hz a frame, voiced in every third frame from the onset)."""

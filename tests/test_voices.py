@@ -449,3 +449,17 @@ def test_a_speaker_judge_that_names_the_source_without_a_voice_is_called_out():
     }
     # On the page and in the stage's output.
     assert warnings(metrics) == [biased["warning"], known["warning"], takes["warning"]]
+
+
+def test_a_model_saved_before_the_voiced_levels_and_pace_were_measured_keeps_its_speech_levels():
+    """speakers.json of an older train stage has no voiced_db and no log_pace: --speaker then raises every
+    frame by the speech's levels and keeps the decoder's pace, rather than failing."""
+    from speakdigits.voice_detail import VoiceDetail
+
+    older = {"detail": {"levels_db": [1.0, -2.0], "log_f0": 0.1}}
+    detail = VoiceDetail.of_speaker(older, 2)
+    np.testing.assert_array_equal(detail.voiced_db, [[1.0, -2.0], [1.0, -2.0]])
+    np.testing.assert_array_equal(detail.log_pace, [0.0, 0.0])
+    voiced = np.array([[True, False, True], [False, False, True]])
+    np.testing.assert_array_equal(detail.frame_levels(voiced), np.tile([[[1.0], [-2.0]]], (2, 1, 3)))
+    assert VoiceDetail.of_speaker({"mean": [0.0]}, 1) is None
