@@ -27,7 +27,7 @@ from speakdigits.params import GenerateParams, MelParams
 from speakdigits.pitch import F0, VOICING, from_unit
 from speakdigits.streams import Stream, stream
 from speakdigits.vocoder import stretch_contrast, synthesize_many, with_levels, with_pace
-from speakdigits.voice_detail import VoiceDetail
+from speakdigits.voice_detail import VoiceDetail, warped
 from speakdigits.wav import wav_bytes
 
 #: The mel grid shows at most this many clips of each digit (rows of up to 10 for an unconditional model),
@@ -91,12 +91,16 @@ def vocode_decoded(
     """The decoder's images and pitch tracks as sound, as every generated clip is made: each image clipped
     to [0, 1] and back to dB, its contrast stretched (:func:`stretch_contrast`), then vocoded with its
     pitch track and its own seed. ``detail``, per clip, what its voice's latent vector misses
-    (:class:`speakdigits.voice_detail.VoiceDetail`), is added back times ``generate.voice_detail``. Returns the dB
-    images and the clips' samples."""
+    (:class:`speakdigits.voice_detail.VoiceDetail`), is added back times ``generate.voice_detail``: its pace
+    (:func:`with_pace`), then its formants (:func:`speakdigits.voice_detail.warped`), its band levels
+    (:func:`with_levels`) and its pitch. Returns the dB images and the clips' samples."""
     images_db = stretch_contrast(denormalize(np.clip(images, 0.0, 1.0), mel_min, mel_max), generate.contrast)
     tracks = from_unit(pitch)
     if detail is not None and generate.voice_detail:
         images_db, tracks = with_pace(images_db, tracks, generate.voice_detail * detail.log_pace)
+        images_db = np.stack(
+            [warped(image, generate.voice_detail * w, mel=mel) for image, w in zip(images_db, detail.log_warp)]
+        )
         levels = detail.frame_levels(tracks[:, VOICING] > 0.5)
         images_db = with_levels(images_db, generate.voice_detail * levels, top_db=mel.top_db)
         tracks[:, F0] *= np.exp(generate.voice_detail * np.nan_to_num(detail.log_f0))[:, None]

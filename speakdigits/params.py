@@ -346,6 +346,12 @@ def hz_to_mel(hz) -> np.ndarray:
     return np.where(hz < 1000, 3 * hz / 200, 15 + 27 * np.log(np.maximum(hz, 1e-9) / 1000) / np.log(6.4))
 
 
+def mel_to_hz(mels) -> np.ndarray:
+    """The frequency (Hz) at each of ``mels`` on :func:`hz_to_mel`'s scale."""
+    mels = np.asarray(mels, dtype=np.float64)
+    return np.where(mels < 15, 200 * mels / 3, 1000 * np.exp(np.log(6.4) * (mels - 15) / 27))
+
+
 def mel_band_centres(*, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
     """Each mel band's centre, in mel (:func:`hz_to_mel`): band ``i`` spans the ``i``-th to the ``i + 2``-th
     of ``n_mels + 2`` points evenly spaced in mel from ``fmin`` to ``fmax``, as

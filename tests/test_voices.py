@@ -87,7 +87,7 @@ def test_a_recordings_voice_is_pulled_toward_its_digits_centre_and_its_detail_me
     """generate.latent_voice: the share of a recording's offset from its digit's centre kept in z; its detail
     is what the decoder's clip of that nearer voice, saying the recording's digit, misses of it."""
     from speakdigits.formats.normalized import denormalize
-    from speakdigits.voice_detail import speech_levels
+    from speakdigits.voice_detail import speech_levels, warped
 
     source = tone(tmp_path / "3_ann_0.wav")
     offset = posterior_mean(tiny, source, 3) - centre(tiny, 3)
@@ -100,7 +100,8 @@ def test_a_recordings_voice_is_pulled_toward_its_digits_centre_and_its_detail_me
         )
         np.testing.assert_allclose(voice[0], share * offset, rtol=1e-5, atol=1e-6)
         rebuilt, _ = vae.decode(saying(voice, [3], latents), np.array([3]))
-        said = speech_levels(denormalize(np.clip(rebuilt, 0, 1), low, high)[0])
+        # Measured against that clip with its formants moved to the recording's (voice_detail.formant_warp).
+        said = speech_levels(warped(denormalize(np.clip(rebuilt, 0, 1), low, high)[0], detail.log_warp[0], mel=MEL))
         np.testing.assert_allclose(detail.levels_db[0], real - said, rtol=1e-5, atol=1e-4)
     # With none of it, the voice is the digit's centre: said as 7, 7's centre, and all of the voice in its detail.
     np.testing.assert_allclose(saying(voice, [7], latents)[0], centre(tiny, 7), atol=1e-6)
@@ -171,7 +172,7 @@ def test_a_training_speakers_voice_gets_back_what_its_mean_misses_of_their_recor
     decoder's clips of their mean voice saying the same digits; generate --speaker adds them back."""
     from speakdigits.formats.normalized import denormalize
     from speakdigits.pitch import from_unit
-    from speakdigits.voice_detail import MIN_VOICED_S, median_log_f0, speech, speech_levels
+    from speakdigits.voice_detail import MIN_VOICED_S, formant_warp, median_log_f0, speech, speech_levels, warped
 
     speakers, latents = read_speakers(tiny["model"]), read_latents(tiny["model"])
     train = load_split(tiny["normalized"], "train")
@@ -182,11 +183,25 @@ def test_a_training_speakers_voice_gets_back_what_its_mean_misses_of_their_recor
         rebuilt, rebuilt_pitch = vae.decode(saying(np.tile(voice["mean"], (len(rows), 1)), digits, latents), digits)
         real_db = denormalize(train["x"][rows], low, high)
         again_db = denormalize(np.clip(rebuilt, 0, 1), low, high)
-        missed = [speech_levels(a) - speech_levels(b) for a, b in zip(real_db, again_db)]
+        least = int(np.ceil(MIN_VOICED_S * MEL.frames / MEL.duration))
+        real_tracks, again_tracks = from_unit(train["pitch"][rows]), from_unit(np.clip(rebuilt_pitch, 0, 1))
+        # The formants first, from the voiced speech where both have enough of it (else from all their speech);
+        # the levels then against the decoder's clips with their formants moved there.
+        warps, moved = [], []
+        for a, b, ta, tb in zip(real_db, again_db, real_tracks, again_tracks):
+            va, vb = ta[1] > 0.5, tb[1] > 0.5
+            enough = min((speech(a) & va).sum(), (speech(b) & vb).sum()) >= least
+            warps.append(
+                formant_warp(
+                    speech_levels(a, va if enough else None), speech_levels(b, vb if enough else None), mel=MEL
+                )
+            )
+            moved.append(warped(b, warps[-1], mel=MEL))
+        assert voice["detail"]["log_warp"] == pytest.approx(np.mean(warps), abs=1e-9)
+        missed = [speech_levels(a) - speech_levels(b) for a, b in zip(real_db, moved)]
         levels = np.mean(missed, axis=0)
         assert len(voice["detail"]["levels_db"]) == len(voice["detail"]["voiced_db"]) == MEL.n_mels
         np.testing.assert_allclose(voice["detail"]["levels_db"], levels, rtol=1e-4, atol=1e-3)
-        least = int(np.ceil(MIN_VOICED_S * MEL.frames / MEL.duration))
         f0 = [
             median_log_f0(a, min_frames=least) - median_log_f0(b, min_frames=least)
             for a, b in zip(from_unit(train["pitch"][rows]), from_unit(np.clip(rebuilt_pitch, 0, 1)))
@@ -195,9 +210,7 @@ def test_a_training_speakers_voice_gets_back_what_its_mean_misses_of_their_recor
         assert voice["detail"]["log_f0"] == pytest.approx(np.mean(f0) if f0 else 0.0, abs=1e-5)
         # Over voiced speech alone, where both have enough of it (else over all their speech), and the pace.
         voiced = []
-        for a, b, ta, tb, whole in zip(
-            real_db, again_db, from_unit(train["pitch"][rows]), from_unit(np.clip(rebuilt_pitch, 0, 1)), missed
-        ):
+        for a, b, ta, tb, whole in zip(real_db, moved, real_tracks, again_tracks, missed):
             va, vb = ta[1] > 0.5, tb[1] > 0.5
             enough = min((speech(a) & va).sum(), (speech(b) & vb).sum()) >= least
             voiced.append(speech_levels(a, va) - speech_levels(b, vb) if enough else whole)
@@ -214,6 +227,7 @@ def test_a_training_speakers_voice_gets_back_what_its_mean_misses_of_their_recor
     np.testing.assert_array_equal(detail.log_f0, [speakers[name]["detail"]["log_f0"]] * 3)
     np.testing.assert_array_equal(detail.voiced_db, np.tile(speakers[name]["detail"]["voiced_db"], (3, 1)))
     np.testing.assert_array_equal(detail.log_pace, [speakers[name]["detail"]["log_pace"]] * 3)
+    np.testing.assert_array_equal(detail.log_warp, [speakers[name]["detail"]["log_warp"]] * 3)
 
 
 def test_a_voice_from_several_takes_is_the_mean_of_their_voices_saying_every_digit(tiny):
@@ -260,7 +274,7 @@ def test_what_a_voices_latent_vector_misses_is_added_back_to_its_clips(tiny, tmp
     from speakdigits.generation import vocode_decoded
     from speakdigits.pitch import VOICING, from_unit
     from speakdigits.vocoder import with_levels, with_pace
-    from speakdigits.voice_detail import speech_levels
+    from speakdigits.voice_detail import recording_details, speech_levels, warped
 
     sources = [tone(tmp_path / "3_ann_0.wav"), tone(tmp_path / "5_ann_1.wav", f0=180.0)]
     voice, _, detail = chosen_voice(
@@ -271,14 +285,17 @@ def test_what_a_voices_latent_vector_misses_is_added_back_to_its_clips(tiny, tmp
     digits = np.array([3, 5])
     mu, _ = vae.encode(np.stack(images), np.stack(pitches), digits)
     rebuilt, _ = vae.decode(mu, digits)
+    # Each recording's levels against its reconstruction with the formants moved to the recording's.
+    warps = recording_details(vae, np.stack(images), np.stack(pitches), digits, mu, mel=MEL, mel_min=low, mel_max=high)
     missed = [
         speech_levels(denormalize(image[None], low, high)[0])
-        - speech_levels(denormalize(np.clip(again, 0, 1)[None], low, high)[0])
-        for image, again in zip(images, rebuilt)
+        - speech_levels(warped(denormalize(np.clip(again, 0, 1)[None], low, high)[0], warp, mel=MEL))
+        for image, again, warp in zip(images, rebuilt, warps.log_warp)
     ]
     # Both takes get the mean of the two recordings' details.
     assert detail.levels_db.shape == (2, MEL.n_mels)
     np.testing.assert_allclose(detail.levels_db, np.tile(np.mean(missed, axis=0), (2, 1)), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(detail.log_warp, [warps.log_warp.mean()] * 2)
     # Said as 7: the decoded image raised by those levels, band by band (the floor kept silence).
     decoded = vae.decode(saying(voice, [7, 7], read_latents(tiny["model"])), np.array([7, 7]))
 
@@ -286,7 +303,7 @@ def test_what_a_voices_latent_vector_misses_is_added_back_to_its_clips(tiny, tmp
     plain, _ = vocode_decoded(*decoded, generate=GEN_SETTINGS, **making)
     # At the decoder's own pace (log_pace 0), each frame raised by the voiced speech's levels where the
     # decoder's track is voiced, by the whole speech's elsewhere.
-    unpaced = dataclasses.replace(detail, log_pace=np.zeros(2))
+    unpaced = dataclasses.replace(detail, log_pace=np.zeros(2), log_warp=np.zeros(2))
     raised, _ = vocode_decoded(*decoded, generate=GEN_SETTINGS, detail=unpaced, **making)
     tracks = from_unit(decoded[1])
     levels = unpaced.frame_levels(tracks[:, VOICING] > 0.5)
@@ -301,13 +318,16 @@ def test_what_a_voices_latent_vector_misses_is_added_back_to_its_clips(tiny, tmp
     assert loud.sum() > 100
     np.testing.assert_allclose((raised - plain)[loud], levels[loud])
     # With a pace (one voice slower, one faster), the same image said that much slower or faster first
-    # (vocoder.with_pace).
-    paced_detail = dataclasses.replace(detail, log_pace=np.log([1.5, 0.75]))
+    # (vocoder.with_pace); with formants (one voice's higher, one's lower), its formants moved next
+    # (voice_detail.warped); then the levels.
+    paced_detail = dataclasses.replace(detail, log_pace=np.log([1.5, 0.75]), log_warp=np.array([0.1, -0.15]))
     paced, _ = vocode_decoded(*decoded, generate=GEN_SETTINGS, detail=paced_detail, **making)
     slower, slower_tracks = with_pace(plain, tracks, paced_detail.log_pace)
     assert not np.allclose(slower, plain)
+    moved = np.stack([warped(image, warp, mel=MEL) for image, warp in zip(slower, paced_detail.log_warp)])
+    assert not np.allclose(moved, slower)
     levels = paced_detail.frame_levels(slower_tracks[:, VOICING] > 0.5)
-    np.testing.assert_allclose(paced, with_levels(slower, levels, top_db=MEL.top_db))
+    np.testing.assert_allclose(paced, with_levels(moved, levels, top_db=MEL.top_db))
     # generate.voice_detail 0: the latent vector alone.
     none, _ = vocode_decoded(
         *decoded, generate=dataclasses.replace(GEN_SETTINGS, voice_detail=0.0), detail=detail, **making
@@ -315,10 +335,11 @@ def test_what_a_voices_latent_vector_misses_is_added_back_to_its_clips(tiny, tmp
     np.testing.assert_array_equal(none, plain)
 
 
-def test_a_recordings_rumble_below_the_lowest_voice_is_not_added_to_its_voice(tiny, tmp_path):
+def test_a_recordings_rumble_below_the_lowest_voice_is_not_added_to_its_voice(tiny, tmp_path, monkeypatch):
     """Bands centred below pitch.F0_MIN keep the decoder's level: a recording's hum there is no voice."""
     import dataclasses
 
+    from speakdigits import voice_detail
     from speakdigits.voice_detail import recording_details, voice_bands
 
     vae, (low, high) = load_vae(tiny["model"]), load_stats(tiny["normalized"])
@@ -328,6 +349,8 @@ def test_a_recordings_rumble_below_the_lowest_voice_is_not_added_to_its_voice(ti
     )
     digits = np.array([3, 5])
     mu, _ = vae.encode(images, pitches, digits)
+    # The formants left where the decoder puts them: the two geometries would move them by other factors.
+    monkeypatch.setattr(voice_detail, "LOG_WARPS", np.zeros(1))
     # The same images read as 16 bands up to 400 Hz: the two lowest are centred below the lowest voice.
     rumbling = dataclasses.replace(MEL, fmax=400.0)
     below = ~voice_bands(rumbling)  # centres 23.5 and 47 Hz
@@ -452,14 +475,60 @@ def test_a_speaker_judge_that_names_the_source_without_a_voice_is_called_out():
 
 
 def test_a_model_saved_before_the_voiced_levels_and_pace_were_measured_keeps_its_speech_levels():
-    """speakers.json of an older train stage has no voiced_db and no log_pace: --speaker then raises every
-    frame by the speech's levels and keeps the decoder's pace, rather than failing."""
+    """speakers.json of an older train stage has no voiced_db, log_pace or log_warp: --speaker then raises every
+    frame by the speech's levels and keeps the decoder's pace and formants, rather than failing."""
     from speakdigits.voice_detail import VoiceDetail
 
     older = {"detail": {"levels_db": [1.0, -2.0], "log_f0": 0.1}}
     detail = VoiceDetail.of_speaker(older, 2)
     np.testing.assert_array_equal(detail.voiced_db, [[1.0, -2.0], [1.0, -2.0]])
     np.testing.assert_array_equal(detail.log_pace, [0.0, 0.0])
+    np.testing.assert_array_equal(detail.log_warp, [0.0, 0.0])
     voiced = np.array([[True, False, True], [False, False, True]])
     np.testing.assert_array_equal(detail.frame_levels(voiced), np.tile([[[1.0], [-2.0]]], (2, 1, 3)))
     assert VoiceDetail.of_speaker({"mean": [0.0]}, 1) is None
+
+
+def test_a_warp_moves_the_spectral_envelope_in_frequency():
+    """voice_detail.warped: a formant at f is at f times the factor after it, in one level vector or an image;
+    warp 0 leaves it as it is."""
+    import dataclasses
+
+    from speakdigits.params import hz_to_mel, mel_band_centres, mel_to_hz
+    from speakdigits.voice_detail import warped
+
+    mel = dataclasses.replace(MEL, sample_rate=16000, n_mels=64, n_fft=1024, fmax=8000.0)
+    mels = mel_band_centres(n_mels=64, fmin=0.0, fmax=8000.0)
+    centres = mel_to_hz(mels)
+    np.testing.assert_allclose(hz_to_mel(centres), mels)
+    assert np.all(np.diff(centres) > 0) and 900 < centres[np.argmin(np.abs(mels - 15))] < 1100 and centres[-1] < 8000
+    formant = 30 * np.exp(-(((centres - 1000) / 150) ** 2))
+    for factor in (0.85, 1.2):
+        moved = warped(formant, np.log(factor), mel=mel)
+        peak = np.argmax(moved)
+        assert abs(centres[peak] - 1000 * factor) <= np.diff(centres)[peak]
+        assert moved.max() == pytest.approx(30, abs=3)
+    image = np.stack([formant, formant - 5], axis=1)
+    np.testing.assert_allclose(warped(image, 0.1, mel=mel)[:, 1], warped(formant, 0.1, mel=mel) - 5)
+    np.testing.assert_array_equal(warped(image, 0.0, mel=mel), image)
+
+
+def test_a_recordings_formants_are_found_by_the_warp_that_fits_them_best():
+    """voice_detail.formant_warp: two formants moved by a known factor, and 7 dB louder, give that factor back."""
+    import dataclasses
+
+    from speakdigits.params import mel_band_centres, mel_to_hz
+    from speakdigits.voice_detail import LOG_WARPS, formant_warp
+
+    mel = dataclasses.replace(MEL, sample_rate=16000, n_mels=64, n_fft=1024, fmax=8000.0)
+    centres = mel_to_hz(mel_band_centres(n_mels=64, fmin=0.0, fmax=8000.0))
+
+    def envelope(factor: float) -> np.ndarray:
+        return 40 * np.exp(-(((centres - 700 * factor) / 120) ** 2)) + 30 * np.exp(
+            -(((centres - 1800 * factor) / 200) ** 2)
+        )
+
+    for log_warp in (-0.12, 0.0, 0.1):
+        assert formant_warp(envelope(np.exp(log_warp)) + 7, envelope(1.0), mel=mel) == pytest.approx(log_warp)
+    # Beyond the searched warps, the nearest of them.
+    assert formant_warp(envelope(1.5), envelope(1.0), mel=mel) == LOG_WARPS[-1]
