@@ -235,6 +235,7 @@ def references(
         vocoder=generate.vocoder,
         n_iter=generate.vocoder_iters,
         momentum=generate.griffin_lim_momentum,
+        aperiodicity=generate.aperiodicity,
         seeds=[seed + index for index in range(len(chosen))],
     )
     # Each source clip's versions share its seed: a clip's conversions differ only in what is said. Its

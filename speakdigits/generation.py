@@ -111,6 +111,7 @@ def vocode_decoded(
         vocoder=generate.vocoder,
         n_iter=generate.vocoder_iters,
         momentum=generate.griffin_lim_momentum,
+        aperiodicity=generate.aperiodicity,
         seeds=seeds,
         progress=progress,
     )

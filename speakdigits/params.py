@@ -227,6 +227,7 @@ class GenerateParams:
     latent_voice: float = key("float", 0, 1)
     vocoder: str = key("str", choices=("harmonic", "griffin_lim"))
     harmonic_iters: int = key("int", 1, 1000)
+    aperiodicity: float = key("float", 0, 1)
     griffin_lim_iters: int = key("int", 1, 1000)
     griffin_lim_momentum: float = key("float", 0, 1.5)
 

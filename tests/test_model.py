@@ -499,6 +499,7 @@ GEN_SETTINGS = GenerateParams(
     latent_voice=1.0,
     vocoder="harmonic",
     harmonic_iters=4,
+    aperiodicity=0.7,
     griffin_lim_iters=4,
     griffin_lim_momentum=0.99,
 )

@@ -112,6 +112,35 @@ def test_the_voice_spreads_each_period_rather_than_clicking():
     assert max(harmonics) < 1.05 * min(harmonics)
 
 
+def test_a_voiced_frames_harmonics_give_way_to_noise_high_up_as_much_as_asked():
+    """generate.aperiodicity: below 1 kHz harmonics alone, from 2 kHz up that share of the energy is noise
+    between them; the spectrum stays as flat as before, and 0 gives the same samples as harmonics alone."""
+    from speakdigits.vocoder import APERIODIC_HZ, aperiodic_share
+
+    assert APERIODIC_HZ == (1000.0, 2000.0)
+    np.testing.assert_allclose(aperiodic_share([500, 1000, 1500, 2000, 3500], 0.7), [0, 0, 0.35, 0.7, 0.7])
+    track = np.stack([np.full(MEL.frames, 140.0), np.ones(MEL.frames)]).astype(np.float32)
+    plain = excitation(track, mel=MEL, rng=np.random.default_rng(0))
+    np.testing.assert_array_equal(excitation(track, mel=MEL, rng=np.random.default_rng(0), aperiodicity=0.0), plain)
+    breathy = excitation(track, mel=MEL, rng=np.random.default_rng(0), aperiodicity=0.7)
+    freqs = np.fft.rfftfreq(len(plain), 1 / MEL.sample_rate)
+    on_harmonic = np.abs(freqs / 140.0 - np.round(freqs / 140.0)) * 140.0 < 2
+
+    def noise_share(source: np.ndarray, low: float, high: float) -> float:
+        spectrum = np.abs(np.fft.rfft(source)) ** 2
+        band = (freqs >= low) & (freqs < high)
+        return spectrum[band & ~on_harmonic].sum() / spectrum[band].sum()
+
+    assert noise_share(plain, 2000, 3900) < 0.01
+    assert noise_share(breathy, 200, 950) < 0.01
+    assert noise_share(breathy, 2000, 3900) == pytest.approx(0.7, abs=0.05)
+    # As much energy in each kilohertz as before: only its kind changed.
+    for low in (0, 1000, 2000, 3000):
+        band = (freqs >= low) & (freqs < low + 1000)
+        before, after = (np.sum(np.abs(np.fft.rfft(x))[band] ** 2) for x in (plain, breathy))
+        assert after == pytest.approx(before, rel=0.1)
+
+
 def test_the_harmonic_vocoder_follows_the_mel_image():
     """Its clip's own mel image has the energy asked for, over time and in each kilohertz of the band
     (band by band, the harmonics and the gaps between them make ripples the smooth image lacks)."""
