@@ -145,9 +145,9 @@ def aperiodic_share(freqs: np.ndarray, aperiodicity: float) -> np.ndarray:
 
     A recorded voice is periodic low down and breathy higher up: in the voiced frames of FSDD's test
     speaker, the harmonics stand 18 dB above the gaps between them below 1 kHz and 1 to 4 dB above
-    them from 1 to 4 kHz (the synthetic voices: 18, then 3 to 6 dB); made of harmonics alone, the
-    harmonic vocoder's stood 28, 15, 10 and 8 dB above them (synthetic: 43, 26, 20, 18), a buzz
-    (docs/results.md)."""
+    them from 1 to 4 kHz (the synthetic voices: 17, then 2 to 6 dB); made of harmonics alone, the
+    harmonic vocoder's stood 29, 16, 10 and 8 dB above them (synthetic: 37, 26, 22, 21), a buzz;
+    with 0.7, 28, 7, 2 and 2 dB (synthetic: 36, 9, 2, 4; docs/results.md)."""
     low, high = APERIODIC_HZ
     return aperiodicity * np.clip((np.asarray(freqs, dtype=np.float64) - low) / (high - low), 0.0, 1.0)
 
