@@ -38,6 +38,13 @@ MIN_VOICED_S = 0.15
 #: than the decoder's voice's. The synthetic test speakers lie at -0.12 (men) and +0.10 (women).
 LOG_WARPS = np.linspace(-0.2, 0.2, 41)
 
+#: A warp nearer 0 than this is taken as none (:func:`formant_warp`): one take's fit scatters by about this
+#: much (FSDD's nicolas +0.04 ± 0.06), and moving an envelope that already fits by the scatter blurs the
+#: digit's formants and lends the voice nothing. Measured on the conversions of 20 unheard clips each (same
+#: models): the MFCC judge heard FSDD's new digit in 96 % rather than 94 %, its speaker judge nicolas in
+#: 41 % rather than 44 %, and the synthetic default's conversions, warped 0.10 or more, came out the same.
+MIN_LOG_WARP = 0.05
+
 
 def interpolate(start: np.ndarray, end: np.ndarray, steps: int) -> np.ndarray:
     """``steps`` vectors evenly spaced on the line from ``start`` to ``end``, both included."""
@@ -179,10 +186,12 @@ def warped(levels_db: np.ndarray, log_warp: float, *, mel: MelParams) -> np.ndar
 def formant_warp(heard_db: np.ndarray, made_db: np.ndarray, *, mel: MelParams) -> float:
     """The warp (:data:`LOG_WARPS`) that brings the spectral envelope ``made_db`` (``n_mels``, dB: the
     decoder's clip's mean levels) closest to ``heard_db`` (the recording's), up to a constant level: the
-    smallest variance of their difference over the voice's bands (:func:`voice_bands`)."""
+    smallest variance of their difference over the voice's bands (:func:`voice_bands`); 0 for one nearer 0
+    than :data:`MIN_LOG_WARP`."""
     bands = voice_bands(mel)
     misfit = [np.var((heard_db - warped(made_db, w, mel=mel))[bands]) for w in LOG_WARPS]
-    return float(LOG_WARPS[int(np.argmin(misfit))])
+    best = float(LOG_WARPS[int(np.argmin(misfit))])
+    return best if abs(best) >= MIN_LOG_WARP else 0.0
 
 
 def voice_bands(mel: MelParams) -> np.ndarray:

@@ -514,7 +514,8 @@ def test_a_warp_moves_the_spectral_envelope_in_frequency():
 
 
 def test_a_recordings_formants_are_found_by_the_warp_that_fits_them_best():
-    """voice_detail.formant_warp: two formants moved by a known factor, and 7 dB louder, give that factor back."""
+    """voice_detail.formant_warp: two formants moved by a known factor, and 7 dB louder, give that factor back;
+    a factor within the fit's scatter of 1 (voice_detail.MIN_LOG_WARP) gives none."""
     import dataclasses
 
     from speakdigits.params import mel_band_centres, mel_to_hz
@@ -532,3 +533,5 @@ def test_a_recordings_formants_are_found_by_the_warp_that_fits_them_best():
         assert formant_warp(envelope(np.exp(log_warp)) + 7, envelope(1.0), mel=mel) == pytest.approx(log_warp)
     # Beyond the searched warps, the nearest of them.
     assert formant_warp(envelope(1.5), envelope(1.0), mel=mel) == LOG_WARPS[-1]
+    for log_warp in (-0.04, 0.03):
+        assert formant_warp(envelope(np.exp(log_warp)), envelope(1.0), mel=mel) == 0.0
