@@ -14,7 +14,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import os
-import re
 import zipfile
 import zlib
 from pathlib import Path
@@ -30,61 +29,7 @@ from speakdigits.formats import raw, rerun
 from speakdigits.formats.features import MELS_NPY, PITCH_NPY, finish_rows, row_offset, start_rows, write_features
 from speakdigits.formats.raw import parse_clip_name
 from speakdigits.params import MelParams, empty_mel_bands
-
-# Ages outside this range are recording mistakes, not speakers.
-PLAUSIBLE_AGES = (3, 110)
-_GENDERS = {"female": "female", "f": "female", "woman": "female", "male": "male", "m": "male", "man": "male"}
-
-
-def clean_speaker_metadata(metadata: dict, speakers: list[str]) -> tuple[dict[str, dict], list[str]]:
-    """Read messy per-speaker metadata tolerantly.
-
-    Parameters
-    ----------
-    metadata : dict
-        ``{speaker: {"gender": ..., "age": ..., ...}}`` as found in the source:
-        ages may be numbers or strings, some may be impossible, some speakers
-        may be missing, keys may be ``'1'`` where clips say ``'01'``.
-    speakers : list of str
-        The speaker ids found in the clip names.
-
-    Returns
-    -------
-    clean : dict
-        ``{speaker: {"gender": 'female' | 'male' | 'unknown', "age": int or None}}``
-        for every speaker in ``speakers``.
-    notes : list of str
-        One line per thing that was ignored or missing.
-    """
-    by_key = {str(key).strip().lower(): value for key, value in metadata.items()}
-    clean, notes, missing = {}, [], []
-    for speaker in speakers:
-        entry = by_key.get(speaker.lower())
-        if entry is None and speaker.isdigit():
-            entry = next((v for k, v in by_key.items() if k.isdigit() and int(k) == int(speaker)), None)
-        if not isinstance(entry, dict):
-            missing.append(speaker)
-            clean[speaker] = {"gender": "unknown", "age": None}
-            continue
-        gender_value = entry.get("gender")
-        gender = _GENDERS.get(str(gender_value).strip().lower(), "unknown") if gender_value is not None else "unknown"
-        if gender == "unknown" and gender_value is not None:
-            notes.append(f"speaker {speaker}: gender {gender_value!r} not understood, taken as unknown")
-        age_value = entry.get("age")
-        age = None
-        if age_value is not None:
-            match = re.fullmatch(r"\s*(-?\d+)(?:\.0*)?\s*(?:years?)?\s*", str(age_value))
-            if match is None:
-                notes.append(f"speaker {speaker}: age {age_value!r} is not a number, ignored")
-            elif not PLAUSIBLE_AGES[0] <= int(match.group(1)) <= PLAUSIBLE_AGES[1]:
-                notes.append(f"speaker {speaker}: impossible age {age_value!r}, ignored")
-            else:
-                age = int(match.group(1))
-        clean[speaker] = {"gender": gender, "age": age}
-    if missing:
-        notes.append(f"no metadata for {len(missing)} speaker(s): {', '.join(missing)}")
-    return clean, notes
-
+from speakdigits.speakers import clean_speaker_metadata
 
 # Worker state: each worker process opens the raw archive once.
 _worker: dict = {}

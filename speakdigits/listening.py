@@ -535,8 +535,19 @@ def voice_headline(voices: dict) -> list[tuple[str, str]]:
     if "gender_kept" in voices:
         rows.append(
             (
-                "Voices: converted clips heard as their source speaker's gender",
-                f"{percent(voices['gender_kept'])} (the source clips: {percent(voices['gender_kept_real'])})",
+                "Voices: converted clips heard as their source speaker's gender by the MFCC gender judge (its "
+                f"accuracy on speakers it never heard: {percent(voices['gender_judge']['accuracy'])})",
+                f"{percent(voices['gender_kept'])} (the source clips: {percent(voices['gender_kept_real'])}, "
+                f"through the vocoder: {percent(voices['gender_kept_vocoder'])})",
+            )
+        )
+    if "gender_mel" in voices:
+        mel = voices["gender_mel"]
+        rows.append(
+            (
+                "Voices: the same by the log-mel gender judge (classify), which hears the vocoder's clips worse",
+                f"{percent(mel['gender_kept'])} (the source clips: {percent(mel['gender_kept_real'])}, "
+                f"through the vocoder: {percent(mel['gender_kept_vocoder'])})",
             )
         )
     space = voices.get("latent_map", {})

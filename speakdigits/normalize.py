@@ -13,53 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from speakdigits.errors import PipelineError
 from speakdigits.files import atomic_dir
 from speakdigits.formats.features import read_features, read_geometry
 from speakdigits.formats.normalized import SPLITS, scale, write_split, write_stats
 from speakdigits.params import SplitParams
 from speakdigits.pitch import to_unit
-from speakdigits.streams import Stream, stream
-
-
-def split_speakers(speakers: list[str], *, split: SplitParams, seed: int) -> dict[str, list[str]]:
-    """Deal speakers into train, validation and test, none in two of them.
-
-    Parameters
-    ----------
-    speakers : list of str
-        Distinct speaker ids.
-    split : SplitParams
-        ``val_fraction`` and ``test_fraction``: shares of the speakers
-        (rounded, at least one speaker each when the share is above zero).
-    seed : int
-        Seed of the shuffle; the result does not depend on the input order.
-
-    Returns
-    -------
-    dict
-        ``{"train": [...], "val": [...], "test": [...]}``, each sorted.
-
-    Raises
-    ------
-    PipelineError
-        When too few speakers are left for training.
-    """
-    val_fraction, test_fraction = split.val_fraction, split.test_fraction
-    ordered = sorted(set(speakers))
-    shuffled = [ordered[i] for i in stream(seed, Stream.SPLIT).permutation(len(ordered))]
-    n_test = max(1, round(test_fraction * len(ordered))) if test_fraction > 0 else 0
-    n_val = max(1, round(val_fraction * len(ordered))) if val_fraction > 0 else 0
-    if len(ordered) - n_test - n_val < 1:
-        raise PipelineError(
-            f"only {len(ordered)} speaker(s): split.val_fraction = {val_fraction} and split.test_fraction = "
-            f"{test_fraction} leave none for training; expected more speakers or smaller fractions"
-        )
-    return {
-        "test": sorted(shuffled[:n_test]),
-        "val": sorted(shuffled[n_test : n_test + n_val]),
-        "train": sorted(shuffled[n_test + n_val :]),
-    }
+from speakdigits.speakers import split_speakers
 
 
 def fit_min_max(mels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

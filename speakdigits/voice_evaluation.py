@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from speakdigits.formats.classifiers import read_classifiers_info
-from speakdigits.formats.mfcc_judge import SPEAKER, has_judge, read_judge_info
+from speakdigits.formats.mfcc_judge import GENDER, SPEAKER, has_judge, read_judge_info
 from speakdigits.generation import vocode_decoded
 from speakdigits.judge import Judge
 from speakdigits.judged import JudgedSet, judged_only
@@ -246,8 +246,10 @@ def judge_voices(
     The two digit judges should hear the new digit (``converted``, the lower of the two); the speaker
     judge, which has heard other takes of every speaker, should hear the source speaker (``voice_kept``,
     beside the same judge on the real clips, their vocoder versions and their reconstructions, and its
-    own accuracy on unheard takes); where the data tell the speakers' genders, the gender classifier
-    should hear the source's (``gender_kept``). The training speakers' voices (``known``, as
+    own accuracy on unheard takes); where the data tell the speakers' genders, the MFCC gender judge, which
+    never heard the sources' speakers, should hear the source's (``gender_kept``, beside the same judge on
+    the sources as recorded and vocoded, and its accuracy; ``gender_mel``: the classify stage's log-mel gender
+    judge on the same clips). The training speakers' voices (``known``, as
     ``generate --speaker`` says them) and the test speakers' voices from several takes (``from_takes``,
     :func:`take_voices`) are heard the same way (``known_voices``, ``take_voices``).
 
@@ -287,15 +289,19 @@ def judge_voices(
     else:
         out["speaker_judge"] = {"available": False, "reason": "one speaker only: no speaker judge (mfcc_judge)"}
     genders = dict(zip(test["speaker"].tolist(), test["gender"].tolist()))
-    if gender_judge is not None and all(genders.get(ref["speaker"]) in gender_judge.classes for ref in refs):
-        out["gender_kept_real"], _ = heard_by(
-            gender_judge, [ref["real"] for ref in refs], [genders[r["speaker"]] for r in refs]
-        )
-        out["gender_kept"], _ = heard_by(gender_judge, converted.wavs, [genders[refs[i]["speaker"]] for i, _ in pairs])
+    sources = {ref["speaker"] for ref in refs}
+    # The MFCC gender judge where it never heard the sources; the log-mel one beside it, which cannot tell
+    # whether a vocoded clip kept a gender (docs/results.md).
+    if has_judge(mfcc_judge_dir, GENDER) and sources <= set(read_judge_info(mfcc_judge_dir, GENDER)["test_speakers"]):
+        info, mfcc_gender = read_judge_info(mfcc_judge_dir, GENDER), MfccJudge.load(mfcc_judge_dir, GENDER)
+        out["gender_judge"] = {"accuracy": info["test_accuracy"], "test_speakers": info["test_speakers"]}
+        out |= gender_measures(mfcc_gender, refs, converted, pairs, genders)
         if "take_voices" in out:
             out["take_voices"]["gender_kept"], _ = heard_by(
-                gender_judge, from_takes["wavs"], [genders[name] for name in from_takes["speakers"]]
+                mfcc_gender, from_takes["wavs"], [genders[name] for name in from_takes["speakers"]]
             )
+    if gender_judge is not None and all(genders.get(name) in gender_judge.classes for name in sources):
+        out["gender_mel"] = gender_measures(gender_judge, refs, converted, pairs, genders)
 
     rows = voice_rows(refs, converted, pairs, captions, reference_heard)
     if from_takes is not None:
@@ -304,6 +310,21 @@ def judge_voices(
         row, out["interpolation_said"] = interpolation_row(refs, interpolated, judge=judge, second=second)
         rows.append(row)
     return out, rows
+
+
+def gender_measures(
+    gender_judge: Judge | MfccJudge, refs: list[dict], converted: JudgedSet, pairs: list[tuple[int, int]], genders: dict
+) -> dict:
+    """A gender judge on the reference clips as recorded and vocoded (``gender_kept_real``,
+    ``gender_kept_vocoder``: what it can hear at best) and on their conversions (``gender_kept``); ``genders``,
+    each speaker's."""
+    out = {}
+    for kind in ("real", "vocoder"):
+        out[f"gender_kept_{kind}"], _ = heard_by(
+            gender_judge, [ref[kind] for ref in refs], [genders[r["speaker"]] for r in refs]
+        )
+    out["gender_kept"], _ = heard_by(gender_judge, converted.wavs, [genders[refs[i]["speaker"]] for i, _ in pairs])
+    return out
 
 
 def speaker_measures(

@@ -1,5 +1,6 @@
-"""DVC stage ``mfcc_judge``: the second digit judge and the speaker judge, trained on the raw recordings'
-MFCCs, in data/mfcc_judge; their accuracies on held-out takes in metrics/mfcc_judge.json."""
+"""DVC stage ``mfcc_judge``: the second digit judge, the speaker judge and the gender judge, trained on the raw
+recordings' MFCCs, in data/mfcc_judge; their accuracies on held-out takes (the gender judge's: on held-out
+speakers) in metrics/mfcc_judge.json."""
 
 import argparse
 from pathlib import Path
@@ -12,7 +13,7 @@ from stages.common import Stage, entry_point
 METRICS = Path("metrics/mfcc_judge.json")
 DVC_STAGE = Stage(
     deps=(raw.DIR,),
-    params=("seed", "classify"),
+    params=("seed", "classify", "split"),
     outs=(mfcc_judge.DIR,),
     metrics=(METRICS,),
     note="Reads the raw recordings, never the VAE's features: a judge with a front end of its own.",
@@ -24,7 +25,7 @@ def main(args: argparse.Namespace) -> None:
     from speakdigits.mfcc_judge import train_judge
 
     params = load_params()
-    metrics = train_judge(raw.DIR, mfcc_judge.DIR, classify=params.classify, seed=params.seed)
+    metrics = train_judge(raw.DIR, mfcc_judge.DIR, classify=params.classify, split=params.split, seed=params.seed)
     write_json(METRICS, metrics)
     accuracy = metrics["test_accuracy"]
     print(
@@ -39,6 +40,14 @@ def main(args: argparse.Namespace) -> None:
         )
     else:
         print(f"mfcc_judge: no speaker judge: {speaker['reason']}")
+    gender = metrics["gender"]
+    if gender["available"]:
+        print(
+            f"mfcc_judge: the gender judge: test accuracy {gender['test_accuracy']:.3f} on {gender['test_clips']} "
+            f"clips of speakers it never heard ({', '.join(gender['test_speakers'])})"
+        )
+    else:
+        print(f"mfcc_judge: no gender judge: {gender['reason']}")
 
 
 if __name__ == "__main__":

@@ -188,6 +188,8 @@ def test_closure_of_extract_is_what_it_imports():
         "speakdigits/__init__.py",
         "stages/common.py",
         "speakdigits/extraction.py",
+        "speakdigits/speakers.py",
+        "speakdigits/streams.py",
         "speakdigits/audio.py",
         "speakdigits/wav.py",
         "speakdigits/formats/__init__.py",

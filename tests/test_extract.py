@@ -21,10 +21,11 @@ import yaml
 
 from speakdigits import audio, espeak, pitch, synthetic
 from speakdigits.errors import PipelineError
-from speakdigits.extraction import clean_speaker_metadata, extract, resolve_geometry
+from speakdigits.extraction import extract, resolve_geometry
 from speakdigits.formats.features import CLIP_COLUMNS, read_features, read_geometry
 from speakdigits.formats.raw import write_raw
 from speakdigits.params import MelParams
+from speakdigits.speakers import clean_speaker_metadata
 from speakdigits.wav import header_sample_rate
 
 from conftest import REPO, TINY_PARAMS

@@ -129,7 +129,9 @@ def test_repro_trains_the_classifiers_and_judges_the_generated_clips(pipeline):
         "speaker.keras",
     ]
     assert all(0 <= voices[k] <= 1 for k in ("voice_kept", "voice_kept_real", "voice_kept_reconstructed"))
-    assert "gender_kept" not in voices  # tiny data: no gender classifier to ask
+    # Tiny data: no genders, so no gender judge of either stage to ask.
+    assert "gender_kept" not in voices and "gender_mel" not in voices
+    assert not json.loads((repo / "metrics" / "mfcc_judge.json").read_text())["gender"]["available"]
     # The two training speakers' voices (as generate --speaker says them), each saying every digit.
     assert voices["known_voices"]["speakers"] == 2 and 0 <= voices["known_voices"]["kept"] <= 1
     # ... beside the speaker judge on the same digits said with no voice at all: its bias towards them.

@@ -1,11 +1,14 @@
-"""The mfcc_judge stage's output: the second digit judge and the speaker judge.
+"""The mfcc_judge stage's output: the second digit judge, the speaker judge and the gender judge.
 
 Per judge, ``<name>.keras`` (built-in layers only, loaded in Keras safe mode)
 and ``<name>.json``: its classes, ``holdout_takes`` (how its test clips were
 held out), ``test_accuracy`` (what its verdicts are worth) and
 ``per_clip_normalised`` (whether it hears each clip's MFCCs with their means
 and spreads removed). The digit judge is ``judge``, the speaker judge
-``speaker`` (absent when the data hold one speaker only).
+``speaker`` (absent when the data hold one speaker only), the gender judge
+``gender`` (absent unless the training speakers have two genders); it is held
+out by speaker, not by take, and its ``test_speakers`` are the speakers it never
+heard.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ if TYPE_CHECKING:
 
 DIR = Path("data/mfcc_judge")
 STAGE = "mfcc_judge"
-DIGIT, SPEAKER = "judge", "speaker"
+DIGIT, SPEAKER, GENDER = "judge", "speaker", "gender"
 
 
 def save_judge(
@@ -35,8 +38,10 @@ def save_judge(
     test_accuracy: float | None,
     holdout_takes: float,
     per_clip_normalised: bool,
+    test_speakers: list[str] | None = None,
 ) -> None:
-    """Write ``<name>.keras`` and ``<name>.json``."""
+    """Write ``<name>.keras`` and ``<name>.json`` (with ``test_speakers`` where its test clips were held out
+    by speaker)."""
     from speakdigits.runtime import save_keras
 
     save_keras(model, Path(out_dir) / f"{name}.keras")
@@ -45,7 +50,7 @@ def save_judge(
         "test_accuracy": test_accuracy,
         "holdout_takes": holdout_takes,
         "per_clip_normalised": per_clip_normalised,
-    }
+    } | ({"test_speakers": list(test_speakers)} if test_speakers is not None else {})
     write_json(Path(out_dir) / f"{name}.json", info)
 
 
