@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -201,13 +202,27 @@ def take_voices(
     }
 
 
-def heard_by(
-    judge: Judge | MfccJudge | None, wavs: list[bytes], expected: list[str]
-) -> tuple[float | None, list[str | None]]:
-    """Accuracy of a classifier of speakers (or genders) on wavs, against the class names ``expected``, and a
-    caption per clip (its verdict, ✓ or ✗, its confidence); ``(None, [None, ...])`` without the classifier."""
+class Hearing(NamedTuple):
+    """What a classifier of speakers (or genders) made of some wav files (:func:`heard_by`)."""
+
+    #: Its accuracy against the expected class names (None without the classifier or the files).
+    accuracy: float | None
+    #: Per clip: its verdict, ✓ or ✗, its confidence (None where it could not be heard).
+    captions: list[str | None]
+    #: Per clip: whether it heard the expected class.
+    right: np.ndarray
+
+    def by(self, groups: list[str]) -> dict[str, float]:
+        """Its accuracy within each group of clips (``groups``, one name per clip), by name."""
+        names = np.asarray(groups)
+        return {name: float(np.mean(self.right[names == name])) for name in sorted(set(groups))}
+
+
+def heard_by(judge: Judge | MfccJudge | None, wavs: list[bytes], expected: list[str]) -> Hearing:
+    """A classifier of speakers (or genders) on wavs, against the class names ``expected`` (:class:`Hearing`;
+    accuracy None and no captions without the classifier)."""
     if judge is None or not wavs:
-        return None, [None] * len(wavs)
+        return Hearing(None, [None] * len(wavs), np.zeros(len(wavs), dtype=bool))
     heard = judge.wavs(wavs)
     wanted = [judge.classes.index(name) if name in judge.classes else -1 for name in expected]
     verdicts, confidence = heard.per_clip()
@@ -217,7 +232,7 @@ def heard_by(
         else f"{judge.task} judge: {judge.classes[verdict]} {'✓' if verdict == want else '✗'} ({sure:.0%})"
         for verdict, sure, want in zip(verdicts, confidence, wanted)
     ]
-    return heard.accuracy(wanted), captions
+    return Hearing(heard.accuracy(wanted), captions, np.asarray(verdicts) == np.asarray(wanted))
 
 
 def optional_judge(classifier_dir: Path, task: str, **kwargs) -> Judge | None:
@@ -297,9 +312,9 @@ def judge_voices(
         out["gender_judge"] = {"accuracy": info["test_accuracy"], "test_speakers": info["test_speakers"]}
         out |= gender_measures(mfcc_gender, refs, converted, pairs, genders)
         if "take_voices" in out:
-            out["take_voices"]["gender_kept"], _ = heard_by(
+            out["take_voices"]["gender_kept"] = heard_by(
                 mfcc_gender, from_takes["wavs"], [genders[name] for name in from_takes["speakers"]]
-            )
+            ).accuracy
     if gender_judge is not None and all(genders.get(name) in gender_judge.classes for name in sources):
         out["gender_mel"] = gender_measures(gender_judge, refs, converted, pairs, genders)
 
@@ -316,14 +331,16 @@ def gender_measures(
     gender_judge: Judge | MfccJudge, refs: list[dict], converted: JudgedSet, pairs: list[tuple[int, int]], genders: dict
 ) -> dict:
     """A gender judge on the reference clips as recorded and vocoded (``gender_kept_real``,
-    ``gender_kept_vocoder``: what it can hear at best) and on their conversions (``gender_kept``); ``genders``,
-    each speaker's."""
+    ``gender_kept_vocoder``: what it can hear at best) and on their conversions (``gender_kept``, and within
+    each source speaker's, ``gender_kept_per_speaker``); ``genders``, each speaker's."""
     out = {}
     for kind in ("real", "vocoder"):
-        out[f"gender_kept_{kind}"], _ = heard_by(
+        out[f"gender_kept_{kind}"] = heard_by(
             gender_judge, [ref[kind] for ref in refs], [genders[r["speaker"]] for r in refs]
-        )
-    out["gender_kept"], _ = heard_by(gender_judge, converted.wavs, [genders[refs[i]["speaker"]] for i, _ in pairs])
+        ).accuracy
+    converted_heard = heard_by(gender_judge, converted.wavs, [genders[refs[i]["speaker"]] for i, _ in pairs])
+    out["gender_kept"] = converted_heard.accuracy
+    out["gender_kept_per_speaker"] = converted_heard.by([refs[i]["speaker"] for i, _ in pairs])
     return out
 
 
@@ -340,9 +357,10 @@ def speaker_measures(
     second: MfccJudge,
 ) -> tuple[dict, dict[str, list[str | None]]]:
     """The speaker judge on the references (as recorded, vocoded, reconstructed), on their conversions
-    (``voice_kept``), on the training speakers' voices (``known_voices``) and on the unheard speakers' voices
-    from several takes (``take_voices``, :func:`take_voices`), each beside the same judge on the same digits
-    said with no voice (:func:`speaker_bias`), and its captions per clip."""
+    (``voice_kept``, and within each source speaker's, ``voice_kept_per_speaker``), on the training speakers'
+    voices (``known_voices``) and on the unheard speakers' voices from several takes (``take_voices``,
+    :func:`take_voices`), each beside the same judge on the same digits said with no voice
+    (:func:`speaker_bias`), and its captions per clip."""
     out, captions = {}, {}
     sources = [ref["speaker"] for ref in refs]
     for kind, key in (
@@ -350,16 +368,17 @@ def speaker_measures(
         ("vocoder", "voice_kept_vocoder"),
         ("vae", "voice_kept_reconstructed"),
     ):
-        out[key], captions[kind] = heard_by(speaker_judge, [ref[kind] for ref in refs], sources)
-    out["voice_kept"], captions["converted"] = heard_by(
-        speaker_judge, converted.wavs, [refs[i]["speaker"] for i, _ in pairs]
-    )
+        out[key], captions[kind], _ = heard_by(speaker_judge, [ref[kind] for ref in refs], sources)
+    owners = [refs[i]["speaker"] for i, _ in pairs]
+    kept = heard_by(speaker_judge, converted.wavs, owners)
+    out["voice_kept"], captions["converted"] = kept.accuracy, kept.captions
+    out["voice_kept_per_speaker"] = kept.by(owners)
 
     def bias(digits: list[int], speakers: list[str]) -> float | None:
         """The judge naming ``speakers`` in the same ``digits`` said with no voice."""
         if without_voice is None:
             return None
-        return heard_by(speaker_judge, [without_voice[d] for d in digits], speakers)[0]
+        return heard_by(speaker_judge, [without_voice[d] for d in digits], speakers).accuracy
 
     out["speaker_bias"] = speaker_bias(
         out["voice_kept"], bias([d for _, d in pairs], [refs[i]["speaker"] for i, _ in pairs])
@@ -368,7 +387,7 @@ def speaker_measures(
     def every_digit(voices: dict, clips: str, name: str) -> dict:
         """Voices saying every digit, heard as the digits (``said``, the lower judge) and as their speakers."""
         heard = judged_only(judge, second, voices["wavs"], voices["digits"])
-        kept, captions[name] = heard_by(speaker_judge, voices["wavs"], voices["speakers"])
+        kept, captions[name], _ = heard_by(speaker_judge, voices["wavs"], voices["speakers"])
         return {"said": min(heard.accuracy("mel"), heard.accuracy("mfcc")), "kept": kept} | speaker_bias(
             kept, bias(voices["digits"], voices["speakers"]), measure="kept", clips=clips, name=f"{name}.kept"
         )

@@ -125,6 +125,14 @@ def print_report(metrics: dict) -> None:
             f"evaluate: voices: {voices['converted_clips']} clips converted to another digit, heard as it "
             f"{voices['converted']:.3f}{kept}"
         )
+        if "gender_kept" in voices:
+            mel = voices.get("gender_mel")
+            print(
+                f"evaluate: voices: converted clips heard as their source's gender {voices['gender_kept']:.3f} (the "
+                f"MFCC gender judge, {voices['gender_judge']['accuracy']:.3f} on unheard speakers, "
+                f"{voices['gender_kept_vocoder']:.3f} of the source clips vocoded)"
+                + (f"; by the log-mel gender judge {mel['gender_kept']:.3f}" if mel else "")
+            )
         for key, whose in (
             ("known_voices", "training speakers' voices"),
             ("take_voices", "voices of test speakers, each from several takes,"),

@@ -129,6 +129,10 @@ def test_repro_trains_the_classifiers_and_judges_the_generated_clips(pipeline):
         "speaker.keras",
     ]
     assert all(0 <= voices[k] <= 1 for k in ("voice_kept", "voice_kept_real", "voice_kept_reconstructed"))
+    # ... and within each source speaker's conversions: voice_kept is a mean of those.
+    per_speaker = voices["voice_kept_per_speaker"]
+    assert sorted(per_speaker) == voices["source_speakers"]
+    assert min(per_speaker.values()) <= voices["voice_kept"] <= max(per_speaker.values())
     # Tiny data: no genders, so no gender judge of either stage to ask.
     assert "gender_kept" not in voices and "gender_mel" not in voices
     assert not json.loads((repo / "metrics" / "mfcc_judge.json").read_text())["gender"]["available"]

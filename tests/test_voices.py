@@ -535,3 +535,11 @@ def test_a_recordings_formants_are_found_by_the_warp_that_fits_them_best():
     assert formant_warp(envelope(1.5), envelope(1.0), mel=mel) == LOG_WARPS[-1]
     for log_warp in (-0.04, 0.03):
         assert formant_warp(envelope(np.exp(log_warp)), envelope(1.0), mel=mel) == 0.0
+
+
+def test_a_judges_hearing_is_split_by_source_speaker():
+    """voice_evaluation.Hearing.by: the share heard right within each group of clips, by name."""
+    from speakdigits.voice_evaluation import Hearing
+
+    hearing = Hearing(0.5, [None] * 4, np.array([True, False, False, True]))
+    assert hearing.by(["b", "a", "b", "b"]) == {"a": 0.0, "b": pytest.approx(2 / 3)}
