@@ -176,7 +176,7 @@ def gender_judge(
     ``out_dir``, held out by the normalize stage's split of the speakers (``split``, ``seed``); ``metadata``,
     the raw data's speaker metadata. Clips of speakers of unknown gender are left out. Returns its
     ``test_accuracy``, clip counts, ``epochs_run``, ``held_out`` and ``test_speakers``, or ``available:
-    false`` and why (fewer than two genders among the training speakers, or no test speaker of a known one)."""
+    false`` and why (fewer than two known genders among the training speakers, or among the test speakers)."""
     names = sorted(set(speakers.tolist()))
     genders = {name: entry["gender"] for name, entry in clean_speaker_metadata(metadata, names)[0].items()}
     try:
@@ -188,9 +188,13 @@ def gender_judge(
     known = np.array([genders[name] != "unknown" for name in speakers.tolist()], dtype=bool)
     classes = tuple(sorted({genders[name] for name in names if roles_of[name] == "train"} - {"unknown"}))
     test_speakers = sorted(name for name in names if roles_of[name] == "test" and genders[name] in classes)
-    if len(classes) < 2 or not test_speakers:
+    tested = sorted({genders[name] for name in test_speakers})
+    # As the classify stage's: a test of one gender cannot tell a judge from one that always names it.
+    if len(classes) < 2 or len(tested) < 2:
         reason = (
-            "the training speakers are of one known gender" if len(classes) < 2 else "no test speaker of a known gender"
+            "the training speakers are of one known gender"
+            if len(classes) < 2
+            else f"the test speakers with a known gender are of one ({', '.join(tested) or 'none'})"
         )
         return {"available": False, "reason": reason}
     known &= np.array([genders[name] in classes for name in speakers.tolist()], dtype=bool)

@@ -368,8 +368,9 @@ def test_the_judge_hears_every_speaker_and_is_tested_on_takes_it_never_heard():
 
 def test_the_mfcc_gender_judge_is_held_out_by_the_normalize_stages_test_speakers(tmp_path):
     """mfcc_judge.gender_judge learns from the normalize stage's training speakers only and is tested on its
-    test speakers, whom the evaluate stage's conversions come from; speakers of unknown gender are left out,
-    and one known gender among the training speakers gives no judge, and says why."""
+    test speakers, whom the evaluate stage's conversions come from; speakers of unknown gender are left out.
+    One known gender among the training speakers, or among the test speakers (as the classify stage's rule),
+    gives no judge, and says why."""
     from speakdigits.formats.mfcc_judge import GENDER, has_judge, read_judge_info
     from speakdigits.mfcc import FRAMES, N_MFCC
     from speakdigits.mfcc_judge import gender_judge
@@ -378,29 +379,33 @@ def test_the_mfcc_gender_judge_is_held_out_by_the_normalize_stages_test_speakers
 
     split = SplitParams(val_fraction=0.2, test_fraction=0.2)
     names = [f"{i:02d}" for i in range(10)]
-    metadata = {name: {"gender": "female" if i % 2 else "male"} for i, name in enumerate(names[:9])}  # 09: none
+    roles = split_speakers(names, split=split, seed=4)
+    train = roles["train"]
+    # One test speaker of each gender, the training speakers taking turns, one of them of no known gender.
+    genders = {roles["test"][0]: "female", roles["test"][1]: "male"}
+    genders |= {name: ("female", "male")[k % 2] for k, name in enumerate(roles["val"] + train[:-1])}
+    metadata = {name: {"gender": gender} for name, gender in genders.items()}
     speakers = np.repeat(names, 4)
-    rng = np.random.default_rng(0)
     # Each gender's clips differ in their first coefficient's level, so the judge can learn it.
-    level = np.array([1.0 if metadata.get(s, {}).get("gender") == "female" else -1.0 for s in speakers])
-    x = rng.normal(size=(len(speakers), FRAMES, N_MFCC)).astype(np.float32)
+    level = np.array([{"female": 1.0, "male": -1.0}.get(genders.get(name), 0.0) for name in speakers])
+    x = np.random.default_rng(0).normal(size=(len(speakers), FRAMES, N_MFCC)).astype(np.float32)
     x[:, :, 0] += 3 * level[:, None]
     classify = settings(epochs=3, batch_size=8, patience=3)
     report = gender_judge(tmp_path, x, speakers, metadata, classify=classify, split=split, seed=4)
-    roles = split_speakers(names, split=split, seed=4)
-    test_known = [name for name in roles["test"] if name in metadata]
-    assert (
-        report["available"]
-        and report["test_speakers"] == test_known == read_judge_info(tmp_path, GENDER)["test_speakers"]
-    )
-    known = [name for name in names if name in metadata]
-    assert report["train_clips"] == 4 * len([n for n in roles["train"] if n in known])
-    assert report["test_clips"] == 4 * len(test_known)
+    assert report["available"] and report["held_out"] == "speakers: the test speakers of the normalize stage"
+    assert report["test_speakers"] == roles["test"] == read_judge_info(tmp_path, GENDER)["test_speakers"]
+    assert (report["train_clips"], report["val_clips"], report["test_clips"]) == (4 * (len(train) - 1), 8, 8)
     assert read_judge_info(tmp_path, GENDER)["classes"] == ["female", "male"]
 
-    one = tmp_path / "one"
-    one.mkdir()
-    males = {name: {"gender": "male"} for name in names}
-    report = gender_judge(one, x, speakers, males, classify=classify, split=split, seed=4)
-    assert report == {"available": False, "reason": "the training speakers are of one known gender"}
-    assert not has_judge(one, GENDER)
+    for folder, changed, reason in (
+        ("one", {name: {"gender": "male"} for name in names}, "the training speakers are of one known gender"),
+        (
+            "test",
+            metadata | {roles["test"][0]: {"gender": "male"}},
+            "the test speakers with a known gender are of one (male)",
+        ),
+    ):
+        (tmp_path / folder).mkdir()
+        report = gender_judge(tmp_path / folder, x, speakers, changed, classify=classify, split=split, seed=4)
+        assert report == {"available": False, "reason": reason}
+        assert not has_judge(tmp_path / folder, GENDER)
