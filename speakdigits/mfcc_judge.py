@@ -185,7 +185,6 @@ def gender_judge(
         }
     except PipelineError as err:
         return {"available": False, "reason": str(err)}
-    known = np.array([genders[name] != "unknown" for name in speakers.tolist()], dtype=bool)
     classes = tuple(sorted({genders[name] for name in names if roles_of[name] == "train"} - {"unknown"}))
     test_speakers = sorted(name for name in names if roles_of[name] == "test" and genders[name] in classes)
     tested = sorted({genders[name] for name in test_speakers})
@@ -197,7 +196,7 @@ def gender_judge(
             else f"the test speakers with a known gender are of one ({', '.join(tested) or 'none'})"
         )
         return {"available": False, "reason": reason}
-    known &= np.array([genders[name] in classes for name in speakers.tolist()], dtype=bool)
+    known = np.array([genders[name] in classes for name in speakers.tolist()], dtype=bool)
     print("mfcc_judge: the gender judge")
     labels = np.array([classes.index(genders[name]) for name in speakers[known].tolist()], dtype=np.int64)
     roles = np.array([roles_of[name] for name in speakers[known].tolist()])

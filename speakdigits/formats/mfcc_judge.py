@@ -6,7 +6,8 @@ held out), ``test_accuracy`` (what its verdicts are worth) and
 ``per_clip_normalised`` (whether it hears each clip's MFCCs with their means
 and spreads removed). The digit judge is ``judge``, the speaker judge
 ``speaker`` (absent when the data hold one speaker only), the gender judge
-``gender`` (absent unless the training speakers have two genders); it is held
+``gender`` (absent unless the training speakers, and the test speakers, have two
+known genders); it is held
 out by speaker, not by take, and its ``test_speakers`` are the speakers it never
 heard.
 """
