@@ -196,7 +196,9 @@ def references(
         :func:`speakdigits.voices.recording_voices`), and ``real`` (the prepared clip),
         ``vocoder``, ``vae`` wav bytes, and ``converted``: ten wavs, its voice
         said as every digit (the clip's own is its ``vae`` version), for the
-        first ``voice_clips`` clips of a conditional model, else none.
+        first ``voice_clips`` clips of a conditional model, else none; for
+        those, ``in_voice``: its voice said as its own digit as the
+        conversions are made (else None).
     """
     chosen = prepared_clips(raw_dir, candidates, count=count, mel=mel, mel_min=judge.mel_min, mel_max=judge.mel_max)
     if not chosen:
@@ -228,6 +230,12 @@ def references(
     said = np.array([d for digits in said_by for d in digits])
     own_digit = said == own[owner]
     z = np.where(own_digit[:, None], mu[owner], saying(voices[owner], said, latents)) if vae.conditional else mu
+    # And each of those voices said as its own digit the way its conversions are made (its share of the offset,
+    # its detail): what the voice keeps when the digit does not change, the conversions' own ceiling.
+    in_voice = np.array([i for i, digits in enumerate(said_by) if len(digits) == N_DIGITS], dtype=np.int64)
+    if len(in_voice):
+        z = np.concatenate([z, saying(voices[in_voice], own[in_voice], latents)])
+        owner, said = np.concatenate([owner, in_voice]), np.concatenate([said, own[in_voice]])
     vocoded = synthesize_many(
         denormalize(images, judge.mel_min, judge.mel_max),
         from_unit(pitches),
@@ -241,7 +249,11 @@ def references(
     # Each source clip's versions share its seed: a clip's conversions differ only in what is said. Its
     # conversions get back what its voice's latent vector misses, as generate --like does; its own digit is
     # the VAE's reconstruction, as it is.
-    converted = details.rows(owner).without(own_digit) if details is not None else None
+    converted = (
+        details.rows(owner).without(np.concatenate([own_digit, np.zeros(len(in_voice), dtype=bool)]))
+        if details is not None
+        else None
+    )
     _, spoken = vocode_decoded(
         *vae.decode(z, said),
         mel=mel,
@@ -255,7 +267,8 @@ def references(
         clip["vocoder"] = wav_bytes(vocoded[index], mel.sample_rate)
         spoken_wavs = [wav_bytes(spoken[row], mel.sample_rate) for row in np.flatnonzero(owner == index)]
         clip["vae"] = spoken_wavs[said_by[index].index(clip["digit"])]
-        clip["converted"] = spoken_wavs if len(spoken_wavs) == N_DIGITS else []
+        clip["converted"] = spoken_wavs[:N_DIGITS] if len(spoken_wavs) > N_DIGITS else []
+        clip["in_voice"] = spoken_wavs[N_DIGITS] if len(spoken_wavs) > N_DIGITS else None
         clip["voice"] = voices[index] if voices is not None else None
         clip["detail"] = details.rows(slice(index, index + 1)) if details is not None else None
         del clip["image"], clip["pitch"]

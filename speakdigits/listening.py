@@ -505,7 +505,8 @@ def voice_headline(voices: dict) -> list[tuple[str, str]]:
                 "Voices: converted clips heard as their source speaker (voice kept)",
                 f"{percent(voices['voice_kept'])} (the source clips themselves: {percent(voices['voice_kept_real'])}, "
                 f"through the vocoder: {percent(voices['voice_kept_vocoder'])}, reconstructed: "
-                f"{percent(voices['voice_kept_reconstructed'])})",
+                f"{percent(voices['voice_kept_reconstructed'])}, their voices said as their own digits as the "
+                f"conversions are: {percent(voices.get('voice_kept_own_digit'))})",
             ),
         ]
     bias = voices.get("speaker_bias", {}).get("voice_kept_without_voice")

@@ -356,7 +356,8 @@ def speaker_measures(
     judge: Judge,
     second: MfccJudge,
 ) -> tuple[dict, dict[str, list[str | None]]]:
-    """The speaker judge on the references (as recorded, vocoded, reconstructed), on their conversions
+    """The speaker judge on the references (as recorded, vocoded, reconstructed; their voices said as their own
+    digits as the conversions are made, ``voice_kept_own_digit``), on their conversions
     (``voice_kept``, and within each source speaker's, ``voice_kept_per_speaker``), on the training speakers'
     voices (``known_voices``) and on the unheard speakers' voices from several takes (``take_voices``,
     :func:`take_voices`), each beside the same judge on the same digits said with no voice
@@ -369,6 +370,11 @@ def speaker_measures(
         ("vae", "voice_kept_reconstructed"),
     ):
         out[key], captions[kind], _ = heard_by(speaker_judge, [ref[kind] for ref in refs], sources)
+    in_voice = [ref for ref in refs if ref.get("in_voice") is not None]
+    if in_voice:
+        out["voice_kept_own_digit"] = heard_by(
+            speaker_judge, [ref["in_voice"] for ref in in_voice], [ref["speaker"] for ref in in_voice]
+        ).accuracy
     owners = [refs[i]["speaker"] for i, _ in pairs]
     kept = heard_by(speaker_judge, converted.wavs, owners)
     out["voice_kept"], captions["converted"] = kept.accuracy, kept.captions

@@ -115,8 +115,9 @@ def print_report(metrics: dict) -> None:
     if "converted" in voices:
         kept = (
             f"; heard as their own speaker {voices['voice_kept']:.3f} "
-            f"(the source clips {voices['voice_kept_real']:.3f}, "
-            f"speaker judge {voices['speaker_judge']['accuracy']:.3f} on unheard takes, chance "
+            f"(the source clips {voices['voice_kept_real']:.3f}, their voices said as their own digits "
+            f"{voices['voice_kept_own_digit']:.3f}, speaker judge {voices['speaker_judge']['accuracy']:.3f} "
+            "on unheard takes, chance "
             f"{voices['speaker_judge']['chance']:.3f})"
             if "voice_kept" in voices
             else ""

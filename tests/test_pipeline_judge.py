@@ -128,7 +128,8 @@ def test_repro_trains_the_classifiers_and_judges_the_generated_clips(pipeline):
         "speaker.json",
         "speaker.keras",
     ]
-    assert all(0 <= voices[k] <= 1 for k in ("voice_kept", "voice_kept_real", "voice_kept_reconstructed"))
+    kept = ("voice_kept", "voice_kept_real", "voice_kept_reconstructed", "voice_kept_own_digit")
+    assert all(0 <= voices[k] <= 1 for k in kept)
     # ... and within each source speaker's conversions: voice_kept is a mean of those.
     per_speaker = voices["voice_kept_per_speaker"]
     assert sorted(per_speaker) == voices["source_speakers"]
