@@ -105,8 +105,8 @@ class VoiceDetail:
         return row.rows(np.zeros(count, dtype=np.int64))
 
     def to_json(self) -> dict:
-        """The first row as ``speakers.json`` holds a training speaker's
-        (:func:`speakdigits.training.speaker_details`)."""
+        """The first row as ``speakers.json`` holds a training speaker's, per digit
+        (:func:`speakdigits.training.speaker_digits`)."""
         return {
             "levels_db": self.levels_db[0].tolist(),
             "voiced_db": self.voiced_db[0].tolist(),
@@ -116,22 +116,32 @@ class VoiceDetail:
         }
 
     @staticmethod
-    def of_speaker(speaker: dict, count: int) -> VoiceDetail | None:
-        """A training speaker's detail (their ``speakers.json`` entry) for ``count`` clips; None for a model
-        saved without one."""
-        if "detail" not in speaker:
-            return None
-        detail = speaker["detail"]
-        # A model trained before the voiced levels, the pace and the formants were measured: its speech's
-        # levels for every frame, and the decoder's own pace and formants.
-        row = VoiceDetail(
+    def from_json(detail: dict) -> VoiceDetail:
+        """One row from :meth:`to_json`'s form. A model trained before the voiced levels, the pace and the
+        formants were measured has none of them: its speech's levels for every frame, and the decoder's own
+        pace and formants."""
+        return VoiceDetail(
             np.asarray(detail["levels_db"], dtype=np.float64)[None],
             np.asarray(detail.get("voiced_db", detail["levels_db"]), dtype=np.float64)[None],
             np.array([detail["log_f0"]], dtype=np.float64),
             np.array([detail.get("log_pace", 0.0)], dtype=np.float64),
             np.array([detail.get("log_warp", 0.0)], dtype=np.float64),
         )
-        return row.rows(np.zeros(count, dtype=np.int64))
+
+    @staticmethod
+    def of_speaker(speaker: dict, digits: list) -> VoiceDetail | None:
+        """A training speaker's detail (their ``speakers.json`` entry) for clips saying ``digits``: what
+        their voice saying each digit misses of their takes of it (:func:`speakdigits.training.speaker_digits`;
+        for a digit they never said, the mean of the others'). None for a model saved without one.
+
+        A model trained before the details were measured per digit has one for all digits (``detail``)."""
+        if "digits" in speaker:
+            said = {d: VoiceDetail.from_json(entry["detail"]) for d, entry in speaker["digits"].items()}
+            others = VoiceDetail.joined(list(said.values())).mean()
+            return VoiceDetail.joined([said.get(str(d), others) for d in digits])
+        if "detail" in speaker:
+            return VoiceDetail.from_json(speaker["detail"]).rows(np.zeros(len(digits), dtype=np.int64))
+        return None
 
     def between(self, steps: int) -> VoiceDetail:
         """``steps`` details on the line from the first row's to the second's (as :func:`interpolate`)."""

@@ -23,7 +23,7 @@ from speakdigits.mfcc_judge import MfccJudge
 from speakdigits.model import N_DIGITS, TrainedVAE, saying
 from speakdigits.params import GenerateParams, MelParams
 from speakdigits.voice_detail import VoiceDetail, interpolate
-from speakdigits.voices import latent_map, nearest_mean_accuracy, recording_voices
+from speakdigits.voices import latent_map, nearest_mean_accuracy, recording_voices, speaker_voices
 from speakdigits.wav import wav_bytes
 
 #: Source clips whose voice the listening page plays saying every digit, and the clips of its row
@@ -130,16 +130,19 @@ KNOWN_SPEAKERS = 12
 
 
 def known_voices(vae: TrainedVAE, latents: dict, speakers: dict, *, seed: int, **making) -> dict | None:
-    """Up to :data:`KNOWN_SPEAKERS` training speakers' voices (their mean and what it misses of them, as
-    ``generate --speaker`` says it) saying every digit: ``speakers`` (one name per clip), ``digits`` and
-    ``wavs``; None for an unconditional model. ``making``: :func:`spoken`'s settings."""
+    """Up to :data:`KNOWN_SPEAKERS` training speakers' voices (as ``generate --speaker`` says one clip: at each
+    digit their voice saying it and what that misses of them) saying every digit: ``speakers`` (one name per
+    clip), ``digits`` and ``wavs``; None for an unconditional model. ``making``: :func:`spoken`'s settings."""
     if not vae.conditional or not speakers:
         return None
     names = sorted(speakers)[:KNOWN_SPEAKERS]
     who = [name for name in names for _ in range(N_DIGITS)]
     said = np.tile(np.arange(N_DIGITS), len(names))
-    voices = np.array([speakers[name]["mean"] for name in who], dtype=np.float64)
-    details = [VoiceDetail.of_speaker(speakers[name], N_DIGITS) for name in names]
+    each_digit = list(range(N_DIGITS))
+    voices = np.concatenate(
+        [speaker_voices(speakers[n], each_digit, np.tile(speakers[n]["mean"], (N_DIGITS, 1))) for n in names]
+    )
+    details = [VoiceDetail.of_speaker(speakers[name], each_digit) for name in names]
     detail = VoiceDetail.joined(details) if all(d is not None for d in details) else None
     wavs = spoken(vae, voices, said, latents, seeds=[seed + i for i in range(len(who))], detail=detail, **making)
     return {"speakers": who, "digits": said.tolist(), "wavs": wavs}

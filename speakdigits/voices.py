@@ -140,6 +140,7 @@ def chosen_voice(
     normalized_dir: Path,
     takes: int,
     *,
+    digits: list[int],
     like: list[Path] | None = None,
     speaker: str | None = None,
     between: tuple[Path, Path] | None = None,
@@ -149,8 +150,9 @@ def chosen_voice(
     latent_voice: float,
     seed: int,
 ) -> tuple[np.ndarray, list[dict]]:
-    """The voices asked for (``generate --like``, ``--speaker`` or ``--between``): offsets from a digit's
-    centre (:func:`speakdigits.model.voice_of`), to say digits with (:func:`speakdigits.model.saying`).
+    """The voices asked for (``generate --like``, ``--speaker`` or ``--between``) saying ``digits``, one per
+    clip: offsets from a digit's centre (:func:`speakdigits.model.voice_of`), to say them with
+    (:func:`speakdigits.model.saying`).
 
     Parameters
     ----------
@@ -158,11 +160,14 @@ def chosen_voice(
         Outputs of the train and normalize stages.
     takes : int
         How many latent vectors: takes of the voice (:func:`draw`), or steps from one voice to the other.
+    digits : list of int
+        The digit each clip says; clip ``k`` is take ``k % takes``.
     like, speaker, between : optional
         One of: recordings of one speaker, whose posterior means (each encoded with its own digit) give
         the voice, their mean when there are several (a take's voice is mostly that take, its pace and
         level: several takes say more of the speaker); a training speaker's name, whose clips' voices'
-        Gaussian is the voice (``speakers.json``); two recordings, the line between whose voices the
+        Gaussian is the voice (``speakers.json``), moved to where their takes of each digit lie
+        (:func:`speaker_voices`); two recordings, the line between whose voices the
         voices follow (:func:`interpolate`).
     like_digit : int, optional
         The digit the recordings say (default: from their names, :func:`clip_digit`).
@@ -179,22 +184,24 @@ def chosen_voice(
     Returns
     -------
     (numpy.ndarray, list of dict, VoiceDetail or None)
-        ``takes x latent_dim`` voices, per take where it came from (for ``samples.json``), and per take what
+        ``clips x latent_dim`` voices, per clip where it came from (for ``samples.json``), and per clip what
         the latent vector misses of the recordings' voice (:func:`recording_details`; their mean, or for
-        ``between`` the line from one to the other); for a training speaker, theirs (:func:`speaker_details`),
-        None for a model saved without it.
+        ``between`` the line from one to the other); for a training speaker, theirs saying the clip's digit
+        (:meth:`VoiceDetail.of_speaker`), None for a model saved without it.
     """
     rng = stream(seed, Stream.CHOSEN_VOICE)
+    take = np.arange(len(digits)) % takes
     if speaker is not None:
         speakers = read_speakers(model_dir)
         if speaker not in speakers:
             names = sorted(speakers)
             listed = ", ".join(names[:12]) + (f" and {len(names) - 12} more" if len(names) > 12 else "")
             raise PipelineError(f"--speaker {speaker!r}: not a training speaker; expected one of {listed}")
-        voices = draw(speakers[speaker], takes, temperature=temperature, rng=rng)
-        return voices, [{"speaker": speaker}] * takes, VoiceDetail.of_speaker(speakers[speaker], takes)
+        draws = draw(speakers[speaker], takes, temperature=temperature, rng=rng)
+        voices = speaker_voices(speakers[speaker], digits, draws[take])
+        return voices, [{"speaker": speaker}] * len(digits), VoiceDetail.of_speaker(speakers[speaker], digits)
     paths = [Path(p) for p in (like if like is not None else between)]
-    digits = [clip_digit(path, like_digit) for path in paths]
+    own = [clip_digit(path, like_digit) for path in paths]
     mel_min, mel_max = load_stats(normalized_dir)
     # Each recording read and turned into features in turn, before the model loads: a bad one is refused
     # at once, and only the small images stay in memory, however many recordings --like is given.
@@ -202,14 +209,14 @@ def chosen_voice(
         *(features(read_clip(path, mel), mel=mel, mel_min=mel_min, mel_max=mel_max) for path in paths)
     )
     vae = load_vae(model_dir)
-    images, pitches, digits = np.stack(images), np.stack(pitches), np.array(digits)
-    mu, log_var = vae.encode(images, pitches, digits)
+    images, pitches, own = np.stack(images), np.stack(pitches), np.array(own)
+    mu, log_var = vae.encode(images, pitches, own)
     voices, details = recording_voices(
         vae,
         read_latents(model_dir),
         images,
         pitches,
-        digits,
+        own,
         mu,
         latent_voice=latent_voice,
         mel=mel,
@@ -221,9 +228,20 @@ def chosen_voice(
         # The mean of n independent posteriors N(μᵢ, σᵢ²) has the variance Σ σᵢ² / n².
         spread = np.logaddexp.reduce(np.asarray(log_var, dtype=np.float64), axis=0) - 2 * np.log(len(paths))
         chosen = draw(posterior(voices.mean(axis=0), spread), takes, temperature=temperature, rng=rng)
-        return chosen, [{"like": ends[0] if len(ends) == 1 else ends}] * takes, details.mean(takes)
-    steps = [{"between": ends, "step": step} for step in range(takes)]
-    return interpolate(voices[0], voices[1], takes), steps, details.between(takes)
+        return chosen[take], [{"like": ends[0] if len(ends) == 1 else ends}] * len(digits), details.mean(len(digits))
+    steps = [{"between": ends, "step": int(step)} for step in take]
+    return interpolate(voices[0], voices[1], takes)[take], steps, details.between(takes).rows(take)
+
+
+def speaker_voices(speaker: dict, digits: list[int], draws: np.ndarray) -> np.ndarray:
+    """A training speaker's voices saying ``digits`` (``speakers.json``; one per clip): each of ``draws``
+    (around their mean voice) moved by as much as their takes of the clip's digit lie from that mean
+    (:func:`speakdigits.training.speaker_digits`). Not moved for a digit they never said, or by a model saved
+    without it."""
+    mean = np.asarray(speaker["mean"], dtype=np.float64)
+    said = speaker.get("digits", {})
+    shifts = [np.asarray(said[str(d)]["voice"]) - mean if str(d) in said else np.zeros_like(mean) for d in digits]
+    return np.asarray(draws, dtype=np.float64) + np.array(shifts)
 
 
 def latent_map(mu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

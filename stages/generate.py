@@ -19,8 +19,6 @@ is refused, so is a repository's root, the home directory and .git.
 import argparse
 from pathlib import Path
 
-import numpy as np
-
 from speakdigits.errors import PipelineError
 from speakdigits.files import check_user_folder
 from speakdigits.formats import check_geometry, generated, model, normalized
@@ -95,11 +93,12 @@ def main(args: argparse.Namespace) -> None:
         from speakdigits.model import saying
         from speakdigits.voices import chosen_voice
 
-        # The same voices (one per take) say each digit asked for.
+        # The same voices (one per take) say each digit asked for; a training speaker's, as they say it.
         voice, voices, detail = chosen_voice(
             model.DIR,
             normalized.DIR,
             takes,
+            digits=digits,
             like=args.like,
             speaker=args.speaker,
             between=args.between,
@@ -109,9 +108,6 @@ def main(args: argparse.Namespace) -> None:
             latent_voice=gen.latent_voice,
             seed=seed,
         )
-        repeats = len(digits) // takes
-        voice, voices = np.tile(voice, (repeats, 1)), voices * repeats
-        detail = detail.rows(np.tile(np.arange(takes), repeats)) if detail is not None else None
         z = saying(voice, digits, model.read_latents(model.DIR))
     records = generate_clips(
         model.DIR,

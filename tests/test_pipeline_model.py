@@ -163,6 +163,13 @@ def test_generate_cli_speaks_in_a_chosen_voice(pipeline, tmp_path):
     run([sys.executable, "-m", "stages.generate", "--digit", "4", "--like", str(a), str(b), "--out", str(out)], repo)
     records = json.loads((out / "samples.json").read_text())
     assert [(r["file"], r["digit"], r["voice"]) for r in records] == [("4_00.wav", 4, {"like": [str(a), str(b)]})]
+    # A training speaker's voice, two takes of two digits.
+    name = sorted(json.loads((repo / "data" / "model" / "speakers.json").read_text()))[0]
+    out = tmp_path / "speaker"
+    run([sys.executable, "-m", "stages.generate", "--speaker", name, "--count", "2", "--out", str(out)], repo)
+    records = json.loads((out / "samples.json").read_text())
+    assert len(records) == 20 and {r["digit"] for r in records} == set(range(10))
+    assert all(r["voice"] == {"speaker": name} for r in records)
 
     # An unknown speaker, a file that is not a wav: one line each, and nothing written.
     (tmp_path / "3_x_0.wav").write_text("hello")

@@ -48,9 +48,18 @@ def posterior_mean(tiny, path, digit: int) -> np.ndarray:
     return vae.encode(image[None], pitch[None], np.array([digit]))[0][0]
 
 
-def choose(tiny, takes: int = 1, latent_voice: float = 1.0, **voice):
+def choose(tiny, takes: int = 1, latent_voice: float = 1.0, digits: list | None = None, **voice):
+    """The voices asked for, one per take, saying ``digits`` (default: each take says 0)."""
     return chosen_voice(
-        tiny["model"], tiny["normalized"], takes, mel=MEL, temperature=0.5, latent_voice=latent_voice, seed=1, **voice
+        tiny["model"],
+        tiny["normalized"],
+        takes,
+        digits=[0] * takes if digits is None else digits,
+        mel=MEL,
+        temperature=0.5,
+        latent_voice=latent_voice,
+        seed=1,
+        **voice,
     )[:2]
 
 
@@ -96,7 +105,15 @@ def test_a_recordings_voice_is_pulled_toward_its_digits_centre_and_its_detail_me
     real = speech_levels(denormalize(image[None], low, high)[0])
     for share in (0.25, 0.0):
         voice, _, detail = chosen_voice(
-            tiny["model"], tiny["normalized"], 1, like=[source], mel=MEL, temperature=0.5, latent_voice=share, seed=1
+            tiny["model"],
+            tiny["normalized"],
+            1,
+            digits=[3],
+            like=[source],
+            mel=MEL,
+            temperature=0.5,
+            latent_voice=share,
+            seed=1,
         )
         np.testing.assert_allclose(voice[0], share * offset, rtol=1e-5, atol=1e-6)
         rebuilt, _ = vae.decode(saying(voice, [3], latents), np.array([3]))
@@ -161,15 +178,31 @@ def test_a_training_speakers_voice_is_the_mean_of_their_clips_voices(tiny):
         rows = train["speaker"] == name
         assert voice["clips"] == int(rows.sum())
         np.testing.assert_allclose(voice["mean"], offsets[rows].mean(axis=0), rtol=1e-5, atol=1e-6)
+    # And per digit they said, their voice saying it: their takes' mean offset from its centre.
     name = sorted(speakers)[0]
-    voice, voices = choose(tiny, speaker=name)
-    np.testing.assert_allclose(voice[0], speakers[name]["mean"])
+    said = speakers[name]["digits"]
+    assert sorted(said) == ["0", "2", "4", "6", "8"]  # train0 says the even digits
+    rows = train["speaker"] == name
+    for digit, entry in said.items():
+        np.testing.assert_allclose(
+            entry["voice"], offsets[rows & (train["digit"] == int(digit))].mean(axis=0), rtol=1e-5, atol=1e-6
+        )
+    # --speaker: a digit they said in their voice saying it; one they never said, in their mean voice.
+    voice, voices = choose(tiny, speaker=name, digits=[4])
+    np.testing.assert_allclose(voice[0], said["4"]["voice"])
     assert voices == [{"speaker": name}]
+    voice, _ = choose(tiny, speaker=name, digits=[5])
+    np.testing.assert_allclose(voice[0], speakers[name]["mean"])
+    # Several takes: the same draws around their mean, each moved to the digit's voice.
+    takes, _ = choose(tiny, 2, speaker=name, digits=[2, 2, 8, 8])
+    assert not np.allclose(takes[0], takes[1], atol=1e-3)
+    moved = np.subtract(said["8"]["voice"], said["2"]["voice"])
+    np.testing.assert_allclose(takes[2:] - takes[:2], np.tile(moved, (2, 1)), rtol=1e-5, atol=1e-6)
 
 
-def test_a_training_speakers_voice_gets_back_what_its_mean_misses_of_their_recordings(tiny):
-    """speakers.json: per speaker, their recordings' band levels over speech and median f0, less those of the
-    decoder's clips of their mean voice saying the same digits; generate --speaker adds them back."""
+def test_a_training_speakers_voice_gets_back_what_it_misses_of_their_recordings_of_each_digit(tiny):
+    """speakers.json: per speaker and digit, their recordings' band levels over speech and median f0, less those
+    of the decoder's clips of their voice saying that digit; generate --speaker adds them back."""
     from speakdigits.formats.normalized import denormalize
     from speakdigits.pitch import from_unit
     from speakdigits.voice_detail import MIN_VOICED_S, formant_warp, median_log_f0, speech, speech_levels, warped
@@ -177,10 +210,11 @@ def test_a_training_speakers_voice_gets_back_what_its_mean_misses_of_their_recor
     speakers, latents = read_speakers(tiny["model"]), read_latents(tiny["model"])
     train = load_split(tiny["normalized"], "train")
     vae, (low, high) = load_vae(tiny["model"]), load_stats(tiny["normalized"])
-    for name, voice in speakers.items():
-        rows = np.flatnonzero(train["speaker"] == name)
-        digits = train["digit"][rows]
-        rebuilt, rebuilt_pitch = vae.decode(saying(np.tile(voice["mean"], (len(rows), 1)), digits, latents), digits)
+    entries = [entry for voice in speakers.values() for entry in voice["digits"].values()]
+    for name, digit, entry in [(n, d, e) for n, voice in speakers.items() for d, e in voice["digits"].items()]:
+        rows = np.flatnonzero((train["speaker"] == name) & (train["digit"] == int(digit)))
+        digits, detail = train["digit"][rows], entry["detail"]
+        rebuilt, rebuilt_pitch = vae.decode(saying(np.tile(entry["voice"], (len(rows), 1)), digits, latents), digits)
         real_db = denormalize(train["x"][rows], low, high)
         again_db = denormalize(np.clip(rebuilt, 0, 1), low, high)
         least = int(np.ceil(MIN_VOICED_S * MEL.frames / MEL.duration))
@@ -197,37 +231,45 @@ def test_a_training_speakers_voice_gets_back_what_its_mean_misses_of_their_recor
                 )
             )
             moved.append(warped(b, warps[-1], mel=MEL))
-        assert voice["detail"]["log_warp"] == pytest.approx(np.mean(warps), abs=1e-9)
+        assert detail["log_warp"] == pytest.approx(np.mean(warps), abs=1e-9)
         missed = [speech_levels(a) - speech_levels(b) for a, b in zip(real_db, moved)]
         levels = np.mean(missed, axis=0)
-        assert len(voice["detail"]["levels_db"]) == len(voice["detail"]["voiced_db"]) == MEL.n_mels
-        np.testing.assert_allclose(voice["detail"]["levels_db"], levels, rtol=1e-4, atol=1e-3)
+        assert len(detail["levels_db"]) == len(detail["voiced_db"]) == MEL.n_mels
+        np.testing.assert_allclose(detail["levels_db"], levels, rtol=1e-4, atol=1e-3)
         f0 = [
             median_log_f0(a, min_frames=least) - median_log_f0(b, min_frames=least)
             for a, b in zip(from_unit(train["pitch"][rows]), from_unit(np.clip(rebuilt_pitch, 0, 1)))
         ]
         f0 = [x for x in f0 if np.isfinite(x)]
-        assert voice["detail"]["log_f0"] == pytest.approx(np.mean(f0) if f0 else 0.0, abs=1e-5)
+        assert detail["log_f0"] == pytest.approx(np.mean(f0) if f0 else 0.0, abs=1e-5)
         # Over voiced speech alone, where both have enough of it (else over all their speech), and the pace.
         voiced = []
         for a, b, ta, tb, whole in zip(real_db, moved, real_tracks, again_tracks, missed):
             va, vb = ta[1] > 0.5, tb[1] > 0.5
             enough = min((speech(a) & va).sum(), (speech(b) & vb).sum()) >= least
             voiced.append(speech_levels(a, va) - speech_levels(b, vb) if enough else whole)
-        np.testing.assert_allclose(voice["detail"]["voiced_db"], np.mean(voiced, axis=0), rtol=1e-4, atol=1e-3)
+        np.testing.assert_allclose(detail["voiced_db"], np.mean(voiced, axis=0), rtol=1e-4, atol=1e-3)
         pace = np.mean([np.log(speech(a).sum() / speech(b).sum()) for a, b in zip(real_db, again_db)])
-        assert voice["detail"]["log_pace"] == pytest.approx(pace, abs=1e-6)
+        assert detail["log_pace"] == pytest.approx(pace, abs=1e-6)
     # The decoder's average voice misses something of every speaker.
-    assert all(np.abs(voice["detail"]["levels_db"]).max() > 0.1 for voice in speakers.values())
-    name = sorted(speakers)[0]
+    assert all(np.abs(entry["detail"]["levels_db"]).max() > 0.1 for entry in entries)
+    # --speaker: each clip gets their detail of its digit; a digit they never said, the mean of theirs.
+    name = sorted(speakers)[0]  # says 0, 2, 4, 6, 8
     _, _, detail = chosen_voice(
-        tiny["model"], tiny["normalized"], 3, speaker=name, mel=MEL, temperature=0.5, latent_voice=1.0, seed=1
+        tiny["model"],
+        tiny["normalized"],
+        3,
+        digits=[0, 2, 5],
+        speaker=name,
+        mel=MEL,
+        temperature=0.5,
+        latent_voice=1.0,
+        seed=1,
     )
-    np.testing.assert_array_equal(detail.levels_db, np.tile(speakers[name]["detail"]["levels_db"], (3, 1)))
-    np.testing.assert_array_equal(detail.log_f0, [speakers[name]["detail"]["log_f0"]] * 3)
-    np.testing.assert_array_equal(detail.voiced_db, np.tile(speakers[name]["detail"]["voiced_db"], (3, 1)))
-    np.testing.assert_array_equal(detail.log_pace, [speakers[name]["detail"]["log_pace"]] * 3)
-    np.testing.assert_array_equal(detail.log_warp, [speakers[name]["detail"]["log_warp"]] * 3)
+    said = [speakers[name]["digits"][d]["detail"] for d in ("0", "2", "4", "6", "8")]
+    for key in ("levels_db", "voiced_db", "log_pace", "log_warp", "log_f0"):
+        np.testing.assert_allclose(getattr(detail, key)[:2], [said[0][key], said[1][key]], rtol=1e-12)
+        np.testing.assert_allclose(getattr(detail, key)[2], np.mean([d[key] for d in said], axis=0), rtol=1e-9)
 
 
 def test_a_voice_from_several_takes_is_the_mean_of_their_voices_saying_every_digit(tiny):
@@ -278,7 +320,15 @@ def test_what_a_voices_latent_vector_misses_is_added_back_to_its_clips(tiny, tmp
 
     sources = [tone(tmp_path / "3_ann_0.wav"), tone(tmp_path / "5_ann_1.wav", f0=180.0)]
     voice, _, detail = chosen_voice(
-        tiny["model"], tiny["normalized"], 2, like=sources, mel=MEL, temperature=0.5, latent_voice=1.0, seed=1
+        tiny["model"],
+        tiny["normalized"],
+        2,
+        digits=[3, 5],
+        like=sources,
+        mel=MEL,
+        temperature=0.5,
+        latent_voice=1.0,
+        seed=1,
     )
     vae, low, high = load_vae(tiny["model"]), *load_stats(tiny["normalized"])
     images, pitches = zip(*(features(read_clip(s, MEL), mel=MEL, mel_min=low, mel_max=high) for s in sources))
@@ -480,13 +530,13 @@ def test_a_model_saved_before_the_voiced_levels_and_pace_were_measured_keeps_its
     from speakdigits.voice_detail import VoiceDetail
 
     older = {"detail": {"levels_db": [1.0, -2.0], "log_f0": 0.1}}
-    detail = VoiceDetail.of_speaker(older, 2)
+    detail = VoiceDetail.of_speaker(older, [3, 7])  # nor a detail per digit: the one for every digit
     np.testing.assert_array_equal(detail.voiced_db, [[1.0, -2.0], [1.0, -2.0]])
     np.testing.assert_array_equal(detail.log_pace, [0.0, 0.0])
     np.testing.assert_array_equal(detail.log_warp, [0.0, 0.0])
     voiced = np.array([[True, False, True], [False, False, True]])
     np.testing.assert_array_equal(detail.frame_levels(voiced), np.tile([[[1.0], [-2.0]]], (2, 1, 3)))
-    assert VoiceDetail.of_speaker({"mean": [0.0]}, 1) is None
+    assert VoiceDetail.of_speaker({"mean": [0.0]}, [1]) is None
 
 
 def test_a_warp_moves_the_spectral_envelope_in_frequency():
