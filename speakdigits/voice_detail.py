@@ -128,21 +128,6 @@ class VoiceDetail:
             np.array([detail.get("log_warp", 0.0)], dtype=np.float64),
         )
 
-    @staticmethod
-    def of_speaker(speaker: dict, digits: list) -> VoiceDetail | None:
-        """A training speaker's detail (their ``speakers.json`` entry) for clips saying ``digits``: what
-        their voice saying each digit misses of their takes of it (:func:`speakdigits.training.speaker_digits`;
-        for a digit they never said, the mean of the others'). None for a model saved without one.
-
-        A model trained before the details were measured per digit has one for all digits (``detail``)."""
-        if "digits" in speaker:
-            said = {d: VoiceDetail.from_json(entry["detail"]) for d, entry in speaker["digits"].items()}
-            others = VoiceDetail.joined(list(said.values())).mean()
-            return VoiceDetail.joined([said.get(str(d), others) for d in digits])
-        if "detail" in speaker:
-            return VoiceDetail.from_json(speaker["detail"]).rows(np.zeros(len(digits), dtype=np.int64))
-        return None
-
     def between(self, steps: int) -> VoiceDetail:
         """``steps`` details on the line from the first row's to the second's (as :func:`interpolate`)."""
         log_f0 = np.nan_to_num(self.log_f0[:2])

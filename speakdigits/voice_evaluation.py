@@ -23,7 +23,14 @@ from speakdigits.mfcc_judge import MfccJudge
 from speakdigits.model import N_DIGITS, TrainedVAE, saying
 from speakdigits.params import GenerateParams, MelParams
 from speakdigits.voice_detail import VoiceDetail, interpolate
-from speakdigits.voices import latent_map, nearest_mean_accuracy, recording_voices, speaker_voices
+from speakdigits.voices import (
+    latent_map,
+    nearest_mean_accuracy,
+    recording_voices,
+    recordings_by_digit,
+    saying_every_digit,
+    speaker_digits,
+)
 from speakdigits.wav import wav_bytes
 
 #: Source clips whose voice the listening page plays saying every digit, and the clips of its row
@@ -138,13 +145,11 @@ def known_voices(vae: TrainedVAE, latents: dict, speakers: dict, *, seed: int, *
     names = sorted(speakers)[:KNOWN_SPEAKERS]
     who = [name for name in names for _ in range(N_DIGITS)]
     said = np.tile(np.arange(N_DIGITS), len(names))
-    each_digit = list(range(N_DIGITS))
-    voices = np.concatenate(
-        [speaker_voices(speakers[n], each_digit, np.tile(speakers[n]["mean"], (N_DIGITS, 1))) for n in names]
+    voices, details = zip(*(saying_every_digit(speaker_digits(speakers[name])) for name in names))
+    detail = VoiceDetail.joined(list(details)) if all(d is not None for d in details) else None
+    wavs = spoken(
+        vae, np.concatenate(voices), said, latents, seeds=[seed + i for i in range(len(who))], detail=detail, **making
     )
-    details = [VoiceDetail.of_speaker(speakers[name], each_digit) for name in names]
-    detail = VoiceDetail.joined(details) if all(d is not None for d in details) else None
-    wavs = spoken(vae, voices, said, latents, seeds=[seed + i for i in range(len(who))], detail=detail, **making)
     return {"speakers": who, "digits": said.tolist(), "wavs": wavs}
 
 
@@ -188,12 +193,25 @@ def take_voices(
     )
     at = np.cumsum([0, *(len(group) for group in groups)])
     voices = np.array([offsets[at[k] : at[k + 1]].mean(axis=0) for k in range(len(groups))])
-    means = [details.rows(slice(at[k], at[k + 1])).mean() for k in range(len(groups))]
+    # Each voice says every digit as generate --like says it from its takes: a digit one of them says, as it.
+    each = [
+        saying_every_digit(
+            recordings_by_digit(
+                offsets[at[k] : at[k + 1]], details.rows(slice(at[k], at[k + 1])), digits[at[k] : at[k + 1]]
+            )
+        )
+        for k in range(len(groups))
+    ]
     owner = np.repeat(np.arange(len(groups)), N_DIGITS)
-    detail = VoiceDetail.joined(means).rows(owner)
     said = np.tile(np.arange(N_DIGITS), len(groups))
     wavs = spoken(
-        vae, voices[owner], said, latents, seeds=[seed + i for i in range(len(said))], detail=detail, **making
+        vae,
+        np.concatenate([v for v, _ in each]),
+        said,
+        latents,
+        seeds=[seed + i for i in range(len(said))],
+        detail=VoiceDetail.joined([d for _, d in each]),
+        **making,
     )
     names = [[f"{clips['digit'][i]}_{clips['speaker'][i]}_{clips['take'][i]}" for i in group] for group in groups]
     return {

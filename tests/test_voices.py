@@ -153,6 +153,35 @@ def test_several_recordings_of_a_voice_give_the_mean_of_their_voices(tiny, tmp_p
         choose(tiny, like=[clips[0], bad])
 
 
+def test_several_recordings_say_a_digit_one_of_them_says_as_it_says_it(tiny, tmp_path):
+    """--like with recordings of several digits: a digit one of them says in its voice with its detail; the
+    others in their mean voice with the mean of their details."""
+    from speakdigits.voice_detail import recording_details
+
+    sources = [tone(tmp_path / "3_ann_0.wav"), tone(tmp_path / "5_ann_1.wav", f0=180.0)]
+    voice, _, detail = chosen_voice(
+        tiny["model"],
+        tiny["normalized"],
+        1,
+        digits=[3, 5, 7],
+        like=sources,
+        mel=MEL,
+        temperature=0.5,
+        latent_voice=1.0,
+        seed=1,
+    )
+    offsets = np.array([posterior_mean(tiny, s, d) - centre(tiny, d) for s, d in zip(sources, (3, 5))])
+    np.testing.assert_allclose(voice, [offsets[0], offsets[1], offsets.mean(axis=0)], rtol=1e-5, atol=1e-6)
+    vae, (low, high) = load_vae(tiny["model"]), load_stats(tiny["normalized"])
+    images, pitches = zip(*(features(read_clip(s, MEL), mel=MEL, mel_min=low, mel_max=high) for s in sources))
+    digits = np.array([3, 5])
+    mu, _ = vae.encode(np.stack(images), np.stack(pitches), digits)
+    own = recording_details(vae, np.stack(images), np.stack(pitches), digits, mu, mel=MEL, mel_min=low, mel_max=high)
+    np.testing.assert_allclose(detail.levels_db[:2], own.levels_db, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(detail.levels_db[2], own.levels_db.mean(axis=0), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(detail.log_warp, [*own.log_warp, own.log_warp.mean()])
+
+
 def test_interpolation_starts_and_ends_at_the_two_sources(tiny, tmp_path):
     a, b = tone(tmp_path / "1_ann_0.wav", f0=120), tone(tmp_path / "8_bob_0.wav", f0=240)
     voice, voices = choose(tiny, 5, between=(a, b))
@@ -323,7 +352,7 @@ def test_what_a_voices_latent_vector_misses_is_added_back_to_its_clips(tiny, tmp
         tiny["model"],
         tiny["normalized"],
         2,
-        digits=[3, 5],
+        digits=[7, 7],  # a digit neither recording says
         like=sources,
         mel=MEL,
         temperature=0.5,
@@ -527,16 +556,18 @@ def test_a_speaker_judge_that_names_the_source_without_a_voice_is_called_out():
 def test_a_model_saved_before_the_voiced_levels_and_pace_were_measured_keeps_its_speech_levels():
     """speakers.json of an older train stage has no voiced_db, log_pace or log_warp: --speaker then raises every
     frame by the speech's levels and keeps the decoder's pace and formants, rather than failing."""
-    from speakdigits.voice_detail import VoiceDetail
+    from speakdigits.voices import by_digit, speaker_digits
 
-    older = {"detail": {"levels_db": [1.0, -2.0], "log_f0": 0.1}}
-    detail = VoiceDetail.of_speaker(older, [3, 7])  # nor a detail per digit: the one for every digit
+    older = {"mean": [0.5, 0.5], "detail": {"levels_db": [1.0, -2.0], "log_f0": 0.1}}
+    # Nor a voice and detail per digit: the mean voice and the one detail for every digit.
+    voices, detail = by_digit(np.zeros((2, 2)), [3, 7], speaker_digits(older))
+    np.testing.assert_array_equal(voices, np.zeros((2, 2)))
     np.testing.assert_array_equal(detail.voiced_db, [[1.0, -2.0], [1.0, -2.0]])
     np.testing.assert_array_equal(detail.log_pace, [0.0, 0.0])
     np.testing.assert_array_equal(detail.log_warp, [0.0, 0.0])
     voiced = np.array([[True, False, True], [False, False, True]])
     np.testing.assert_array_equal(detail.frame_levels(voiced), np.tile([[[1.0], [-2.0]]], (2, 1, 3)))
-    assert VoiceDetail.of_speaker({"mean": [0.0]}, [1]) is None
+    assert by_digit(np.zeros((1, 1)), [1], speaker_digits({"mean": [0.0]}))[1] is None
 
 
 def test_a_warp_moves_the_spectral_envelope_in_frequency():
