@@ -49,7 +49,12 @@ def posterior_mean(tiny, path, digit: int) -> np.ndarray:
 
 
 def choose(tiny, takes: int = 1, latent_voice: float = 1.0, digits: list | None = None, **voice):
-    """The voices asked for, one per take, saying ``digits`` (default: each take says 0)."""
+    """The voices asked for and where they came from, one per take, saying ``digits`` (default: each take 0)."""
+    return choose_with_detail(tiny, takes, latent_voice, digits, **voice)[:2]
+
+
+def choose_with_detail(tiny, takes: int = 1, latent_voice: float = 1.0, digits: list | None = None, **voice):
+    """:func:`chosen_voice` on the tiny model: the voices, where they came from and their detail."""
     return chosen_voice(
         tiny["model"],
         tiny["normalized"],
@@ -60,7 +65,7 @@ def choose(tiny, takes: int = 1, latent_voice: float = 1.0, digits: list | None 
         latent_voice=latent_voice,
         seed=1,
         **voice,
-    )[:2]
+    )
 
 
 def centre(tiny, digit: int) -> np.ndarray:
@@ -104,17 +109,7 @@ def test_a_recordings_voice_is_pulled_toward_its_digits_centre_and_its_detail_me
     image, pitch = features(read_clip(source, MEL), mel=MEL, mel_min=low, mel_max=high)
     real = speech_levels(denormalize(image[None], low, high)[0])
     for share in (0.25, 0.0):
-        voice, _, detail = chosen_voice(
-            tiny["model"],
-            tiny["normalized"],
-            1,
-            digits=[3],
-            like=[source],
-            mel=MEL,
-            temperature=0.5,
-            latent_voice=share,
-            seed=1,
-        )
+        voice, _, detail = choose_with_detail(tiny, 1, share, digits=[3], like=[source])
         np.testing.assert_allclose(voice[0], share * offset, rtol=1e-5, atol=1e-6)
         rebuilt, _ = vae.decode(saying(voice, [3], latents), np.array([3]))
         # Measured against that clip with its formants moved to the recording's (voice_detail.formant_warp).
@@ -159,17 +154,7 @@ def test_several_recordings_say_a_digit_one_of_them_says_as_it_says_it(tiny, tmp
     from speakdigits.voice_detail import recording_details
 
     sources = [tone(tmp_path / "3_ann_0.wav"), tone(tmp_path / "5_ann_1.wav", f0=180.0)]
-    voice, _, detail = chosen_voice(
-        tiny["model"],
-        tiny["normalized"],
-        1,
-        digits=[3, 5, 7],
-        like=sources,
-        mel=MEL,
-        temperature=0.5,
-        latent_voice=1.0,
-        seed=1,
-    )
+    voice, _, detail = choose_with_detail(tiny, 1, digits=[3, 5, 7], like=sources)
     offsets = np.array([posterior_mean(tiny, s, d) - centre(tiny, d) for s, d in zip(sources, (3, 5))])
     np.testing.assert_allclose(voice, [offsets[0], offsets[1], offsets.mean(axis=0)], rtol=1e-5, atol=1e-6)
     vae, (low, high) = load_vae(tiny["model"]), load_stats(tiny["normalized"])
@@ -284,17 +269,7 @@ def test_a_training_speakers_voice_gets_back_what_it_misses_of_their_recordings_
     assert all(np.abs(entry["detail"]["levels_db"]).max() > 0.1 for entry in entries)
     # --speaker: each clip gets their detail of its digit; a digit they never said, the mean of theirs.
     name = sorted(speakers)[0]  # says 0, 2, 4, 6, 8
-    _, _, detail = chosen_voice(
-        tiny["model"],
-        tiny["normalized"],
-        3,
-        digits=[0, 2, 5],
-        speaker=name,
-        mel=MEL,
-        temperature=0.5,
-        latent_voice=1.0,
-        seed=1,
-    )
+    _, _, detail = choose_with_detail(tiny, 3, digits=[0, 2, 5], speaker=name)
     said = [speakers[name]["digits"][d]["detail"] for d in ("0", "2", "4", "6", "8")]
     for key in ("levels_db", "voiced_db", "log_pace", "log_warp", "log_f0"):
         np.testing.assert_allclose(getattr(detail, key)[:2], [said[0][key], said[1][key]], rtol=1e-12)
@@ -348,17 +323,7 @@ def test_what_a_voices_latent_vector_misses_is_added_back_to_its_clips(tiny, tmp
     from speakdigits.voice_detail import recording_details, speech_levels, warped
 
     sources = [tone(tmp_path / "3_ann_0.wav"), tone(tmp_path / "5_ann_1.wav", f0=180.0)]
-    voice, _, detail = chosen_voice(
-        tiny["model"],
-        tiny["normalized"],
-        2,
-        digits=[7, 7],  # a digit neither recording says
-        like=sources,
-        mel=MEL,
-        temperature=0.5,
-        latent_voice=1.0,
-        seed=1,
-    )
+    voice, _, detail = choose_with_detail(tiny, 2, digits=[7, 7], like=sources)  # a digit neither says
     vae, low, high = load_vae(tiny["model"]), *load_stats(tiny["normalized"])
     images, pitches = zip(*(features(read_clip(s, MEL), mel=MEL, mel_min=low, mel_max=high) for s in sources))
     digits = np.array([3, 5])
