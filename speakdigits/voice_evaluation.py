@@ -27,9 +27,9 @@ from speakdigits.voices import (
     latent_map,
     nearest_mean_accuracy,
     recording_voices,
-    recordings_by_digit,
+    recordings_voice,
     saying_every_digit,
-    speaker_digits,
+    speaker_voice,
 )
 from speakdigits.wav import wav_bytes
 
@@ -145,7 +145,7 @@ def known_voices(vae: TrainedVAE, latents: dict, speakers: dict, *, seed: int, *
     names = sorted(speakers)[:KNOWN_SPEAKERS]
     who = [name for name in names for _ in range(N_DIGITS)]
     said = np.tile(np.arange(N_DIGITS), len(names))
-    voices, details = zip(*(saying_every_digit(speaker_digits(speakers[name])) for name in names))
+    voices, details = zip(*(saying_every_digit(speaker_voice(speakers[name])) for name in names))
     detail = VoiceDetail.joined(list(details)) if all(d is not None for d in details) else None
     wavs = spoken(
         vae, np.concatenate(voices), said, latents, seeds=[seed + i for i in range(len(who))], detail=detail, **making
@@ -196,7 +196,7 @@ def take_voices(
     # Each voice says every digit as generate --like says it from its takes: a digit one of them says, as it.
     each = [
         saying_every_digit(
-            recordings_by_digit(
+            recordings_voice(
                 offsets[at[k] : at[k + 1]], details.rows(slice(at[k], at[k + 1])), digits[at[k] : at[k + 1]]
             )
         )

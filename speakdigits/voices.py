@@ -150,7 +150,7 @@ def chosen_voice(
     temperature: float,
     latent_voice: float,
     seed: int,
-) -> tuple[np.ndarray, list[dict]]:
+) -> tuple[np.ndarray, list[dict], VoiceDetail | None]:
     """The voices asked for (``generate --like``, ``--speaker`` or ``--between``) saying ``digits``, one per
     clip: offsets from a digit's centre (:func:`speakdigits.model.voice_of`), to say them with
     (:func:`speakdigits.model.saying`).
@@ -166,7 +166,7 @@ def chosen_voice(
     like, speaker, between : optional
         One of: recordings of one speaker, whose posterior means (each encoded with its own digit) give
         the voice, their mean when there are several (a take's voice is mostly that take, its pace and
-        level: several takes say more of the speaker), and a digit some of them say said as those say it
+        level: several takes say more of the speaker), a digit that some of them say said as they say it
         (:func:`by_digit`); a training speaker's name, whose clips' voices'
         Gaussian is the voice (``speakers.json``), moved to where their takes of each digit lie
         (:func:`by_digit`); two recordings, the line between whose voices the
@@ -189,7 +189,7 @@ def chosen_voice(
         ``clips x latent_dim`` voices, per clip where it came from (for ``samples.json``), and per clip what
         the latent vector misses of the recordings' voice (:func:`recording_details`; for ``like``, of those
         that say the clip's digit, else of all, :func:`by_digit`; for ``between`` the line from one to the
-        other); for a training speaker, theirs saying the clip's digit (:func:`speaker_digits`), None for a
+        other); for a training speaker, theirs saying the clip's digit (:func:`speaker_voice`), None for a
         model saved without it.
     """
     rng = stream(seed, Stream.CHOSEN_VOICE)
@@ -201,7 +201,7 @@ def chosen_voice(
             listed = ", ".join(names[:12]) + (f" and {len(names) - 12} more" if len(names) > 12 else "")
             raise PipelineError(f"--speaker {speaker!r}: not a training speaker; expected one of {listed}")
         draws = draw(speakers[speaker], takes, temperature=temperature, rng=rng)
-        voices, details = by_digit(draws[take], digits, speaker_digits(speakers[speaker]))
+        voices, details = by_digit(draws[take], digits, speaker_voice(speakers[speaker]))
         return voices, [{"speaker": speaker}] * len(digits), details
     paths = [Path(p) for p in (like if like is not None else between)]
     own = [clip_digit(path, like_digit) for path in paths]
@@ -231,7 +231,7 @@ def chosen_voice(
         # The mean of n independent posteriors N(μᵢ, σᵢ²) has the variance Σ σᵢ² / n².
         spread = np.logaddexp.reduce(np.asarray(log_var, dtype=np.float64), axis=0) - 2 * np.log(len(paths))
         chosen = draw(posterior(voices.mean(axis=0), spread), takes, temperature=temperature, rng=rng)
-        voices, details = by_digit(chosen[take], digits, recordings_by_digit(voices, details, own))
+        voices, details = by_digit(chosen[take], digits, recordings_voice(voices, details, own))
         return voices, [{"like": ends[0] if len(ends) == 1 else ends}] * len(digits), details
     steps = [{"between": ends, "step": int(step)} for step in take]
     return interpolate(voices[0], voices[1], takes)[take], steps, details.between(takes).rows(take)
@@ -272,7 +272,7 @@ def saying_every_digit(voice: DigitVoices) -> tuple[np.ndarray, VoiceDetail | No
     return by_digit(np.tile(voice.mean, (N_DIGITS, 1)), list(range(N_DIGITS)), voice)
 
 
-def speaker_digits(speaker: dict) -> DigitVoices:
+def speaker_voice(speaker: dict) -> DigitVoices:
     """A training speaker's voice, digit by digit, from their ``speakers.json`` entry: their mean voice, and
     per digit they said their voice saying it and what that misses of their takes of it
     (:func:`speakdigits.training.speaker_digits`); the mean of those details for the others. A model saved
@@ -291,7 +291,7 @@ def speaker_digits(speaker: dict) -> DigitVoices:
     )
 
 
-def recordings_by_digit(voices: np.ndarray, details: VoiceDetail, own: np.ndarray) -> DigitVoices:
+def recordings_voice(voices: np.ndarray, details: VoiceDetail, own: np.ndarray) -> DigitVoices:
     """Several recordings of one voice (their voices and details, :func:`recording_voices`, and the digits
     they say), digit by digit: the mean of their voices; per digit, the mean voice and detail of those that
     say it; for the others, the mean of all their details."""

@@ -521,18 +521,18 @@ def test_a_speaker_judge_that_names_the_source_without_a_voice_is_called_out():
 def test_a_model_saved_before_the_voiced_levels_and_pace_were_measured_keeps_its_speech_levels():
     """speakers.json of an older train stage has no voiced_db, log_pace or log_warp: --speaker then raises every
     frame by the speech's levels and keeps the decoder's pace and formants, rather than failing."""
-    from speakdigits.voices import by_digit, speaker_digits
+    from speakdigits.voices import by_digit, speaker_voice
 
     older = {"mean": [0.5, 0.5], "detail": {"levels_db": [1.0, -2.0], "log_f0": 0.1}}
     # Nor a voice and detail per digit: the mean voice and the one detail for every digit.
-    voices, detail = by_digit(np.zeros((2, 2)), [3, 7], speaker_digits(older))
+    voices, detail = by_digit(np.zeros((2, 2)), [3, 7], speaker_voice(older))
     np.testing.assert_array_equal(voices, np.zeros((2, 2)))
     np.testing.assert_array_equal(detail.voiced_db, [[1.0, -2.0], [1.0, -2.0]])
     np.testing.assert_array_equal(detail.log_pace, [0.0, 0.0])
     np.testing.assert_array_equal(detail.log_warp, [0.0, 0.0])
     voiced = np.array([[True, False, True], [False, False, True]])
     np.testing.assert_array_equal(detail.frame_levels(voiced), np.tile([[[1.0], [-2.0]]], (2, 1, 3)))
-    assert by_digit(np.zeros((1, 1)), [1], speaker_digits({"mean": [0.0]}))[1] is None
+    assert by_digit(np.zeros((1, 1)), [1], speaker_voice({"mean": [0.0]}))[1] is None
 
 
 def test_a_warp_moves_the_spectral_envelope_in_frequency():
