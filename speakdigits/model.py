@@ -284,8 +284,8 @@ class VAE(keras.Model):
         return self.decoder(self._inputs(mu, y), training=training)
 
     def _loss_parts(self, x, y, training: bool):
-        """The VAE's loss to descend, the adversary's, and the parts: MSE, pitch MSE, KL and the adversary's
-        cross-entropy (0 without one)."""
+        """The VAE's loss to descend and its parts: MSE, pitch MSE, KL and the adversary's cross-entropy
+        (0 without one), which is also the adversary's own loss to descend."""
         mu, log_var = self.encoder(self._inputs(x, y), training=training)
         eps = keras.random.normal(keras.ops.shape(mu), seed=self.noise)
         z = mu + eps * keras.ops.exp(0.5 * log_var)
@@ -301,7 +301,7 @@ class VAE(keras.Model):
             adversary = keras.ops.mean(keras.losses.categorical_crossentropy(y, read, from_logits=True))
             guess = keras.ops.log_softmax(self.adversary(mu, training=training))
             loss = loss - self.adversary_weight * keras.ops.mean(guess)  # cross-entropy against 1/10 each
-        return loss, adversary, mse, pitch, kl, adversary
+        return loss, (mse, pitch, kl, adversary)
 
     def _track(self, mse, pitch, kl, adversary):
         # The reported loss is made from its parts' running means, not tracked as a mean of its own: tracked,
@@ -322,7 +322,7 @@ class VAE(keras.Model):
     def train_step(self, data):
         x, y = data
         with tf.GradientTape(persistent=self.adversary is not None) as tape:
-            loss, adversary_loss, *parts = self._loss_parts(x, y, training=True)
+            loss, parts = self._loss_parts(x, y, training=True)
         if self.adversary is None:
             weights = self.trainable_weights
             grads = tape.gradient(loss, weights)
@@ -330,6 +330,7 @@ class VAE(keras.Model):
             own = {id(w) for w in self.adversary.trainable_weights}
             vae_weights = [w for w in self.trainable_weights if id(w) not in own]
             weights = vae_weights + self.adversary.trainable_weights
+            adversary_loss = parts[-1]  # its cross-entropy, the last of the parts
             grads = tape.gradient(loss, vae_weights) + tape.gradient(adversary_loss, self.adversary.trainable_weights)
             del tape
         self.optimizer.apply_gradients(zip(grads, weights))
@@ -337,7 +338,7 @@ class VAE(keras.Model):
 
     def test_step(self, data):
         x, y = data
-        _, _, *parts = self._loss_parts(x, y, training=False)
+        _, parts = self._loss_parts(x, y, training=False)
         return self._track(*parts)
 
 

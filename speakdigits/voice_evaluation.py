@@ -192,16 +192,14 @@ def take_voices(
         mel_max=making["mel_max"],
     )
     at = np.cumsum([0, *(len(group) for group in groups)])
-    voices = np.array([offsets[at[k] : at[k + 1]].mean(axis=0) for k in range(len(groups))])
-    # Each voice says every digit as generate --like says it from its takes: a digit one of them says, as it.
-    each = [
-        saying_every_digit(
-            recordings_voice(
-                offsets[at[k] : at[k + 1]], details.rows(slice(at[k], at[k + 1])), digits[at[k] : at[k + 1]]
-            )
-        )
+    # Each voice is the mean of its takes' and says every digit as generate --like says it from them: a digit
+    # one of them says, as it.
+    group_voices = [
+        recordings_voice(offsets[at[k] : at[k + 1]], details.rows(slice(at[k], at[k + 1])), digits[at[k] : at[k + 1]])
         for k in range(len(groups))
     ]
+    voices = np.array([voice.mean for voice in group_voices])
+    each = [saying_every_digit(voice) for voice in group_voices]
     owner = np.repeat(np.arange(len(groups)), N_DIGITS)
     said = np.tile(np.arange(N_DIGITS), len(groups))
     wavs = spoken(
