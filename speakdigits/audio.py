@@ -13,7 +13,7 @@ import functools
 import numpy as np
 import scipy.fft
 
-from speakdigits.params import MelParams
+from speakdigits.params import MelParams, hz_to_mel, mel_to_hz
 from speakdigits.wav import BadClip, decode_wav, resample
 
 # A clip whose peak stays below this (-80 dBFS) carries no usable speech.
@@ -142,28 +142,6 @@ def hann_window(n_fft: int, dtype: type = np.float64) -> np.ndarray:
     return window
 
 
-# Slaney's mel scale (librosa's default): linear below 1 kHz, logarithmic above.
-_MEL_LINEAR_HZ = 200.0 / 3  # Hz per mel below the break
-_MEL_BREAK_HZ = 1000.0
-_MEL_BREAK = (_MEL_BREAK_HZ - 0.0) / _MEL_LINEAR_HZ
-_MEL_LOG_STEP = np.log(6.4) / 27.0  # log(Hz) per mel above the break
-
-
-def _hz_to_mel(hz: float) -> np.floating:
-    hz = np.asanyarray(hz)
-    mels = (hz - 0.0) / _MEL_LINEAR_HZ
-    if hz >= _MEL_BREAK_HZ:
-        mels = _MEL_BREAK + np.log(hz / _MEL_BREAK_HZ) / _MEL_LOG_STEP
-    return mels
-
-
-def _mel_to_hz(mels: np.ndarray) -> np.ndarray:
-    freqs = 0.0 + _MEL_LINEAR_HZ * mels
-    above = mels >= _MEL_BREAK
-    freqs[above] = _MEL_BREAK_HZ * np.exp(_MEL_LOG_STEP * (mels[above] - _MEL_BREAK))
-    return freqs
-
-
 @functools.cache
 def mel_filters(*, sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float | None) -> np.ndarray:
     """``librosa.filters.mel`` with its defaults (Slaney's scale and area normalisation), float32,
@@ -171,7 +149,7 @@ def mel_filters(*, sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax:
     fmax = float(sample_rate) / 2 if fmax is None else fmax
     weights = np.zeros((n_mels, int(1 + n_fft // 2)), dtype=np.float32)
     fft_freqs = np.fft.rfftfreq(n=n_fft, d=1.0 / sample_rate)
-    mel_f = _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels + 2))
+    mel_f = mel_to_hz(np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), n_mels + 2))
     fdiff = np.diff(mel_f)
     ramps = np.subtract.outer(mel_f, fft_freqs)
     for i in range(n_mels):

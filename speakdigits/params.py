@@ -341,16 +341,34 @@ def validate(params: Any, schema: dict[str, Any] = SCHEMA, prefix: str = "") -> 
             params[key] = float(value)
 
 
+# Slaney's mel scale (his Auditory Toolbox's, librosa's default): linear below 1 kHz, logarithmic above. Both
+# directions are librosa's operation for operation, so that :func:`speakdigits.audio.mel_filters` is its bytes.
+_MEL_LINEAR_HZ = 200.0 / 3  # Hz per mel below the break
+_MEL_BREAK_HZ = 1000.0
+_MEL_BREAK = _MEL_BREAK_HZ / _MEL_LINEAR_HZ
+_MEL_LOG_STEP = np.log(6.4) / 27.0  # log(Hz) per mel above the break
+
+
 def hz_to_mel(hz) -> np.ndarray:
-    """Slaney's mel scale (his Auditory Toolbox's, librosa's default): linear below 1 kHz, logarithmic above."""
-    hz = np.asarray(hz, dtype=np.float64)
-    return np.where(hz < 1000, 3 * hz / 200, 15 + 27 * np.log(np.maximum(hz, 1e-9) / 1000) / np.log(6.4))
+    """Each frequency of ``hz`` (Hz; a number or an array) on Slaney's mel scale."""
+    hz = np.asanyarray(hz, dtype=np.float64)
+    mels = hz / _MEL_LINEAR_HZ
+    if hz.ndim:
+        above = hz >= _MEL_BREAK_HZ
+        mels[above] = _MEL_BREAK + np.log(hz[above] / _MEL_BREAK_HZ) / _MEL_LOG_STEP
+    elif hz >= _MEL_BREAK_HZ:
+        mels = _MEL_BREAK + np.log(hz / _MEL_BREAK_HZ) / _MEL_LOG_STEP
+    return mels
 
 
 def mel_to_hz(mels) -> np.ndarray:
     """The frequency (Hz) at each of ``mels`` on :func:`hz_to_mel`'s scale."""
-    mels = np.asarray(mels, dtype=np.float64)
-    return np.where(mels < 15, 200 * mels / 3, 1000 * np.exp(np.log(6.4) * (mels - 15) / 27))
+    shape = np.shape(mels)
+    mels = np.array(mels, dtype=np.float64, ndmin=1)
+    freqs = _MEL_LINEAR_HZ * mels
+    above = mels >= _MEL_BREAK
+    freqs[above] = _MEL_BREAK_HZ * np.exp(_MEL_LOG_STEP * (mels[above] - _MEL_BREAK))
+    return freqs.reshape(shape)
 
 
 def mel_band_centres(*, n_mels: int, fmin: float, fmax: float) -> np.ndarray:

@@ -11,7 +11,7 @@ import pytest
 import scipy.signal
 
 from speakdigits import audio, pitch
-from speakdigits.params import MelParams
+from speakdigits.params import MelParams, mel_band_centres, mel_to_hz
 from speakdigits.quality import voicing
 from speakdigits.vocoder import (
     excitation,
@@ -148,9 +148,7 @@ def test_the_harmonic_vocoder_follows_the_mel_image():
     image = smooth_image()
     again = audio.log_mel(pitch_to_audio(image, track, mel=MEL, n_iter=32, seed=0), mel=MEL)
     speech = slice(8, 36)
-    edges = np.searchsorted(
-        audio._mel_to_hz(np.linspace(0, audio._hz_to_mel(4000.0), MEL.n_mels + 2))[1:-1], [1000, 2000, 3000]
-    )
+    edges = np.searchsorted(mel_to_hz(mel_band_centres(n_mels=MEL.n_mels, fmin=0.0, fmax=4000.0)), [1000, 2000, 3000])
 
     def energy(db: np.ndarray, axis: int) -> np.ndarray:
         power = 10 ** (db[:, speech] / 10)
