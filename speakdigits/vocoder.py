@@ -33,18 +33,17 @@ with its ``hop`` and ``n_samples``), so what was analysed is what is inverted.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 
 import librosa
 import numpy as np
 
 from speakdigits.audio import mel_filters
-from speakdigits.cores import available_cores, one_thread_each, spawned_pool
+from speakdigits.cores import mapped
 from speakdigits.params import MelParams
 from speakdigits.pitch import F0, VOICING
 from speakdigits.streams import clip_rng
-from speakdigits.voice_detail import speech
+from speakdigits.voice_detail import read_between, speech
 
 #: Fewest clips per worker process before synthesis is spread over processes.
 CLIPS_PER_PROCESS = 8
@@ -313,13 +312,11 @@ def with_pace(images_db: np.ndarray, tracks: np.ndarray, log_pace: np.ndarray) -
         onset = int(np.argmax(speech(image)))
         at = onset + np.arange(frames - onset) / np.exp(pace)
         inside = at <= frames - 1
-        before = np.minimum(np.floor(at).astype(np.int64), frames - 1)
-        after, share = np.minimum(before + 1, frames - 1), at - before
         nearest = np.minimum(np.rint(at).astype(np.int64), frames - 1)
         quietest, last_f0 = image.min(), track[F0, -1]
-        image[:, onset:] = np.where(inside, image[:, before] * (1 - share) + image[:, after] * share, quietest)
+        image[:, onset:] = np.where(inside, read_between(image, at, axis=1), quietest)
         track[VOICING, onset:] = np.where(inside, track[VOICING, nearest], 0.0)
-        track[F0, onset:] = np.where(inside, track[F0, before] * (1 - share) + track[F0, after] * share, last_f0)
+        track[F0, onset:] = np.where(inside, read_between(track[F0], at, axis=0), last_f0)
     return images_db, tracks
 
 
@@ -374,21 +371,13 @@ def synthesize_many(
     tasks = [
         (image, track, dict(common, seed=seed)) for image, track, seed in zip(images_db, pitches, seeds, strict=True)
     ]
-    # A spawned worker takes about 2 s to start (it imports librosa): worth it from a few clips each.
-    jobs = min(jobs or available_cores(), max(1, len(tasks) // CLIPS_PER_PROCESS))
+    # A spawned worker takes about 2 s to start (it imports librosa): worth it from a few clips each. Chunks
+    # of at most 25 clips let progress be told as they come.
     clips: list[np.ndarray] = []
-    with contextlib.ExitStack() as stack:
-        if jobs <= 1:
-            stack.enter_context(one_thread_each())
-            done = map(_synthesize, tasks)
-        else:
-            pool = stack.enter_context(spawned_pool(jobs))
-            # imap keeps the order; chunks of at most 25 clips let progress be told as they come.
-            done = pool.imap(_synthesize, tasks, chunksize=max(1, min(25, len(tasks) // (4 * jobs))))
-        for clip in done:
-            clips.append(clip)
-            if progress is not None:
-                progress(len(clips), len(tasks))
+    for clip in mapped(_synthesize, tasks, per_process=CLIPS_PER_PROCESS, jobs=jobs, most_per_chunk=25):
+        clips.append(clip)
+        if progress is not None:
+            progress(len(clips), len(tasks))
     return clips
 
 

@@ -171,11 +171,17 @@ def warped(levels_db: np.ndarray, log_warp: float, *, mel: MelParams) -> np.ndar
         return levels_db
     fmax = mel.fmax if mel.fmax is not None else mel.sample_rate / 2
     centres = mel_to_hz(mel_band_centres(n_mels=mel.n_mels, fmin=mel.fmin, fmax=fmax))
-    at = np.interp(centres * np.exp(-log_warp), centres, np.arange(len(centres)))
-    below = np.floor(at).astype(np.int64)
-    above = np.minimum(below + 1, len(centres) - 1)
-    share = (at - below).reshape((-1,) + (1,) * (levels_db.ndim - 1))
-    return levels_db[below] * (1 - share) + levels_db[above] * share
+    return read_between(levels_db, np.interp(centres * np.exp(-log_warp), centres, np.arange(len(centres))), axis=0)
+
+
+def read_between(values: np.ndarray, at: np.ndarray, *, axis: int) -> np.ndarray:
+    """``values`` read at the fractional positions ``at`` along ``axis``: linearly between the two entries
+    around each (at and beyond the last entry, the last)."""
+    last = values.shape[axis] - 1
+    below = np.minimum(np.floor(at).astype(np.int64), last)
+    above = np.minimum(below + 1, last)
+    share = (at - below).reshape([-1 if k == axis % values.ndim else 1 for k in range(values.ndim)])
+    return np.take(values, below, axis=axis) * (1 - share) + np.take(values, above, axis=axis) * share
 
 
 def formant_warp(heard_db: np.ndarray, made_db: np.ndarray, *, mel: MelParams) -> float:
