@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 
 from threadpoolctl import threadpool_limits
 
+from speakdigits import librosa_kernels
 from speakdigits.errors import PipelineError
 
 #: Environment variable that caps the cores every stage uses (e.g. 1 per experiment
@@ -76,11 +77,13 @@ def spawned_pool(jobs: int, initializer: Callable | None = None, initargs: tuple
 
 def init_worker() -> None:
     """Initializer of every worker process: one thread per numerical library, freed memory kept
-    for reuse, and Ctrl-C left to the parent (which removes the half-built output once)."""
+    for reuse, librosa's kernels compiled or loaded one process at a time (:mod:`speakdigits.librosa_kernels`),
+    and Ctrl-C left to the parent (which removes the half-built output once)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ.update({name: "1" for name in _THREAD_VARIABLES})
     threadpool_limits(1)
     keep_freed_memory()
+    librosa_kernels.ready()
 
 
 def one_thread_each() -> threadpool_limits:
@@ -89,6 +92,26 @@ def one_thread_each() -> threadpool_limits:
     result is the same bytes on one process or several. Left on every core, OpenBLAS split a product
     over its threads and rounded it otherwise (DNSMOS's P.808 rating moved by 2e-7). A context manager."""
     return threadpool_limits(1)
+
+
+def mapped(
+    func: Callable, tasks: list, *, per_process: int, jobs: int | None = None, most_per_chunk: int | None = None
+) -> Iterator:
+    """``func`` of each of ``tasks``, yielded in order as they are done: on ``jobs`` spawned processes (by
+    default every core the process may use), but no more than give each ``per_process`` tasks, for a worker
+    takes seconds to start (it imports its libraries); in this process, one thread each
+    (:func:`one_thread_each`), when that leaves one. Each task's result must depend on the task alone: then
+    it is the same bytes whatever the number of processes. ``most_per_chunk`` caps the tasks sent to a
+    worker at once, so that a caller hears of progress as it comes."""
+    jobs = min(jobs or available_cores(), max(1, len(tasks) // per_process))
+    if jobs <= 1:
+        librosa_kernels.ready()  # as a worker's initializer does
+        with one_thread_each():
+            yield from map(func, tasks)
+        return
+    chunk = max(1, len(tasks) // (4 * jobs))
+    with spawned_pool(jobs) as pool:
+        yield from pool.imap(func, tasks, chunksize=min(chunk, most_per_chunk or chunk))
 
 
 # glibc's mallopt() parameters (malloc.h).

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from speakdigits.cores import available_cores, one_thread_each, spawned_pool
+from speakdigits.cores import mapped
 from speakdigits.wav import BadClip, decode_wav, resample
 
 SAMPLE_RATE = 16_000
@@ -69,9 +69,4 @@ def _front_end(wav: bytes) -> np.ndarray | str:
 
 def hear(wavs: list[bytes], *, jobs: int | None = None) -> list[np.ndarray | str]:
     """:func:`front_end` of every wav file (or the reason it cannot be heard), on ``jobs`` spawned processes."""
-    jobs = min(jobs or available_cores(), max(1, len(wavs) // CLIPS_PER_PROCESS))
-    if jobs <= 1:
-        with one_thread_each():
-            return [_front_end(wav) for wav in wavs]
-    with spawned_pool(jobs) as pool:
-        return pool.map(_front_end, wavs, chunksize=max(1, len(wavs) // (4 * jobs)))
+    return list(mapped(_front_end, wavs, per_process=CLIPS_PER_PROCESS, jobs=jobs))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from speakdigits import librosa_kernels
 from speakdigits.params import MelParams
 
 #: The range searched, in Hz: below the lowest adult male voices, above most children's.
@@ -67,6 +68,7 @@ def track(samples: np.ndarray, *, mel: MelParams) -> np.ndarray:
     samples = np.asarray(samples, dtype=np.float32)
     window = frame_length(mel.sample_rate)
     common = dict(sr=mel.sample_rate, frame_length=window, hop_length=mel.hop, center=True, pad_mode="constant")
+    librosa_kernels.ready()
     f0, voiced, _ = librosa.pyin(
         samples, fmin=F0_MIN, fmax=F0_MAX, resolution=_RESOLUTION, beta_parameters=_VOICING_PRIOR, **common
     )

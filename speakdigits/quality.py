@@ -28,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from speakdigits.cores import available_cores, one_thread_each, spawned_pool
+from speakdigits import librosa_kernels
+from speakdigits.cores import mapped
 from speakdigits.wav import BadClip, decode_wav, resample
 
 #: The rate every measure here works at (DNSMOS and PESQ-WB are defined at 16 kHz).
@@ -67,6 +68,7 @@ def voicing(samples: np.ndarray) -> tuple[float, np.ndarray]:
     import librosa  # here: the stages that do not measure need not load it
 
     samples = np.asarray(samples, dtype=np.float32)
+    librosa_kernels.ready()
     f0, voiced, _ = librosa.pyin(
         samples, fmin=F0_RANGE[0], fmax=F0_RANGE[1], sr=SAMPLE_RATE, frame_length=FRAME, hop_length=HOP
     )
@@ -161,12 +163,7 @@ def measure_many(
     """:func:`measure` of each wav (against its reference, if given), on ``jobs`` spawned processes
     (by default every core the process may use); the result is the same whatever the number."""
     tasks = list(zip(wavs, references or [None] * len(wavs), strict=True))
-    jobs = min(jobs or available_cores(), max(1, len(tasks) // CLIPS_PER_PROCESS))
-    if jobs <= 1:
-        with one_thread_each():
-            return [_measure(task) for task in tasks]
-    with spawned_pool(jobs) as pool:
-        return pool.map(_measure, tasks, chunksize=max(1, len(tasks) // (4 * jobs)))
+    return list(mapped(_measure, tasks, per_process=CLIPS_PER_PROCESS, jobs=jobs))
 
 
 def summarize(measures: list[dict]) -> dict:

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -121,3 +122,44 @@ def test_a_stage_imports_the_package_before_tensorflow():
     """TensorFlow reads the oneDNN settings once, when it loads: the stages must reach speakdigits first."""
     source = (REPO / "stages" / "common.py").read_text(encoding="utf-8")
     assert source.index("from speakdigits") < source.index("import keras")
+
+
+# Runs librosa's kernels the way a stage does, then says so.
+_KERNEL_USERS = {
+    "pitch.track": "from speakdigits import pitch; from speakdigits.params import MelParams; "
+    "pitch.track(np.zeros(16000, np.float32), mel=MelParams(16000, 1.0, 64, 64, 1024, 0.0, None, 40.0, 80.0))",
+    "quality.voicing": "from speakdigits import quality; quality.voicing(np.zeros(16000, np.float32))",
+    "a worker's initializer": "from speakdigits.cores import init_worker; init_worker()",
+}
+
+
+def _waiting_for_a_lock(pid: int) -> bool:
+    # /proc/locks lists a blocked request as "N: -> FLOCK  ADVISORY  WRITE <pid> ...".
+    return any("->" in line and f" {pid} " in line for line in open("/proc/locks"))
+
+
+@pytest.mark.parametrize("user", sorted(_KERNEL_USERS))
+def test_librosas_kernels_are_compiled_by_one_process_at_a_time(user, tmp_path):
+    """numba writes librosa's cache of compiled kernels without a lock, and two processes compiling at
+    once could leave it naming one kernel's code for another (every later run: a segmentation fault,
+    speakdigits.librosa_kernels). So whatever runs them first takes a lock of the machine's: while
+    another process holds it, this one waits, and goes on once it is free."""
+    import fcntl
+
+    lock = tmp_path / f"speakdigits-librosa-kernels-{os.getuid()}.lock"
+    script = f"import numpy as np; {_KERNEL_USERS[user]}; print('done')"
+    # TMPDIR: this test's own lock, which the other tests' processes never wait for.
+    env = dict(os.environ, TMPDIR=str(tmp_path))
+    with open(lock, "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        child = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
+        try:
+            for _ in range(1200):  # up to 60 s to import its libraries and reach the lock
+                if _waiting_for_a_lock(child.pid) or child.poll() is not None:
+                    break
+                time.sleep(0.05)
+            assert child.poll() is None and _waiting_for_a_lock(child.pid), f"{user} did not wait for the lock"
+        finally:
+            fcntl.flock(held, fcntl.LOCK_UN)
+    out, _ = child.communicate(timeout=300)
+    assert child.returncode == 0 and out.strip().endswith("done")
